@@ -1,0 +1,119 @@
+"""The ``unimumer`` console script: thin argparse wrappers over the library, one subcommand each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare_crohme
+
+    summaries = prepare_crohme(Path(args.src), Path(args.out), splits=args.splits, images=not args.no_images,
+                               height=args.height, workers=args.workers, limit=args.limit)
+    for split, s in summaries.items():
+        print(f"{split}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .report import evaluate_files, format_results
+
+    rows = evaluate_files([Path(p) for p in args.predictions], normalize=args.normalize)
+    text = format_results(rows, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .tasks import build_task_files
+
+    summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
+                               captions=Path(args.captions) if args.captions else None,
+                               predictions=Path(args.from_predictions) if args.from_predictions else None,
+                               prefix=args.prefix, seed=args.seed)
+    for task, s in summary.items():
+        print(f"{task}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import synthesize_dataset
+
+    summary = synthesize_dataset(n=args.n, seed=args.seed, out=Path(args.out), workers=args.workers)
+    print(f"synthetic: wrote {summary['written']} inks to {args.out}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unimumer", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="InkML folders -> images + caption.txt per split")
+    s.add_argument("kind", choices=["crohme"], help="input layout (CROHME-style InkML split folders)")
+    s.add_argument("--src", required=True, help="folder holding split folders (train/, test2014/, ...)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--splits", type=_csv, default=None, help="comma-separated splits (default: all found)")
+    s.add_argument("--no-images", action="store_true", help="write captions only")
+    s.add_argument("--height", type=int, default=128)
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    s.add_argument("--limit", type=int, default=None, help="first N files per split (for quick looks)")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("eval", help="metrics of Uni-MuMER-style prediction JSON files")
+    s.add_argument("predictions", nargs="+")
+    s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table")
+    s.add_argument("--out", default=None, help="write here instead of stdout")
+    s.add_argument("--normalize", action="store_true", help="normalise gt and pred before scoring")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("tasks", help="build multi-task training data (LLaMA-Factory JSON)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--captions", help="caption.txt with images/ beside it")
+    src.add_argument("--from-predictions", help="prediction JSON (for error_find,error_fix)")
+    s.add_argument("--tasks", default="vanilla,tree,can")
+    s.add_argument("--out", required=True)
+    s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_tasks)
+
+    s = sub.add_parser("synth", help="synthetic handwritten expressions (InkML + captions.tsv)")
+    s.add_argument("--n", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--workers", type=int, default=None)
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill for a profile")
+    s.add_argument("--profile", choices=["smoke", "paper"], default="smoke")
+    s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
+    s.add_argument("--data", default=None, help="'synthetic' (default) or a CROHME root folder")
+    s.set_defaults(func=cmd_reproduce)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"unimumer {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
