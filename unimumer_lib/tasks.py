@@ -1,6 +1,24 @@
-"""Multi-task training records (vanilla, Tree-CoT, symbol counting, error find/fix): prompts and builders."""
+"""Multi-task training records (vanilla, Tree-CoT, symbol counting, error find/fix): prompts and builders.
+
+Every record is one LLaMA-Factory sharegpt row made by ``records.sharegpt_row``: the user turn is ``<image>``
+followed by the published prompt (for the EDL tasks: prompt, a newline, the formula), the assistant turn is
+the target (tree/can/error_fix: reasoning, a newline, the caption).  Files: ``<task>.json`` per task,
+``rejects.tsv`` (id, task, reason) and ``dataset_info.json`` entries named like the released ones.
+"""
 
 from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Iterable
+
+from tqdm.auto import tqdm
+
+from . import edl
+from .records import CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, read_captions, sharegpt_row, write_sharegpt
+from .tree import TreeError, count_text, tree_text
 
 PROMPT_PREFIX = "I have an image of a handwritten mathematical expression"
 # Published Uni-MuMER prompts, byte-exact; the EDL texts come from a third-party copy of the released data.
@@ -19,3 +37,235 @@ PROMPTS = {
                  "replaced. INSERT:content after position for missing content. DELETE:to_delete for parts to be "
                  "removed.",
 }
+
+CAPTION_TASKS = ("vanilla", "tree", "can")
+EDL_TASKS = ("error_find", "error_fix")
+TASKS = CAPTION_TASKS + EDL_TASKS
+ANSWER_SEPARATOR = "\n"  # between the reasoning (tree, counts, correction log) and the final caption
+FORMULA_SEPARATOR = "\n"  # between an EDL prompt and the formula it asks about
+DATASET_INFO = "dataset_info.json"
+TASK_REJECTS = "rejects.tsv"
+TASK_REJECTS_HEADER = ("id", "task", "reason")
+# LLaMA-Factory dataset_info columns/tags for the rows made by records.sharegpt_row
+SHAREGPT_INFO = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
+                 "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+
+
+def dataset_name(task: str, prefix: str = "crohme_train") -> str:
+    """The released dataset_info name: ``crohme_train`` for vanilla, ``crohme_train_<task>`` otherwise."""
+    _check_tasks([task])
+    return prefix if task == "vanilla" else f"{prefix}_{task}"
+
+
+def _check_tasks(tasks: Iterable[str]) -> list[str]:
+    tasks = list(tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    return tasks
+
+
+def caption_target(task: str, caption: str) -> str:
+    """Assistant target of a caption task; TreeError when the tree cannot carry the caption."""
+    if task == "vanilla":
+        return caption
+    if task == "tree":
+        return tree_text(caption) + ANSWER_SEPARATOR + caption
+    if task == "can":
+        return count_text(caption) + ANSWER_SEPARATOR + caption
+    raise ValueError(f"{task!r} is not a caption task ({', '.join(CAPTION_TASKS)})")
+
+
+def caption_row(task: str, caption: str, image: str) -> dict:
+    """One vanilla/tree/can sharegpt row (``<image>`` first, then the published prompt)."""
+    return sharegpt_row(PROMPTS[task], caption_target(task, caption), [image])
+
+
+def error_find_row(record: dict) -> dict:
+    """EDL detection row from an ``edl.edl_records`` record: prompt + prediction -> marked prediction."""
+    return sharegpt_row(PROMPTS["error_find"] + FORMULA_SEPARATOR + record["pred"], record["marked"],
+                        [record["image"]])
+
+
+def error_fix_row(record: dict) -> dict:
+    """EDL correction row: prompt + marked prediction -> correction log, then the corrected caption."""
+    return sharegpt_row(PROMPTS["error_fix"] + FORMULA_SEPARATOR + record["marked"],
+                        record["log"] + ANSWER_SEPARATOR + record["gt"], [record["image"]])
+
+
+def split_answer(target: str) -> tuple[str, str]:
+    """(reasoning, caption) of a tree/can/error_fix target or model output: the caption is the last line."""
+    head, _, caption = target.rpartition(ANSWER_SEPARATOR)
+    return head, caption
+
+
+def caption_rows(items: Iterable[tuple[str, str, str]], tasks: Iterable[str] = CAPTION_TASKS,
+                 progress: bool = True) -> tuple[dict[str, list[dict]], list[tuple[str, str, str]]]:
+    """(id, caption, image) items -> ({task: rows}, rejects [(id, task, reason)])."""
+    tasks = _check_tasks(tasks)
+    rows: dict[str, list[dict]] = {t: [] for t in tasks}
+    rejects = []
+    items = list(items)
+    for key, caption, image in tqdm(items, desc="caption tasks", disable=not progress):
+        for task in tasks:
+            if not caption.split():
+                rejects.append((key, task, "empty caption"))
+                continue
+            try:
+                rows[task].append(caption_row(task, caption, image))
+            except TreeError as err:
+                rejects.append((key, task, f"tree: {err}"))
+    return rows, rejects
+
+
+def edl_task_rows(records: Iterable[dict], tasks: Iterable[str] = EDL_TASKS) -> dict[str, list[dict]]:
+    """EDL records -> {error_find: rows, error_fix: rows} (only the tasks asked for)."""
+    build = {"error_find": error_find_row, "error_fix": error_fix_row}
+    records = list(records)
+    return {t: [build[t](r) for r in records] for t in _check_tasks(tasks) if t in build}
+
+
+def mixture(rows: dict[str, list[dict]], ratios: dict[str, float] | None = None, seed: int = 0) -> list[dict]:
+    """Shuffled multi-task mixture: ``ratio`` times each task's rows (1 = all, 0.5 = a seeded half, 2 = twice).
+
+    Tasks missing from ``ratios`` get 1.
+    """
+    rng = random.Random(seed)
+    mixed = []
+    for task, task_rows in rows.items():
+        ratio = (ratios or {}).get(task, 1.0)
+        if ratio < 0:
+            raise ValueError(f"ratio of {task!r} must be >= 0, got {ratio}")
+        whole, part = divmod(round(ratio * len(task_rows)), len(task_rows)) if task_rows else (0, 0)
+        mixed += task_rows * whole + rng.sample(task_rows, part)
+    rng.shuffle(mixed)
+    return mixed
+
+
+def task_of(row: dict) -> str:
+    """The task of a row, from its prompt."""
+    prompt = row["messages"][0]["value"].replace(IMAGE_TOKEN, "", 1)
+    for task in TASKS:
+        if prompt == PROMPTS[task] or prompt.startswith(PROMPTS[task] + FORMULA_SEPARATOR):
+            return task
+    raise ValueError(f"row with an unknown prompt: {prompt[:80]!r}")
+
+
+def target_lengths(rows: dict[str, list[dict]]):
+    """One line per row: task, target length in characters and in whitespace-separated tokens."""
+    import pandas as pd
+
+    data = [(task, len(t), len(t.split())) for task, task_rows in rows.items()
+            for t in (r["messages"][-1]["value"] for r in task_rows)]
+    return pd.DataFrame(data, columns=["task", "chars", "tokens"])
+
+
+def to_dataset(rows: list[dict]):
+    """sharegpt rows -> ``datasets.Dataset`` (columns messages, images; images stay paths)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+def dataset_info(tasks: Iterable[str], prefix: str = "crohme_train") -> dict[str, dict]:
+    """LLaMA-Factory ``dataset_info.json`` entries for ``<task>.json`` files in the same folder."""
+    return {dataset_name(t, prefix): {"file_name": f"{t}.json", **SHAREGPT_INFO} for t in _check_tasks(tasks)}
+
+
+def write_task_files(out, rows: dict[str, list[dict]], rejects: list[tuple[str, str, str]] = (),
+                     prefix: str = "crohme_train") -> dict[str, Path]:
+    """Write ``out/<task>.json``, ``out/rejects.tsv`` and merge entries into ``out/dataset_info.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {task: write_sharegpt(out / f"{task}.json", task_rows) for task, task_rows in rows.items()}
+    # rejects of tasks built earlier into the same folder (e.g. caption tasks, then EDL) are kept
+    rejects_path = out / TASK_REJECTS
+    kept = [r for r in read_task_rejects(rejects_path) if r[1] not in rows] if rejects_path.exists() else []
+    with rejects_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(TASK_REJECTS_HEADER)
+        writer.writerows(kept + list(rejects))
+    info_path = out / DATASET_INFO
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    info.update(dataset_info(rows, prefix))
+    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return paths
+
+
+def read_task_rejects(path) -> list[tuple[str, str, str]]:
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        header = next(reader, None)
+        if tuple(header or ()) != TASK_REJECTS_HEADER:
+            raise ValueError(f"{path}: expected header {TASK_REJECTS_HEADER}, got {header}")
+        return [tuple(r) for r in reader]
+
+
+def caption_items(captions, require_images: bool = True) -> tuple[list[tuple[str, str, str]], list]:
+    """A CoMER ``caption.txt`` -> (id, caption, image) items (images from ``images/`` beside it) and the
+    ids whose image is missing, as rejects [(id, reason)] (none when ``require_images`` is False)."""
+    captions = Path(captions)
+    if captions.is_dir():
+        captions = captions / CAPTION_FILE
+    images = captions.parent / IMAGES_DIR
+    items, missing = [], []
+    for key, caption in read_captions(captions).items():
+        image = images / f"{key}{IMAGE_SUFFIX}"
+        if require_images and not image.is_file():
+            missing.append((key, f"image not found: {image}"))
+        else:
+            items.append((key, caption, str(image.resolve())))
+    return items, missing
+
+
+def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
+    summary = {}
+    for t in tasks:
+        written, rejected = len(rows.get(t, [])), sum(1 for r in rejects if r[1] == t)
+        if written + rejected != read:  # pragma: no cover - a bug guard: every input is written or rejected
+            raise RuntimeError(f"{t}: read {read} != written {written} + rejected {rejected}")
+        summary[t] = {"read": read, "written": written, "rejected": rejected}
+    return summary
+
+
+def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", seed: int = 0,
+                     confusions=None, require_images: bool = True, progress: bool = True) -> dict[str, dict]:
+    """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
+
+    From ``captions`` (a caption.txt with images/ beside it): vanilla, tree, can — and error_find/error_fix
+    from injected errors when a ``confusions`` table is given (seeded, marked synthetic).  From
+    ``predictions`` (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions; correct
+    ones are rejected as "no error".
+    """
+    tasks = _check_tasks(tasks)
+    if (captions is None) == (predictions is None):
+        raise ValueError("give exactly one of captions= or predictions=")
+    if predictions is not None:
+        if set(tasks) - set(EDL_TASKS):
+            raise ValueError(f"predictions only give {', '.join(EDL_TASKS)}, asked for {', '.join(tasks)}")
+        from .predictions import read_predictions  # the prediction file format lives there
+
+        preds = read_predictions(predictions, allow_duplicates=True)
+        ok = [p for p in preds if p.gt.split() != p.pred.split()]
+        records = edl.edl_records(tqdm(ok, desc="error records", disable=not progress))
+        rejects = [(p.img_id, t, "prediction equals the ground truth: no error") for p in preds
+                   if p.gt.split() == p.pred.split() for t in tasks]
+        rows = edl_task_rows(records, tasks)
+        write_task_files(out, rows, rejects, prefix)
+        return _summary(tasks, len(preds), rows, rejects)
+
+    items, missing = caption_items(captions, require_images)
+    rejects = [(key, t, reason) for key, reason in missing for t in tasks]
+    rows, caption_rejects = caption_rows(items, [t for t in tasks if t in CAPTION_TASKS], progress)
+    rejects += caption_rejects
+    edl_tasks = [t for t in tasks if t in EDL_TASKS]
+    if edl_tasks:
+        if confusions is None:
+            raise ValueError(f"{', '.join(edl_tasks)} from captions needs a confusion table (confusions=)")
+        records = edl.synthetic_records([(image, caption) for _, caption, image in items], confusions, seed)
+        made = {r["image"] for r in records}
+        rejects += [(key, t, "no confusion applies to this caption") for key, _, image in items
+                    if image not in made for t in edl_tasks]
+        rows.update(edl_task_rows(records, edl_tasks))
+    write_task_files(out, rows, rejects, prefix)
+    return _summary(tasks, len(items) + len(missing), rows, rejects)

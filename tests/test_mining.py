@@ -1,0 +1,54 @@
+"""K-fold EDL mining: fold split, error filtering, and an end-to-end run with a tiny model on real CROHME."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unimumer_lib.edl import apply_corrections
+from unimumer_lib.mining import MINED_PREDICTIONS, distinct_errors, kfold, mine_errors, sample_caption_set
+from unimumer_lib.records import read_sharegpt
+from unimumer_lib.tasks import PROMPTS, split_answer
+
+
+def test_kfold_is_a_seeded_partition():
+    ids = [f"id{i}" for i in range(23)]
+    folds = kfold(ids, 5, seed=3)
+    assert sorted(sum(folds, [])) == sorted(ids)
+    assert {len(f) for f in folds} == {4, 5}
+    assert kfold(list(reversed(ids)), 5, seed=3) == folds
+    assert kfold(ids, 5, seed=4) != folds
+    with pytest.raises(ValueError):
+        kfold(ids[:3], 5)
+
+
+def test_distinct_errors_drops_correct_and_repeated_outputs():
+    rows = [{"img_id": "a", "gt": "x + 1", "pred": "x + 1"}, {"img_id": "a", "gt": "x + 1", "pred": "x - 1"},
+            {"img_id": "a", "gt": "x + 1", "pred": "x  - 1"}, {"img_id": "b", "gt": "x + 1", "pred": "x - 1"}]
+    assert distinct_errors(rows) == [rows[1], rows[3]]
+
+
+def test_kfold_mining_end_to_end(crohme_root, tmp_path):
+    sample_caption_set(crohme_root / "train", tmp_path / "set", 8, min_tokens=3, max_tokens=8, height=64)
+    summary = mine_errors(tmp_path / "set", tmp_path / "out", k=2, samples=2, max_steps=10, max_new_tokens=20,
+                          temperature=1.5, progress=False, disable_tqdm=True, save_steps=10**6)
+    assert [f["held_out"] for f in summary["folds"]] == [4, 4]
+    mined = json.loads((tmp_path / "out" / MINED_PREDICTIONS).read_text())
+    assert len(mined) == summary["errors"] > 0
+    held = {f: set() for f in range(2)}
+    for row in mined:
+        held[row["fold"]].add(row["img_id"])
+    assert not held[0] & held[1]  # each image is sampled only by the model that never saw it
+    train_ids = {r["images"][0] for r in read_sharegpt(tmp_path / "out" / "fold0" / "data" / "vanilla.json")}
+    assert not {row["image_path"] for row in mined if row["fold"] == 0} & train_ids
+    find = read_sharegpt(tmp_path / "out" / "error_find.json")
+    fix = read_sharegpt(tmp_path / "out" / "error_fix.json")
+    assert len(find) == len(fix) == summary["tasks"]["error_fix"]["written"] == len(mined)
+    for f, x, row in zip(find, fix, mined):
+        assert f["messages"][0]["value"].startswith("<image>" + PROMPTS["error_find"])
+        marked = f["messages"][1]["value"]
+        log, caption = split_answer(x["messages"][1]["value"])
+        assert caption == row["gt"] and apply_corrections(marked, log).split() == row["gt"].split()
+    again = mine_errors(tmp_path / "set", tmp_path / "out", k=2, samples=2, progress=False)  # folds done: reused
+    assert again["errors"] == summary["errors"]

@@ -1,0 +1,75 @@
+"""Notebooks 04 (evaluation half) and 05 (error analysis) run headless on the reference predictions."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import papermill
+import pytest
+
+from unimumer_lib import analysis, config
+
+from test_metrics import RESULTS_FILE, published_numbers
+
+NOTEBOOKS = config.REPO_ROOT / "notebooks"
+
+
+def execute(name, tmp_path, **parameters):
+    out = tmp_path / name
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, kernel_name="python3",
+                               cwd=str(NOTEBOOKS), progress_bar=False)
+    return nbformat.read(out, as_version=4)
+
+
+def stream_text(book):
+    return "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.fixture(autouse=True)
+def headless(monkeypatch, tmp_path):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+
+
+@pytest.mark.parametrize("name", ["04_inference_evaluation.ipynb", "05_error_analysis.ipynb"])
+def test_notebook_is_committed_clean(name):
+    book = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert book.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in book.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+
+
+def test_evaluation_notebook(tmp_path, reference_predictions):
+    execute("04_inference_evaluation.ipynb", tmp_path, out_dir=str(tmp_path / "out"))
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    printed = published_numbers(reference_predictions.parent / RESULTS_FILE)
+    assert f"{rows[0]['exprate']:.4f}" == printed["exprate"]
+    assert f"{rows[0]['bleu4']:.4f}" == printed["bleu4"]
+    main = (tmp_path / "out" / "main_table.md").read_text()
+    assert "| ours | 83.87 | 89.86 | 93.61 |" in main and "| CoMER | 59.33 |" in main
+
+
+def test_evaluation_notebook_refuses_inference_until_written(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match="inference half"):
+        execute("04_inference_evaluation.ipynb", tmp_path, out_dir=str(tmp_path / "out"), model_path="m")
+
+
+def test_error_analysis_notebook(tmp_path, reference_predictions, crohme_root):
+    figures = tmp_path / "figures"
+    book = execute("05_error_analysis.ipynb", tmp_path, out_dir=str(tmp_path / "out"), figures_dir=str(figures))
+    for name in ("top_confusions", "confusion_heatmap", "exprate_by_length", "error_classes"):
+        assert (figures / f"{name}.png").stat().st_size > 5000
+    # the exported confusions are those of the reference predictions
+    expected = analysis.confusion_records(analysis.confusion_table(analysis.samples_frame(reference_predictions),
+                                                                   indels=True))
+    assert analysis.read_confusions(tmp_path / "out" / "confusions.csv") == expected
+    text = stream_text(book)
+    assert "986 samples, 159 wrong" in text
+    # images were rendered from test2014 and the inspector shows them
+    assert len(list((tmp_path / "out" / "crohme" / "test2014" / "images").glob("*.png"))) == 986
+    assert "159 samples · page 1/" in text
+    assert "6 images on this page" in text
+    last = [c for c in book.cells if c.cell_type == "code"][-1]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last.outputs)

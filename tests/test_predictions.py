@@ -1,0 +1,87 @@
+"""Prediction files: round trip, clear errors naming the record, duplicate and missing ids."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unimumer_lib.predictions import (REQUIRED_KEYS, Prediction, duplicate_ids, missing_ids, read_predictions,
+                                      write_predictions)
+
+
+def dump(tmp_path, data, name="pred.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def record(i, **over):
+    return {"img_id": f"id{i}", "gt": "x ^ { 2 }", "pred": "x ^ { 2 }", "image_path": f"images/id{i}.png", **over}
+
+
+def test_round_trip_keeps_extra_keys_and_unicode(tmp_path):
+    preds = [Prediction("a", "\\alpha + 1", "\\alpha + l", "a.png", {"dataset": "CROHME 2014", "raw": "∑ x"}),
+             Prediction("b", "x", "x")]
+    path = write_predictions(tmp_path / "out" / "p.json", preds)
+    back = read_predictions(path)
+    assert back == preds
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    assert set(rows[0]) == set(REQUIRED_KEYS) | {"dataset", "raw"}
+    assert "∑" in path.read_text(encoding="utf-8")
+
+
+def test_reference_file_reads_with_unique_ids_matching_crohme(reference_predictions, crohme_root):
+    preds = read_predictions(reference_predictions)
+    assert len(preds) == 986
+    assert duplicate_ids(preds) == {}
+    stems = sorted(p.stem for p in (crohme_root / "test2014").glob("*.inkml"))
+    assert missing_ids(preds, stems) == []
+
+
+def test_malformed_json_names_file_and_line(tmp_path):
+    path = dump(tmp_path, '[{"img_id": "a",\n "gt": }]')
+    with pytest.raises(ValueError, match=r"pred\.json: malformed JSON at line 2"):
+        read_predictions(path)
+
+
+def test_not_a_list(tmp_path):
+    with pytest.raises(ValueError, match="expected a JSON list"):
+        read_predictions(dump(tmp_path, {"img_id": "a"}))
+
+
+def test_missing_key_names_record(tmp_path):
+    rows = [record(0), {k: v for k, v in record(1).items() if k != "gt"}]
+    with pytest.raises(ValueError, match=r"record 1 \(img_id 'id1'\): missing key\(s\) gt"):
+        read_predictions(dump(tmp_path, rows))
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["x"]])
+def test_non_string_prediction_names_record(tmp_path, bad):
+    rows = [record(0), record(1), record(2, pred=bad)]
+    with pytest.raises(ValueError, match=r"record 2 \(img_id 'id2'\): 'pred' must be a string"):
+        read_predictions(dump(tmp_path, rows))
+
+
+def test_record_not_an_object(tmp_path):
+    with pytest.raises(ValueError, match="record 1: expected an object"):
+        read_predictions(dump(tmp_path, [record(0), "x"]))
+
+
+def test_duplicates_reported_not_merged(tmp_path):
+    rows = [record(0), record(1), record(0, pred="y")]
+    path = dump(tmp_path, rows)
+    with pytest.raises(ValueError, match=r"1 duplicate img_id\(s\): id0 \(x2\)"):
+        read_predictions(path)
+    kept = read_predictions(path, allow_duplicates=True)
+    assert len(kept) == 3 and duplicate_ids(kept) == {"id0": 2}
+
+
+def test_missing_ids_in_expected_order():
+    preds = [Prediction("b", "x", "x")]
+    assert missing_ids(preds, ["c", "b", "a"]) == ["c", "a"]
+
+
+def test_write_validates(tmp_path):
+    with pytest.raises(ValueError, match="'pred' must be a string"):
+        write_predictions(tmp_path / "p.json", [record(0, pred=1)])

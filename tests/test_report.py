@@ -1,0 +1,104 @@
+"""Reports: the `unimumer eval` output formats, per-dataset rows, the published data file and the main table."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from unimumer_lib import cli, metrics, report
+from unimumer_lib.predictions import Prediction, write_predictions
+
+from test_metrics import PUBLISHED_LINES, RESULTS_FILE, published_numbers
+
+JSON_KEYS = ["file", "n", "exprate", "le1", "le2", "le3", "edit_score", "bleu4", "cer", "structure_rate"]
+
+
+def run_cli(capsys, *argv):
+    assert cli.main(["eval", *map(str, argv)]) == 0
+    return capsys.readouterr().out
+
+
+def test_eval_json_on_reference_equals_published(capsys, reference_predictions):
+    rows = json.loads(run_cli(capsys, reference_predictions, "--format", "json"))
+    assert len(rows) == 1 and list(rows[0]) == JSON_KEYS
+    printed = published_numbers(reference_predictions.parent / RESULTS_FILE)
+    for key in PUBLISHED_LINES:
+        decimals = len(printed[key].split(".")[1])
+        assert f"{rows[0][key]:.{decimals}f}" == printed[key], key
+    assert rows[0]["file"] == str(reference_predictions)
+
+
+@pytest.mark.parametrize("fmt,needle", [("table", "83.87"), ("md", "| 83.87 |"), ("latex", "\\begin{tabular}"),
+                                        ("csv", "83.8742")])
+def test_eval_text_formats(capsys, reference_predictions, fmt, needle):
+    assert needle in run_cli(capsys, reference_predictions, "--format", fmt)
+
+
+def test_eval_two_files_and_out(tmp_path, capsys):
+    a = write_predictions(tmp_path / "a.json", [Prediction("1", "x", "x"), Prediction("2", "y", "z")])
+    b = write_predictions(tmp_path / "b.json", [Prediction("1", "x + 1", "x + 1")])
+    out = tmp_path / "r.csv"
+    assert run_cli(capsys, a, b, "--format", "csv", "--out", out) == ""
+    df = pd.read_csv(out)
+    assert df["file"].tolist() == [str(a), str(b)]
+    assert df["exprate"].tolist() == [50.0, 100.0]
+    assert df["n"].tolist() == [2, 1]
+
+
+def test_eval_reports_bad_file_as_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"img_id": "a", "gt": "x", "pred": 1, "image_path": ""}]')
+    assert cli.main(["eval", str(bad)]) == 2
+    assert "record 0 (img_id 'a'): 'pred' must be a string" in capsys.readouterr().err
+
+
+def test_normalize_flag_uses_latex_normalize(tmp_path, monkeypatch):
+    from unimumer_lib import latex
+
+    monkeypatch.setattr(latex, "normalize", lambda s: s.replace("\\le", "\\leq").replace("\\leqq", "\\leq"))
+    path = write_predictions(tmp_path / "a.json", [Prediction("1", "x \\leq 1", "x \\le 1")])
+    assert report.evaluate_files([path])[0]["exprate"] == 0.0
+    assert report.evaluate_files([path], normalize=True)[0]["exprate"] == 100.0
+
+
+def test_by_dataset_rows(tmp_path):
+    preds = [Prediction("1", "x", "x", extra={"dataset": "A"}), Prediction("2", "y", "z", extra={"dataset": "B"}),
+             Prediction("3", "y", "y", extra={"dataset": "B"})]
+    path = write_predictions(tmp_path / "p.json", preds)
+    rows = report.evaluate_files([path], by_dataset=True)
+    assert [r["file"] for r in rows] == [str(path), f"{path}#A", f"{path}#B"]
+    assert [r["n"] for r in rows] == [3, 1, 2]
+    assert [r["exprate"] for r in rows] == pytest.approx([200 / 3, 100.0, 50.0])
+
+
+def test_unknown_format():
+    with pytest.raises(ValueError, match="unknown format"):
+        report.format_results([], "xml")
+
+
+def test_published_file_has_sources_and_the_issue_numbers():
+    pub = report.published()
+    assert list(pub.columns) == ["model", "dataset", "metric", "value", "source"]
+    assert pub["source"].str.len().min() > 0
+    assert set(pub["metric"]) <= set(metrics.RESULT_KEYS)
+    assert set(pub["dataset"]) <= set(report.DATASETS)
+    cell = pub.set_index(["model", "dataset", "metric"])["value"]
+    assert cell[("Uni-MuMER-3B", "CROHME 2016", "le2")] == 92.07
+    assert cell[("CoMER", "HME100K", "exprate")] == 68.12
+    assert cell[("PosFormer", "CROHME 2019", "exprate")] == 64.88
+    assert not pub.duplicated(["model", "dataset", "metric"]).any()
+
+
+def test_main_table_places_ours_beside_published(reference_predictions):
+    table = report.main_table({"CROHME 2014": reference_predictions}, model="ours")
+    assert list(table.columns.get_level_values(0).unique()) == list(report.DATASETS)
+    assert table.loc["ours", ("CROHME 2014", "ExpRate")] == pytest.approx(83.8742, abs=5e-5)
+    assert pd.isna(table.loc["ours", ("CROHME 2016", "ExpRate")])
+    assert table.loc["TAMER", ("CROHME 2019", "ExpRate")] == 61.97
+    md = report.main_table_text(table)
+    assert md.splitlines()[0].startswith("| Model | CROHME 2014 ExpRate")
+    assert "\\multicolumn{3}{c}{CROHME 2014}" in report.main_table_text(table, "latex")
+    alone = report.main_table({"CROHME 2014": {"exprate": 1.0, "le1": 2.0, "le2": 3.0}}, include_published=False)
+    assert alone.index.tolist() == ["ours"] and alone.shape == (1, 3)

@@ -1,0 +1,138 @@
+"""Error-driven-learning data mined from models, as in the paper: k-fold train, sample held-out errors.
+
+The training caption set is split into k seeded folds. For each fold a model is trained (``train.train``, any
+model/preset) on the other k-1 folds with the vanilla task, then several outputs per held-out image are
+sampled; every distinct output that differs from the caption becomes an error_find and an error_fix record
+(``edl`` alignment, through ``tasks.build_task_files``). Finished folds are kept, so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from .records import IMAGES_DIR, IMAGE_SUFFIX, Record, atomic_write_text
+from .tasks import EDL_TASKS, build_task_files, caption_items, caption_rows, write_task_files
+
+MINED_PREDICTIONS = "mined_predictions.json"
+FOLD_SAMPLES = "samples.json"
+
+
+def kfold(ids: list[str], k: int = 5, seed: int = 0) -> list[list[str]]:
+    """Split ids into k folds of near-equal size after a seeded shuffle (every id in exactly one fold)."""
+    if k < 2:
+        raise ValueError(f"k-fold mining needs k >= 2, got {k}")
+    if len(ids) < k:
+        raise ValueError(f"{len(ids)} captions cannot fill {k} folds")
+    order = sorted(ids)
+    random.Random(seed).shuffle(order)
+    return [order[i::k] for i in range(k)]
+
+
+def distinct_errors(samples: list[dict]) -> list[dict]:
+    """Sampled rows whose prediction differs from the caption, one per distinct (image, prediction)."""
+    seen, keep = set(), []
+    for s in samples:
+        key = (s["img_id"], " ".join(s["pred"].split()))
+        if s["pred"].split() != s["gt"].split() and key not in seen:
+            seen.add(key)
+            keep.append(s)
+    return keep
+
+
+def sample_outputs(model, processor, items: list[tuple[str, str, str]], samples: int = 4,
+                   temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 8, max_new_tokens: int = 256,
+                   fold: int = 0, progress: bool = True) -> list[dict]:
+    """``samples`` sampled recognitions per (id, caption, image) item as prediction rows."""
+    from tqdm.auto import tqdm
+
+    from .infer import extract, generate
+
+    rows = []
+    for i in tqdm(range(0, len(items), batch_size), desc=f"fold {fold} sampling", disable=not progress):
+        batch = items[i:i + batch_size]
+        outs = generate(model, processor, [img for _, _, img in batch], max_new_tokens=max_new_tokens,
+                        do_sample=True, temperature=temperature, top_p=top_p, num_return_sequences=samples)
+        for (key, caption, image), texts in zip(batch, outs):
+            rows += [{"img_id": key, "gt": caption, "pred": extract(t, "vanilla"), "image_path": image,
+                      "raw": t, "fold": fold, "sample": j} for j, t in enumerate(texts)]
+    return rows
+
+
+def mine_errors(captions, out, k: int = 5, seed: int = 0, samples: int = 4, temperature: float = 1.0,
+                top_p: float = 1.0, model_path: str = "tiny", preset: str = "cpu-smoke", max_steps: int | None = None,
+                batch_size: int = 8, max_new_tokens: int = 256, make_model=None, progress: bool = True,
+                **train_kwargs) -> dict:
+    """Run k-fold EDL mining over a caption set (``caption.txt`` with ``images/`` beside it, or its folder).
+
+    Writes ``out/fold<i>/`` (training JSON, checkpoints, ``samples.json``), ``out/mined_predictions.json``
+    (every distinct wrong sample, Uni-MuMER prediction format + fold/sample) and, through
+    ``tasks.build_task_files``, ``out/error_find.json``, ``out/error_fix.json``, ``dataset_info.json``.
+    ``make_model()`` -> (model, processor) replaces loading ``model_path`` for each fold.
+    Returns a summary with per-fold counts and the task-file counts (read = written + rejected).
+    """
+    from .train import train
+
+    out = Path(out)
+    items, missing = caption_items(captions)
+    if missing:
+        raise FileNotFoundError(f"{captions}: {len(missing)} image(s) missing, e.g. {missing[0][1]}")
+    by_id = {key: (key, cap, img) for key, cap, img in items}
+    folds = kfold(list(by_id), k, seed)
+    all_samples, per_fold = [], []
+    for f, held in enumerate(folds):
+        fold_dir = out / f"fold{f}"
+        done = fold_dir / FOLD_SAMPLES
+        if done.exists():
+            fold_samples = json.loads(done.read_text(encoding="utf-8"))
+        else:
+            held_set = set(held)
+            rows, rejects = caption_rows([by_id[i] for i in sorted(by_id) if i not in held_set], ["vanilla"],
+                                         progress=False)
+            paths = write_task_files(fold_dir / "data", rows, rejects)
+            model, processor = make_model() if make_model else (None, None)
+            result = train(paths["vanilla"], model_path=model_path, preset=preset, out_dir=fold_dir / "sft",
+                           max_steps=max_steps, seed=seed + f, model=model, processor=processor, **train_kwargs)
+            fold_samples = sample_outputs(result["model"], result["processor"], [by_id[i] for i in held],
+                                          samples, temperature, top_p, batch_size, max_new_tokens, f, progress)
+            atomic_write_text(done, json.dumps(fold_samples, ensure_ascii=False, indent=1))
+        errors = distinct_errors(fold_samples)
+        per_fold.append({"fold": f, "held_out": len(held), "samples": len(fold_samples), "errors": len(errors)})
+        all_samples += errors
+    mined = out / MINED_PREDICTIONS
+    atomic_write_text(mined, json.dumps(all_samples, ensure_ascii=False, indent=1))
+    tasks = build_task_files(out, list(EDL_TASKS), predictions=mined, progress=progress) if all_samples else {}
+    return {"folds": per_fold, "errors": len(all_samples), "tasks": tasks, "mined": str(mined)}
+
+
+def sample_caption_set(split_dir, out, n: int, min_tokens: int = 1, max_tokens: int = 1000, height: int = 64,
+                       seed: int = 0, line_width: float | None = None) -> list[Record]:
+    """Write a small caption set (``caption.txt`` + ``images/``) of ``n`` InkML files from ``split_dir``
+    (seeded choice among captions of ``min_tokens``..``max_tokens`` tokens) for quick experiments and tests.
+    ``line_width`` defaults to height/25: low-resolution renders need bolder strokes to stay legible."""
+    from .inkml import InkmlError, caption_of, find_inkml, read_inkml
+    from .records import write_comer
+    from .render import render_traces
+
+    files = find_inkml(split_dir)
+    random.Random(seed).shuffle(files)
+    picked = []
+    for path in files:
+        if len(picked) == n:
+            break
+        try:
+            ink = read_inkml(path)
+            caption = caption_of(ink)
+        except (InkmlError, ValueError):
+            continue
+        if min_tokens <= len(caption.split()) <= max_tokens:
+            image = render_traces(ink.traces, height=height, line_width=line_width or height / 25)
+            picked.append(Record(id=ink.id, caption=caption, image=image))
+    if len(picked) < n:
+        raise ValueError(f"{split_dir}: only {len(picked)} captions of {min_tokens}-{max_tokens} tokens, wanted {n}")
+    out = Path(out)
+    write_comer(out, picked)
+    for r in picked:
+        r.image_path = str(out / IMAGES_DIR / f"{r.id}{IMAGE_SUFFIX}")
+    return picked

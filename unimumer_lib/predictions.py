@@ -1,0 +1,89 @@
+"""Prediction files: the Uni-MuMER JSON list ``[{"img_id", "gt", "pred", "image_path"}, ...]``, read and written.
+
+Extra keys (e.g. ``dataset``, ``raw`` model output) are kept. Reading validates every record and raises one
+``ValueError`` naming the file, the record index/id and the reason; duplicate ids are an error unless asked to keep
+them (they are never silently merged); ``missing_ids`` reports ids expected but absent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+REQUIRED_KEYS = ("img_id", "gt", "pred", "image_path")
+STRING_KEYS = ("img_id", "gt", "pred")
+
+
+@dataclass
+class Prediction:
+    img_id: str
+    gt: str
+    pred: str
+    image_path: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        row = {k: v for k, v in asdict(self).items() if k != "extra"}
+        return {**row, **self.extra}
+
+
+def _check_record(path: Path, index: int, rec) -> Prediction:
+    where = f"{path}: record {index}"
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
+    if isinstance(rec.get("img_id"), str):
+        where += f" (img_id {rec['img_id']!r})"
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+    for key in STRING_KEYS:
+        if not isinstance(rec[key], str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {type(rec[key]).__name__}")
+    image_path = rec["image_path"]
+    if image_path is not None and not isinstance(image_path, str):
+        raise ValueError(f"{where}: 'image_path' must be a string or null, got {type(image_path).__name__}")
+    extra = {k: v for k, v in rec.items() if k not in REQUIRED_KEYS}
+    return Prediction(rec["img_id"], rec["gt"], rec["pred"], image_path or "", extra)
+
+
+def duplicate_ids(preds: Iterable[Prediction]) -> dict[str, int]:
+    """{img_id: count} for ids that occur more than once."""
+    counts = Counter(p.img_id for p in preds)
+    return {k: c for k, c in counts.items() if c > 1}
+
+
+def missing_ids(preds: Iterable[Prediction], expected: Iterable[str]) -> list[str]:
+    """Expected ids that have no prediction, in the expected order."""
+    have = {p.img_id for p in preds}
+    return [i for i in expected if i not in have]
+
+
+def read_predictions(path: Path | str, allow_duplicates: bool = False) -> list[Prediction]:
+    """Read and validate a prediction JSON file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    preds = [_check_record(path, i, rec) for i, rec in enumerate(data)]
+    dups = duplicate_ids(preds)
+    if dups and not allow_duplicates:
+        shown = ", ".join(f"{k} (x{c})" for k, c in list(dups.items())[:10])
+        raise ValueError(f"{path}: {len(dups)} duplicate img_id(s): {shown}")
+    return preds
+
+
+def write_predictions(path: Path | str, preds: Iterable[Prediction | dict]) -> Path:
+    """Validate and write records as the Uni-MuMER JSON list (UTF-8)."""
+    path = Path(path)
+    rows = [p.to_json() if isinstance(p, Prediction) else p for p in preds]
+    for i, row in enumerate(rows):
+        _check_record(path, i, row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
