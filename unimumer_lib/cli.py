@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill for a profile")
-    s.add_argument("--profile", choices=["smoke", "paper"], default="smoke")
+    s.add_argument("--profile", choices=["ci", "smoke", "paper"], default="smoke")
     s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
     s.add_argument("--data", default=None, help="'synthetic' (default) or a CROHME root folder")
     s.set_defaults(func=cmd_reproduce)

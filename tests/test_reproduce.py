@@ -1,0 +1,57 @@
+"""`unimumer reproduce` end to end on the embedded synthetic data (the CI-sized profile)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from unimumer_lib import cli, metrics, reproduce
+from unimumer_lib.predictions import read_predictions
+from unimumer_lib.records import read_captions
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    assert cli.main(["reproduce", "--profile", "ci", "--out", str(out)]) == 0
+    return out
+
+
+def test_every_notebook_was_executed(run_dir):
+    for name, _ in reproduce.notebook_parameters("ci", run_dir, run_dir / "raw", "test", run_dir / "figures"):
+        book = json.loads((run_dir / "notebooks" / name).read_text())
+        assert any(c.get("outputs") for c in book["cells"] if c["cell_type"] == "code"), name
+
+
+def test_tables_parse_and_agree_with_the_predictions(run_dir):
+    tables = run_dir / "tables"
+    rows = json.loads((tables / "results.json").read_text())
+    preds = read_predictions(tables / "predictions.json")
+    test_ids = list(read_captions(run_dir / "prepared" / "test" / "caption.txt"))
+    assert sorted(p.img_id for p in preds) == sorted(test_ids)
+    assert rows[0]["n"] == len(test_ids) == reproduce.PROFILES["ci"]["synth_test"]
+    expected = metrics.score([p.gt for p in preds], [p.pred for p in preds])
+    assert rows[0]["exprate"] == pytest.approx(expected["exprate"])
+    assert len(pd.read_csv(tables / "results.csv")) == 1
+    assert "|" in (tables / "main_table.md").read_text()
+
+
+def test_figures_are_written(run_dir):
+    figures = sorted((run_dir / "figures").glob("*.png"))
+    names = {f.stem for f in figures}
+    assert {"03_loss_curve", "top_confusions", "exprate_by_length"} <= names
+    assert all(f.stat().st_size > 2000 for f in figures)
+
+
+def test_failing_notebook_is_named(tmp_path, capsys):
+    # A missing data root makes notebook 01 fail: the command names the notebook and the cell.
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    assert reproduce.reproduce("ci", tmp_path / "run", data=str(tmp_path / "data")) == 1
+    assert "01_data_exploration.ipynb: cell" in capsys.readouterr().err
+
+
+def test_unknown_profile_is_rejected():
+    with pytest.raises(ValueError, match="unknown profile"):
+        reproduce.reproduce("huge")
