@@ -114,7 +114,7 @@ def test_sharegpt_validation_names_index_and_reason(tmp_path, mutate, reason):
 def test_sharegpt_reader_rejects_non_json(tmp_path):
     path = tmp_path / "x.json"
     path.write_text("[{")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(ValueError, match="malformed JSON at line 1"):
         R.read_sharegpt(path)
     path.write_text("{}")
     with pytest.raises(ValueError, match="JSON list"):

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .records import read_json_list
+
 REQUIRED_KEYS = ("img_id", "gt", "pred", "image_path")
 STRING_KEYS = ("img_id", "gt", "pred")
 
@@ -64,12 +66,7 @@ def missing_ids(preds: Iterable[Prediction], expected: Iterable[str]) -> list[st
 def read_predictions(path: Path | str, allow_duplicates: bool = False) -> list[Prediction]:
     """Read and validate a prediction JSON file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    data = read_json_list(path)
     preds = [_check_record(path, i, rec) for i, rec in enumerate(data)]
     dups = duplicate_ids(preds)
     if dups and not allow_duplicates:

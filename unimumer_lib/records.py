@@ -162,15 +162,22 @@ def validate_sharegpt_row(row: Any, index: int) -> None:
         bad(f"{placeholders} {IMAGE_TOKEN} placeholders but {len(images)} images")
 
 
+def read_json_list(path) -> list:
+    """A JSON file holding a list; errors name the file and where the JSON breaks."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
 def read_sharegpt(path) -> list[dict]:
     """Read and validate a sharegpt JSON list; errors name the file, record index and reason."""
     path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from None
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of records")
+    rows = read_json_list(path)
     for i, row in enumerate(rows):
         try:
             validate_sharegpt_row(row, i)
