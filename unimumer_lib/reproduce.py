@@ -53,6 +53,8 @@ PROFILES = {
                   tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512),
 }
 TEST_SPLIT_CROHME = "test2014"
+# Column names of the main table (report.published() uses the same dataset names).
+DATASET_LABELS = {"test": "synthetic", "test2014": "CROHME 2014"}
 
 
 def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
@@ -85,7 +87,8 @@ def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split
                                   preset=p["preset"], model_path=p["model"], out_dir=str(sft),
                                   figures_dir=figs, max_steps=p["max_steps"])),
         ("04_inference_evaluation.ipynb", dict(model_path=str(sft / "final"), test_dir=str(prepared / test_split),
-                                               pred_paths=[], datasets=[test_split], out_dir=str(tables),
+                                               pred_paths=[], datasets=[DATASET_LABELS.get(test_split, test_split)],
+                                               out_dir=str(tables),
                                                batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"])),
         ("05_error_analysis.ipynb", dict(pred_path=str(tables / "predictions.json"),
                                          images_dir=str(prepared / test_split / "images"),
