@@ -5,40 +5,18 @@ from __future__ import annotations
 import json
 
 import nbformat
-import papermill
-import pytest
 
-from unimumer_lib import analysis, config
+from unimumer_lib import analysis
+from unimumer_lib.reproduce import run_notebook
 
 from test_metrics import RESULTS_FILE, published_numbers
 
-NOTEBOOKS = config.REPO_ROOT / "notebooks"
-
-
 def execute(name, tmp_path, **parameters):
-    out = tmp_path / name
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, kernel_name="python3",
-                               cwd=str(NOTEBOOKS), progress_bar=False)
-    return nbformat.read(out, as_version=4)
+    return nbformat.read(run_notebook(name, tmp_path, parameters), as_version=4)
 
 
 def stream_text(book):
     return "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.outputs)
-
-
-@pytest.fixture(autouse=True)
-def headless(monkeypatch, tmp_path):
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
-
-
-@pytest.mark.parametrize("name", ["04_inference_evaluation.ipynb", "05_error_analysis.ipynb"])
-def test_notebook_is_committed_clean(name):
-    book = nbformat.read(NOTEBOOKS / name, as_version=4)
-    assert book.metadata["kernelspec"]["name"] == "python3"
-    code = [c for c in book.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code)
-    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
 
 
 def test_evaluation_notebook(tmp_path, reference_predictions):

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import json
 
+import nbformat
+
 import pandas as pd
 import pytest
 
 from unimumer_lib import cli, metrics, reproduce
 from unimumer_lib.predictions import read_predictions
 from unimumer_lib.records import read_captions
+
+
+@pytest.mark.parametrize("path", sorted(reproduce.NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_is_committed_clean(path):
+    book = nbformat.read(path, as_version=4)
+    assert book.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in book.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    assert all(not c.outputs and c.execution_count is None for c in code)
 
 
 @pytest.fixture(scope="module")
