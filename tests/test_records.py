@@ -145,3 +145,16 @@ def test_hf_dataset_and_parquet(tmp_path):
 def test_hf_dataset_needs_an_image():
     with pytest.raises(ValueError, match="record 'x': no image"):
         R.to_hf_dataset([Record("x", "1")])
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    import os
+
+    old = os.umask(umask)
+    try:
+        text = R.atomic_write_text(tmp_path / "a.txt", "x")
+        image = R.atomic_save_image(tmp_path / "a.png", Image.new("L", (4, 4)))
+    finally:
+        os.umask(old)
+    assert (text.stat().st_mode & 0o777, image.stat().st_mode & 0o777) == (mode, mode)
