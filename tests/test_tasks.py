@@ -62,7 +62,7 @@ def caption_dir(tmp_path):
     """A tiny prepared split: four captions, one the tree cannot carry, one without an image."""
     folder = tmp_path / "train"
     (folder / "images").mkdir(parents=True)
-    captions = {"e1": r"\frac { a } { b }", "e2": "x ^ { 2 } + 1", "bad": "x ^ 2", "noimg": "a + b"}
+    captions = {"e1": r"\frac { a } { b }", "e2": "x ^ { 2 } + 1", "bad": "x ^ { 2", "noimg": "a + b"}
     (folder / "caption.txt").write_text("".join(f"{k}\t{v}\n" for k, v in captions.items()), encoding="utf-8")
     for key in ("e1", "e2", "bad"):
         Image.new("L", (8, 8), 255).save(folder / "images" / f"{key}.png")
@@ -77,13 +77,13 @@ def test_cli_caption_tasks(caption_dir, tmp_path, capsys):
     assert "tree: read 4 = written 2 + rejected 2" in printed
     assert "vanilla: read 4 = written 3 + rejected 1" in printed
     rows = {t: read_sharegpt(out / f"{t}.json") for t in ("vanilla", "tree", "can")}
-    assert [r["messages"][1]["value"] for r in rows["vanilla"]] == [r"\frac { a } { b }", "x ^ { 2 } + 1", "x ^ 2"]
+    assert [r["messages"][1]["value"] for r in rows["vanilla"]] == [r"\frac { a } { b }", "x ^ { 2 } + 1", "x ^ { 2"]
     assert rows["tree"][1]["messages"][1]["value"] == "x\n\t2 (sup)\n+ (right)\n1 (right)\nx ^ { 2 } + 1"
     assert all((caption_dir / "images").samefile(Path(r["images"][0]).parent) for r in rows["can"])
     rejects = read_task_rejects(out / TASK_REJECTS)
     assert Counter((k, t) for k, t, _ in rejects) == Counter(
         [("noimg", "vanilla"), ("noimg", "tree"), ("noimg", "can"), ("bad", "tree")])
-    assert any(k == "bad" and "expected '{'" in why for k, _, why in rejects)
+    assert any(k == "bad" and "unclosed '{'" in why for k, _, why in rejects)
     info = json.loads((out / DATASET_INFO).read_text())
     assert set(info) == {NAMES[t] for t in ("vanilla", "tree", "can")}
 

@@ -16,13 +16,24 @@ from lxml import etree
 from unimumer_lib.align import align
 
 # Token categories: the one source of truth used by the tree parser, metrics and analysis.
+# The Tree-CoT categories follow the official Uni-MuMER preprocessing (latex_cate_lib.py); our extras are
+# \overset \underset \stackrel (FRAC_LIKE) and \mathbf \mathit \boldsymbol (ACCENTS).
 SCRIPT_TOKENS = ("^", "_")
 GROUP_TOKENS = ("{", "}")
-FRAC_LIKE = ("\\frac", "\\dfrac", "\\tfrac", "\\binom", "\\overset", "\\underset", "\\stackrel")
+FRAC_LIKE = ("\\frac", "\\dfrac", "\\tfrac", "\\cfrac", "\\binom", "\\dbinom", "\\tbinom", "\\overset",
+             "\\underset", "\\stackrel")
+# Operators that take \limits in captions (normalize writes ``\bigcup \limits _ { i }``).
 BIG_OPERATORS = ("\\sum", "\\lim", "\\int", "\\prod", "\\oint", "\\iint", "\\iiint", "\\coprod",
                  "\\bigcup", "\\bigcap", "\\bigoplus", "\\bigotimes")
-ACCENTS = ("\\hat", "\\bar", "\\vec", "\\dot", "\\ddot", "\\tilde", "\\overline", "\\underline",
-           "\\widehat", "\\widetilde", "\\overrightarrow", "\\mathrm", "\\mathbf", "\\mathit", "\\boldsymbol")
+# The official big-operator list: a script directly after one of these is a limit (Tree-CoT below/above);
+# after any other operator, and after \limits itself, it is sub/sup.  The issue names \sum \int \lim \prod as
+# in the list and \bigcup \bigcap \bigoplus \bigotimes \iiint as outside; \oint \iint \coprod were not named as
+# differing and stay in (none occurs in CROHME).
+LIMIT_OPERATORS = ("\\sum", "\\lim", "\\int", "\\prod", "\\oint", "\\iint", "\\coprod")
+ACCENTS = ("\\hat", "\\bar", "\\vec", "\\dot", "\\ddot", "\\tilde", "\\check", "\\grave", "\\acute", "\\breve",
+           "\\overline", "\\underline", "\\widehat", "\\widetilde", "\\overrightarrow", "\\overleftarrow",
+           "\\overbrace", "\\underbrace", "\\xrightarrow", "\\xleftarrow", "\\mathrm", "\\mathbf", "\\mathit",
+           "\\boldsymbol")
 RADICALS = ("\\sqrt",)
 ENV_TOKENS = ("\\begin", "\\end")
 ROW_BREAK = "\\\\"

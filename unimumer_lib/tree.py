@@ -2,25 +2,47 @@
 
 The tree is kept in depth-first order as lines ``(depth, symbol, relation)``; that order is the token order
 of the caption, so one left-to-right pass builds it (linear time) and the serialisation is a join.
-Relations: ``sup``/``sub`` (scripts of ordinary symbols), ``above``/``below`` (the two arguments of
-``\\frac``-like commands, the limits of big operators and of ``\\limits``, the argument of accents and of
-``\\sqrt`` whose ``[n]`` index is ``below``), ``begin_<env>``/``end_<env>``, ``nextline`` (after ``\\\\``) and
-``right`` (the next symbol at the same level). Braces, ``^``, ``_``, ``[``/``]`` of ``\\sqrt`` and ``\\\\``
-are consumed, not nodes; the environment name token ``{cases}`` is carried by the relation label.
+Relations: ``sup``/``sub`` (scripts), ``above``/``below`` (the two arguments of ``\\frac``-like commands, the
+limits of the big operators in ``latex.LIMIT_OPERATORS``, the argument of accents and of ``\\sqrt`` whose
+``[n]`` index is ``below``), ``begin_<env>``/``end_<env>``, ``nextline`` (after ``\\\\``) and ``right`` (the
+next symbol at the same level). Argument braces, ``^``, ``_``, ``[``/``]`` of ``\\sqrt`` and ``\\\\`` are
+consumed, not nodes; the environment name token ``{cases}`` is carried by the relation label.
+
+As in the official Uni-MuMER preprocessing (``preprocess/unimumer_tree/latex2tree.py``, ``latex_cate_lib.py``):
+``\\limits`` is an ordinary node and the scripts after it are its ``sub``/``sup``; only a script directly after
+a ``LIMIT_OPERATORS`` member is ``below``/``above`` (``\\bigcup _ { i }`` is ``sub``); a brace group with no
+command or script before it is kept as ordinary ``{`` / ``}`` nodes; the category lists live in ``latex``.
+
+Where we deliberately keep our behaviour over the official code (it is wrong there):
+
+* A superscript written before a subscript (``A ^ { - 1 } _ { x }``) gives ``sup`` then ``sub`` children of
+  ``A`` in that order; the official code emits stray ``_ { }`` nodes.
+* A script after a ``\\sqrt {…}`` or ``\\frac {…} {…}`` group (``\\sqrt { 2 } ^ { a }``) hangs as ``sup``/``sub``
+  under the command, after its arguments.
+* Unbalanced braces (``a }``, ``a ^ { b``) raise TreeError with the reason; the official code silently
+  duplicates tokens.  Batch jobs count such captions as rejected with that reason.
+* ``\\choose`` is an ordinary node (``{ n \\choose k }`` -> ``{``, ``n``, ``\\choose``, ``k``, ``}``); the
+  official code crashes.
+* An unbraced single-token argument is read as TeX reads it: ``\\sqrt 2`` is ``\\sqrt { 2 }`` (``\\sqrt``
+  with the child ``2 (above)``), ``\\frac 1 c``, ``\\hat a`` and ``x ^ 2`` likewise; the official code crashes
+  (and we used to put the ``2`` beside the root).  The inverse writes the braced form, so such captions
+  round-trip to their braced, TeX-equivalent caption; an argument that is neither (``x ^ \\frac``, or
+  nothing) raises TreeError.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
-from .latex import ACCENTS, BIG_OPERATORS, ENV_TOKENS, FRAC_LIKE, GROUP_TOKENS, LIMITS, RADICALS, ROW_BREAK
+from .latex import ACCENTS, ENV_TOKENS, FRAC_LIKE, GROUP_TOKENS, LIMIT_OPERATORS, RADICALS, ROW_BREAK
 
 OPEN, CLOSE = GROUP_TOKENS
 BEGIN, END = ENV_TOKENS
-LIMIT_BASES = frozenset(BIG_OPERATORS + (LIMITS,))
+LIMIT_BASES = frozenset(LIMIT_OPERATORS)
 INDEX_OPEN, INDEX_CLOSE = "[", "]"
 RIGHT, NEXTLINE, ABOVE, BELOW, SUP, SUB = "right", "nextline", "above", "below", "sup", "sub"
-COUNT_EXCLUDED = frozenset(GROUP_TOKENS)
+COUNT_EXCLUDED = GROUP_TOKENS  # symbol counting skips braces
 
 # token -> parser action; every other token is an ordinary symbol node
 _ACTIONS = {"^": "script", "_": "script", OPEN: "open", CLOSE: "close", BEGIN: "begin", END: "end",
@@ -32,23 +54,29 @@ class TreeError(ValueError):
     """A token sequence (or Tree-CoT text) the tree cannot represent faithfully; the message says why."""
 
 
-def _group(toks, i, level, rel, out):
-    """Parse ``{ ... }`` at ``toks[i]`` as a child group; returns the index after ``}``."""
-    if i >= len(toks) or toks[i] != OPEN:
-        raise TreeError(f"token {i}: expected '{{' to open the {rel} argument, got "
-                        f"{toks[i] if i < len(toks) else 'end of formula'!r}")
-    i = _seq(toks, i + 1, level, rel, CLOSE, out)
-    if i >= len(toks):
-        raise TreeError("unclosed '{'")
+def _arg(toks, i, level, rel, out):
+    """Parse the argument at ``toks[i]``: a ``{ ... }`` group or, as in TeX, one ordinary token.
+
+    Returns the index after it."""
+    t = toks[i] if i < len(toks) else None
+    if t == OPEN:
+        i = _seq(toks, i + 1, level, rel, CLOSE, out)
+        if i >= len(toks):
+            raise TreeError("unclosed '{'")
+        return i + 1
+    if t is None or t in _ACTIONS:
+        raise TreeError(f"token {i}: expected '{{' or a single symbol for the {rel} argument, got "
+                        f"{'end of formula' if t is None else repr(t)}")
+    out.append((level, t, rel))
     return i + 1
 
 
 def _seq(toks, i, level, rel, stop, out):
     """Parse symbols at ``level`` until ``stop`` (not consumed); the first gets ``rel``, the rest ``right``."""
-    n, last, first = len(toks), None, len(out)
+    n, last, first, braces = len(toks), None, len(out), 0
     while i < n:
         t = toks[i]
-        if t == stop:
+        if t == stop and not braces:
             break
         action = _ACTIONS.get(t)
         if action is None:
@@ -60,33 +88,35 @@ def _seq(toks, i, level, rel, stop, out):
                 r = ABOVE if t == "^" else BELOW
             else:
                 r = SUP if t == "^" else SUB
-            i = _group(toks, i + 1, level + 1, r, out)
+            i = _arg(toks, i + 1, level + 1, r, out)
             continue
         elif action == "frac":
             out.append((level, t, rel))
-            i = _group(toks, _group(toks, i + 1, level + 1, ABOVE, out), level + 1, BELOW, out)
+            i = _arg(toks, _arg(toks, i + 1, level + 1, ABOVE, out), level + 1, BELOW, out)
             last, rel = t, RIGHT
             continue
-        elif (action == "accent" or action == "sqrt") and (
-                i + 1 == n or toks[i + 1] != OPEN and (action == "accent" or toks[i + 1] != INDEX_OPEN)):
-            # an accent or radical with no argument is a plain symbol (CROHME writes an arrow as a bare \vec)
-            out.append((level, t, rel))
         elif action == "accent":
             out.append((level, t, rel))
-            i = _group(toks, i + 1, level + 1, ABOVE, out)
+            i = _arg(toks, i + 1, level + 1, ABOVE, out)
             last, rel = t, RIGHT
             continue
         elif action == "sqrt":
             out.append((level, t, rel))
             i += 1
-            if toks[i] == INDEX_OPEN:
+            if i < n and toks[i] == INDEX_OPEN:
                 i = _seq(toks, i + 1, level + 1, BELOW, INDEX_CLOSE, out)
                 if i >= n:
                     raise TreeError("unclosed '[' of \\sqrt")
                 i += 1
-            i = _group(toks, i, level + 1, ABOVE, out)
+            i = _arg(toks, i, level + 1, ABOVE, out)
             last, rel = t, RIGHT
             continue
+        elif action == "open":  # a group that is no argument: its braces are ordinary nodes
+            out.append((level, t, rel))
+            braces += 1
+        elif action == "close" and braces:
+            out.append((level, t, rel))
+            braces -= 1
         elif action == "begin":
             i = _environment(toks, i, level, rel, out)
             last, rel = t, RIGHT
@@ -94,15 +124,17 @@ def _seq(toks, i, level, rel, stop, out):
         elif action == "row":
             if last is None:
                 raise TreeError(f"token {i}: row break {t!r} has no symbol before it")
+            if braces:
+                raise TreeError(f"token {i}: row break {t!r} inside a brace group")
             # the next row hangs below the last symbol of this row, so rows nest one level deeper each
             i = _seq(toks, i + 1, level + 1, NEXTLINE, stop, out)
             break
-        elif action == "open":
-            raise TreeError(f"token {i}: brace group with no command or script before it")
-        else:  # a '}' or '\end' that does not close anything open here
+        else:  # a '}' or '\\end' that does not close anything open here
             raise TreeError(f"token {i}: unbalanced {t!r}")
         last, rel = t, RIGHT
         i += 1
+    if braces:
+        raise TreeError("unclosed '{'")
     if len(out) == first:
         raise TreeError(f"token {i}: empty {rel} group (nothing to hang the relation on)")
     return i
@@ -126,8 +158,8 @@ def _environment(toks, i, level, rel, out):
 def parse(tokens) -> list[tuple[int, str, str | None]]:
     """Tokens -> tree as depth-first lines ``(depth, symbol, relation)``; the root's relation is None.
 
-    Raises TreeError for sequences the tree cannot carry back exactly (unbalanced or empty groups,
-    unbraced arguments, scripts without a base, unclosed environments).
+    Raises TreeError for sequences the tree cannot carry back (unbalanced or empty groups, missing
+    arguments, scripts without a base, unclosed environments).
     """
     toks = tokens.split() if isinstance(tokens, str) else list(tokens)
     if not toks:
@@ -154,10 +186,41 @@ def depth(tokens) -> int:
     return max(d for d, _, _ in parse(tokens))
 
 
+def symbol_counts(tokens) -> Counter:
+    """Occurrences of each distinct token except braces, in order of first appearance (list or string)."""
+    counts = Counter(tokens.split() if isinstance(tokens, str) else tokens)
+    # counting everything in C and dropping the two brace keys beats filtering every token in Python
+    for t in COUNT_EXCLUDED:
+        counts.pop(t, None)
+    return counts
+
+
 def count_text(tokens) -> str:
     """Symbol counting target: ``sym: n`` for each distinct token except braces, in order of first appearance."""
-    counts = Counter(tokens.split() if isinstance(tokens, str) else tokens)
-    return ", ".join(f"{t}: {c}" for t, c in counts.items() if t not in COUNT_EXCLUDED)
+    return ", ".join([f"{t}: {c}" for t, c in symbol_counts(tokens).items()])
+
+
+_POSITION = re.compile(r"^token \d+: ")
+
+
+def survey(captions) -> dict:
+    """Tree-CoT over captions: counts ``captions``, ``accepted``, ``round_trip`` (accepted captions whose tree
+    reads back to exactly their tokens) and ``rejected`` {reason without the token position: count}."""
+    rejected: Counter = Counter()
+    n = accepted = round_trip = 0
+    for caption in captions:
+        n += 1
+        try:
+            text = tree_text(caption)
+        except TreeError as err:
+            rejected[_POSITION.sub("", str(err))] += 1
+            continue
+        accepted += 1
+        try:
+            round_trip += tree_text_to_tokens(text) == caption.split()
+        except TreeError:  # pragma: no cover - a bug in the inverse: the caption counts as not round-tripping
+            pass
+    return {"captions": n, "accepted": accepted, "round_trip": round_trip, "rejected": dict(rejected)}
 
 
 def parse_tree_text(text: str) -> list[tuple[int, str, str | None]]:
