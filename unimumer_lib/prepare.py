@@ -20,7 +20,7 @@ from .inkml import INKML_SUFFIX, InkmlError, caption_of, find_inkml, read_inkml
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
                       Record, atomic_save_image, atomic_write_text, read_comer, write_captions)
 from .render import default_workers, render_ink
-from .tree import depth as tree_depth
+from .tree import depth as tree_depth, symbol_counts as caption_symbol_counts
 
 PREPARE_VERSION = 1  # bump when captions or rendering change, so reruns re-render old images
 PNG_OPTIONS = {"compress_level": 3}
@@ -208,10 +208,10 @@ def caption_stats(caption: str) -> dict:
 
 
 def symbol_counts(captions) -> Counter:
-    """Token frequencies over captions, without the structural braces."""
+    """Token frequencies over captions, without the structural braces (summed ``tree.symbol_counts``)."""
     counts = Counter()
     for c in captions:
-        counts.update(t for t in c.split() if t not in ("{", "}"))
+        counts.update(caption_symbol_counts(c))
     return counts
 
 

@@ -46,7 +46,7 @@ COUNT_EXCLUDED = GROUP_TOKENS  # symbol counting skips braces
 
 # token -> parser action; every other token is an ordinary symbol node
 _ACTIONS = {"^": "script", "_": "script", OPEN: "open", CLOSE: "close", BEGIN: "begin", END: "end",
-            ROW_BREAK: "row", **{t: "frac" for t in FRAC_LIKE}, **{t: "accent" for t in ACCENTS},
+            ROW_BREAK: "row", INDEX_CLOSE: "bracket", **{t: "frac" for t in FRAC_LIKE}, **{t: "accent" for t in ACCENTS},
             **{t: "sqrt" for t in RADICALS}}
 
 
@@ -73,15 +73,18 @@ def _arg(toks, i, level, rel, out):
 
 def _seq(toks, i, level, rel, stop, out):
     """Parse symbols at ``level`` until ``stop`` (not consumed); the first gets ``rel``, the rest ``right``."""
-    n, last, first, braces = len(toks), None, len(out), 0
+    n, last, first, braces, append, actions = len(toks), None, len(out), 0, out.append, _ACTIONS
     while i < n:
         t = toks[i]
+        action = actions.get(t)
+        if action is None:  # the common case first: an ordinary symbol (stop tokens all have an action)
+            append((level, t, rel))
+            last, rel = t, RIGHT
+            i += 1
+            continue
         if t == stop and not braces:
             break
-        action = _ACTIONS.get(t)
-        if action is None:
-            out.append((level, t, rel))
-        elif action == "script":
+        if action == "script":
             if last is None:
                 raise TreeError(f"token {i}: script {t!r} has no base symbol")
             if last in LIMIT_BASES:
@@ -90,18 +93,11 @@ def _seq(toks, i, level, rel, stop, out):
                 r = SUP if t == "^" else SUB
             i = _arg(toks, i + 1, level + 1, r, out)
             continue
-        elif action == "frac":
-            out.append((level, t, rel))
+        if action == "frac":
+            append((level, t, rel))
             i = _arg(toks, _arg(toks, i + 1, level + 1, ABOVE, out), level + 1, BELOW, out)
-            last, rel = t, RIGHT
-            continue
-        elif action == "accent":
-            out.append((level, t, rel))
-            i = _arg(toks, i + 1, level + 1, ABOVE, out)
-            last, rel = t, RIGHT
-            continue
         elif action == "sqrt":
-            out.append((level, t, rel))
+            append((level, t, rel))
             i += 1
             if i < n and toks[i] == INDEX_OPEN:
                 i = _seq(toks, i + 1, level + 1, BELOW, INDEX_CLOSE, out)
@@ -109,18 +105,11 @@ def _seq(toks, i, level, rel, stop, out):
                     raise TreeError("unclosed '[' of \\sqrt")
                 i += 1
             i = _arg(toks, i, level + 1, ABOVE, out)
-            last, rel = t, RIGHT
-            continue
-        elif action == "open":  # a group that is no argument: its braces are ordinary nodes
-            out.append((level, t, rel))
-            braces += 1
-        elif action == "close" and braces:
-            out.append((level, t, rel))
-            braces -= 1
+        elif action == "accent":
+            append((level, t, rel))
+            i = _arg(toks, i + 1, level + 1, ABOVE, out)
         elif action == "begin":
             i = _environment(toks, i, level, rel, out)
-            last, rel = t, RIGHT
-            continue
         elif action == "row":
             if last is None:
                 raise TreeError(f"token {i}: row break {t!r} has no symbol before it")
@@ -129,10 +118,16 @@ def _seq(toks, i, level, rel, stop, out):
             # the next row hangs below the last symbol of this row, so rows nest one level deeper each
             i = _seq(toks, i + 1, level + 1, NEXTLINE, stop, out)
             break
-        else:  # a '}' or '\\end' that does not close anything open here
-            raise TreeError(f"token {i}: unbalanced {t!r}")
+        else:
+            if action == "open":  # a group that is no argument: its braces are ordinary nodes
+                braces += 1
+            elif action == "close" and braces:
+                braces -= 1
+            elif action != "bracket":  # a ']' closing no \\sqrt index is ordinary; '}', '\\end' close nothing here
+                raise TreeError(f"token {i}: unbalanced {t!r}")
+            append((level, t, rel))
+            i += 1
         last, rel = t, RIGHT
-        i += 1
     if braces:
         raise TreeError("unclosed '{'")
     if len(out) == first:
@@ -173,7 +168,8 @@ def parse(tokens) -> list[tuple[int, str, str | None]]:
 
 def format_lines(lines) -> str:
     """Tree lines -> Tree-CoT text: one node per line, ``symbol (relation)``, a tab per level."""
-    return "\n".join("\t" * d + s if r is None else f"{chr(9) * d}{s} ({r})" for d, s, r in lines)
+    tabs = _TABS if len(lines) < len(_TABS) else ["\t" * d for d in range(len(lines) + 1)]
+    return "\n".join([tabs[d] + s if r is None else f"{tabs[d]}{s} ({r})" for d, s, r in lines])
 
 
 def tree_text(tokens) -> str:
@@ -200,6 +196,7 @@ def count_text(tokens) -> str:
     return ", ".join([f"{t}: {c}" for t, c in symbol_counts(tokens).items()])
 
 
+_TABS = ["\t" * d for d in range(64)]  # depth < number of lines, so 64 covers captions up to 64 nodes
 _POSITION = re.compile(r"^token \d+: ")
 
 
