@@ -46,8 +46,8 @@ COUNT_EXCLUDED = GROUP_TOKENS  # symbol counting skips braces
 
 # token -> parser action; every other token is an ordinary symbol node
 _ACTIONS = {"^": "script", "_": "script", OPEN: "open", CLOSE: "close", BEGIN: "begin", END: "end",
-            ROW_BREAK: "row", INDEX_CLOSE: "bracket", **{t: "frac" for t in FRAC_LIKE}, **{t: "accent" for t in ACCENTS},
-            **{t: "sqrt" for t in RADICALS}}
+            ROW_BREAK: "row", INDEX_CLOSE: "bracket", **{t: "frac" for t in FRAC_LIKE},
+            **{t: "accent" for t in ACCENTS}, **{t: "sqrt" for t in RADICALS}}
 
 
 class TreeError(ValueError):
@@ -69,6 +69,16 @@ def _arg(toks, i, level, rel, out):
                         f"{'end of formula' if t is None else repr(t)}")
     out.append((level, t, rel))
     return i + 1
+
+
+def _radical(toks, i, level, out):
+    """The optional ``[ index ]`` (below) and the argument (above) of ``\\sqrt``; returns the index after them."""
+    if i < len(toks) and toks[i] == INDEX_OPEN:
+        i = _seq(toks, i + 1, level, BELOW, INDEX_CLOSE, out)
+        if i >= len(toks):
+            raise TreeError("unclosed '[' of \\sqrt")
+        i += 1
+    return _arg(toks, i, level, ABOVE, out)
 
 
 def _seq(toks, i, level, rel, stop, out):
@@ -98,13 +108,7 @@ def _seq(toks, i, level, rel, stop, out):
             i = _arg(toks, _arg(toks, i + 1, level + 1, ABOVE, out), level + 1, BELOW, out)
         elif action == "sqrt":
             append((level, t, rel))
-            i += 1
-            if i < n and toks[i] == INDEX_OPEN:
-                i = _seq(toks, i + 1, level + 1, BELOW, INDEX_CLOSE, out)
-                if i >= n:
-                    raise TreeError("unclosed '[' of \\sqrt")
-                i += 1
-            i = _arg(toks, i, level + 1, ABOVE, out)
+            i = _radical(toks, i + 1, level + 1, out)
         elif action == "accent":
             append((level, t, rel))
             i = _arg(toks, i + 1, level + 1, ABOVE, out)
