@@ -25,12 +25,14 @@ class LockedError(RuntimeError):
     """Another live process writes into the folder."""
 
 
-def _holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        return f"pid {info['pid']} on {info['host']} ({info['command']}, since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "a process that is just starting"
+def _holder(path: Path, tries: int = 20) -> str:
+    for _ in range(tries):  # the holder writes its details just after taking the lock
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            return f"pid {info['pid']} on {info['host']} ({info['command']}, since {info['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            time.sleep(0.05)
+    return "a process that did not write its details"
 
 
 class OutputLock:
@@ -39,7 +41,7 @@ class OutputLock:
     def __init__(self, folder, command: str | None = None):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
-        self.command = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])
+        self.command = command or " ".join(["unimumer", *sys.argv[1:]])
         self.fd: int | None = None
 
     def acquire(self) -> "OutputLock":

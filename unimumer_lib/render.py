@@ -7,7 +7,6 @@ which anti-aliases them; the expression is scaled to a fixed height with its asp
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -132,10 +131,8 @@ def render_many(items: Iterable, height: int = 128, workers: int | None = None, 
     """
     from .inkml import Ink
 
+    from .workers import imap_ordered
+
     workers = default_workers() if workers is None else workers
     jobs = [(i.traces if isinstance(i, Ink) else i, height, options) for i in items]
-    if workers <= 1:
-        yield from map(_render_job, jobs)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        yield from pool.map(_render_job, jobs, chunksize=chunksize)
+    yield from imap_ordered(_render_job, jobs, workers, chunksize)
