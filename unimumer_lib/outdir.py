@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 LOCK_FILE = ".unimumer.lock"
@@ -95,6 +96,6 @@ def remove_temp_files(*folders) -> int:
 
 
 def is_empty_dir(folder) -> bool:
-    """True for a missing folder or one holding nothing (our own lock file aside)."""
+    """True for a missing folder or one holding nothing but our lock file and leftover temporary files."""
     folder = Path(folder)
-    return not folder.exists() or all(p.name == LOCK_FILE for p in folder.iterdir())
+    return not folder.exists() or all(p.name == LOCK_FILE or fnmatch(p.name, TEMP_GLOB) for p in folder.iterdir())

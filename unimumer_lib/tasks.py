@@ -179,7 +179,13 @@ def dataset_info(tasks: Iterable[str], prefix: str = "crohme_train") -> dict[str
 def write_task_files(out, rows: dict[str, list[dict]], rejects: list[tuple[str, str, str]] = (),
                      prefix: str = "crohme_train") -> dict[str, Path]:
     """Write ``out/<task>.json``, ``out/rejects.tsv`` and merge entries into ``out/dataset_info.json``."""
-    out = Path(out)
+    from .outdir import OutputLock
+
+    with OutputLock(out, "unimumer tasks"):
+        return _write_task_files(Path(out), rows, rejects, prefix)
+
+
+def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
     # Read what earlier builds left first: a folder that is not a task folder fails before anything is written.
     # Rejects of tasks built earlier into the same folder (e.g. caption tasks, then EDL) are kept.
     rejects_path, info_path = out / TASK_REJECTS, out / DATASET_INFO
