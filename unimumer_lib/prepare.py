@@ -16,6 +16,7 @@ notebook.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections import Counter
 from contextlib import closing
@@ -78,10 +79,14 @@ def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, st
         return path, "", f"cannot read: {err.strerror or err}", None
     except InkmlError as err:
         return path, "", err.reason, None
+    except Exception as err:  # one file that cannot be read is a reject, never the end of the run
+        return path, "", f"cannot read: {type(err).__name__}: {err}", None
     try:
         caption = caption_of(ink)
     except (ValueError, RecursionError) as err:
         return path, "", f"no caption: {err}", None
+    except Exception as err:
+        return path, "", f"no caption: {type(err).__name__}: {err}", None
     if not caption.strip():
         return path, "", "no caption: empty truth annotation and MathML", None
     if png is None:
@@ -90,8 +95,6 @@ def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, st
     if _fresh(Path(png), key, previous):
         return ink.id, caption, None, previous
     try:
-        import io
-
         buf = io.BytesIO()
         render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
     except Exception as err:  # one file that cannot be drawn is a reject, never the end of the run
@@ -255,12 +258,22 @@ def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128
     return summary
 
 
-def load_split(folder) -> list[Record]:
-    """Records of a prepared split (captions, image paths, sources from the manifest)."""
-    folder = Path(folder)
+def _finished_manifest(folder: Path) -> dict:
     manifest = _read_manifest(folder)
     if manifest.get("complete") is False:
         raise ValueError(f"{folder}: an unfinished prepare run (killed or still going); rerun prepare")
+    return manifest
+
+
+def _prepared(out) -> list[tuple[Path, dict]]:
+    """(split folder, manifest) of every prepared split under ``out``."""
+    return [(d, _finished_manifest(d)) for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()]
+
+
+def load_split(folder) -> list[Record]:
+    """Records of a prepared split (captions, image paths, sources from the manifest)."""
+    folder = Path(folder)
+    manifest = _finished_manifest(folder)
     records = read_comer(folder, split=manifest.get("split", folder.name))
     sources = manifest.get("source_of", {})
     for r in records:
@@ -270,7 +283,7 @@ def load_split(folder) -> list[Record]:
 
 def load_rejects(folder) -> list[dict]:
     """The rejects of a prepared split as [{"file": ..., "reason": ...}]."""
-    return _read_manifest(Path(folder)).get("rejects", [])
+    return _finished_manifest(Path(folder)).get("rejects", [])
 
 
 # ---- caption statistics (used by notebook 01) ---------------------------------------------------
@@ -317,8 +330,7 @@ def counts_frame(out):
     import pandas as pd
 
     rows = [{"split": d.name, "source": source, "expressions": n}
-            for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()
-            for source, n in _read_manifest(d)["sources"].items()]
+            for d, manifest in _prepared(out) for source, n in manifest["sources"].items()]
     return pd.DataFrame(rows, columns=["split", "source", "expressions"])
 
 
@@ -326,8 +338,8 @@ def reconcile_frame(out):
     """One row per prepared split: read, written, rejected (read = written + rejected)."""
     import pandas as pd
 
-    rows = [{"split": d.name, **{k: _read_manifest(d)[k] for k in ("read", "written", "rejected")}}
-            for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()]
+    rows = [{"split": d.name, **{k: manifest[k] for k in ("read", "written", "rejected")}}
+            for d, manifest in _prepared(out)]
     return pd.DataFrame(rows, columns=["split", "read", "written", "rejected"])
 
 
@@ -335,8 +347,7 @@ def rejects_frame(out):
     """All rejects of the prepared splits under ``out`` as (split, file, reason) rows."""
     import pandas as pd
 
-    rows = [{"split": d.name, **r} for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()
-            for r in load_rejects(d)]
+    rows = [{"split": d.name, **r} for d, manifest in _prepared(out) for r in manifest["rejects"]]
     return pd.DataFrame(rows, columns=["split", *REJECTS_HEADER])
 
 
