@@ -39,9 +39,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
-                               prefix=args.prefix, seed=args.seed)
+                               prefix=args.prefix, seed=args.seed, root=args.root)
     for task, s in summary.items():
         print(f"{task}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
+    if not any(s["written"] for s in summary.values()):
+        print(f"unimumer tasks: error: no row written (rejects in {Path(args.out)})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -83,10 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tasks", help="build multi-task training data (LLaMA-Factory JSON)")
     src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--captions", help="caption.txt with images/ beside it")
+    src.add_argument("--captions", help="a split folder or its caption.txt (images/ or img/, png/jpg/bmp), "
+                                        "or an official Uni-MuMER prompt JSON")
     src.add_argument("--from-predictions", help="prediction JSON (for error_find,error_fix)")
     s.add_argument("--tasks", default="vanilla,tree,can")
     s.add_argument("--out", required=True)
+    s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_tasks)
