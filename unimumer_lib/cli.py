@@ -22,14 +22,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .report import evaluate_files, format_results
+    from .report import UNBALANCED, evaluate_files, format_results, write_results_files
 
-    rows = evaluate_files([Path(p) for p in args.predictions], normalize=args.normalize)
+    rows = evaluate_files([Path(p) for p in args.predictions], normalize=args.normalize, by_dataset=args.by_dataset)
     text = format_results(rows, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
         print(text)
+    if args.normalize:
+        for row in rows:
+            if row[UNBALANCED]:
+                print(f"{row['file']}: {row[UNBALANCED]} gt/pred texts with unbalanced braces scored as they are "
+                      "(--normalize does not invent tokens)", file=sys.stderr)
+    if args.write_results or args.results_dir:
+        for path in write_results_files(rows, Path(args.results_dir) if args.results_dir else None):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -81,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("predictions", nargs="+")
     s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table")
     s.add_argument("--out", default=None, help="write here instead of stdout")
-    s.add_argument("--normalize", action="store_true", help="normalise gt and pred before scoring")
+    s.add_argument("--normalize", action="store_true",
+                   help="normalise gt and pred before scoring (texts with unbalanced braces stay as they are)")
+    s.add_argument("--by-dataset", action="store_true", help="also one row per 'dataset' value of the records")
+    s.add_argument("--write-results", action="store_true",
+                   help="write <name>_results.txt (the official layout) beside each prediction file")
+    s.add_argument("--results-dir", default=None, help="write the <name>_results.txt files here instead")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("tasks", help="build multi-task training data (LLaMA-Factory JSON)")
