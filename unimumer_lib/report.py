@@ -16,6 +16,7 @@ from typing import Mapping
 import pandas as pd
 
 from . import metrics
+from .latex import braces_balanced
 from .predictions import Prediction, read_predictions
 from .records import atomic_write_text
 
@@ -31,16 +32,6 @@ _RULE = "=" * 60
 DATASETS = ("CROHME 2014", "CROHME 2016", "CROHME 2019", "HME100K")
 MAIN_METRICS = ("exprate", "le1", "le2")
 PUBLISHED_CSV = "published.csv"
-
-
-def braces_balanced(text: str) -> bool:
-    """True when every ``{`` token is closed by a later ``}`` token and no ``}`` is left over."""
-    depth = 0
-    for tok in text.split():
-        depth += (tok == "{") - (tok == "}")
-        if depth < 0:
-            return False
-    return depth == 0
 
 
 def normalize_texts(texts: list[str]) -> tuple[list[str], int]:
