@@ -210,11 +210,18 @@ class ConfusionInspector:
 
         image = self.record_images.get(row.img_id) or image_file(row.img_id, self.images_dir,
                                                                  getattr(row, "image_path", "") or "", self.root)
-        toggle = w.ToggleButton(value=row.img_id in self.flagged, description="label noise", icon="flag",
+        flagged = row.img_id in self.flagged
+        toggle = w.ToggleButton(value=flagged, description="label noise", icon="flag",
+                                button_style="danger" if flagged else "", layout=w.Layout(flex="0 0 130px"),
                                 tooltip="the ground truth is wrong (recorded in " + self.flags_path.name + ")")
-        toggle.observe(lambda change: self.flag(row, change["new"]), names="value")
+
+        def on_toggle(change):
+            self.flag(row, change["new"])
+            toggle.button_style = "danger" if change["new"] else ""
+
+        toggle.observe(on_toggle, names="value")
         self.toggles[row.img_id] = toggle
-        return w.HBox([w.HTMLMath(card_html(row, image)), toggle])
+        return w.HBox([w.HTMLMath(card_html(row, image), layout=w.Layout(flex="1 1 auto")), toggle])
 
     def refresh(self) -> None:
         import ipywidgets as w
