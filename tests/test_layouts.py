@@ -93,3 +93,12 @@ def test_zero_usable_rows_is_an_error_naming_the_file(tmp_path, capsys):
     assert f"{folder}: no usable record" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="neither a prompt JSON file nor a folder"):
         load_records(tmp_path / "missing")
+
+
+def test_tasks_writing_no_row_exits_non_zero(tmp_path, capsys):
+    preds = tmp_path / "pred.json"
+    preds.write_text(json.dumps([{"img_id": "a", "gt": "x", "pred": "x"}]), encoding="utf-8")
+    out = tmp_path / "t"
+    assert cli.main(["tasks", "--from-predictions", str(preds), "--tasks", "error_find", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "error_find: read 1 = written 0 + rejected 1" in captured.out and "no row written" in captured.err
