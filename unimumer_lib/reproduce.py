@@ -58,17 +58,39 @@ DATASET_LABELS = {"test": "synthetic", "test2014": "CROHME 2014"}
 
 
 def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Synthesise train and test InkML splits (distinct seeds) under ``run_dir/raw``; reuse them if present."""
-    from .synth import synthesize_dataset
+    """Synthesise train and test InkML splits (distinct seeds) under ``run_dir/raw``; reuse them if present.
+
+    The test split is held out: its samples whose caption also occurs in train are dropped (a few spare
+    samples are drawn so that ``n_test`` remain), and the caption sets are asserted disjoint.
+    """
+    from .synth import CAPTIONS_TSV, synthesize_dataset
 
     root = run_dir / "raw"
-    for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
+    for split, n, split_seed in (("train", n_train, seed), ("test", n_test + n_test // 10 + 10, seed + 1)):
         if not (root / split).is_dir():
             tmp = run_dir / f"raw_{split}.tmp"
             summary = synthesize_dataset(n=n, seed=split_seed, out=tmp)
+            if split == "test":
+                train_tsv = run_dir / "raw_train.tmp" / CAPTIONS_TSV
+                _hold_out(Path(summary["folder"]), _read_tsv(train_tsv), _read_tsv(tmp / CAPTIONS_TSV), n_test)
             root.mkdir(parents=True, exist_ok=True)
             Path(summary["folder"]).rename(root / split)
     return root
+
+
+def _read_tsv(path: Path) -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def _hold_out(folder: Path, train: dict[str, str], test: dict[str, str], n: int) -> None:
+    """Delete the test InkML files whose caption is in ``train`` and those beyond the first ``n`` others."""
+    seen = set(train.values())
+    keep = [key for key, caption in test.items() if caption not in seen][:n]
+    for key in set(test) - set(keep):
+        (folder / f"{key}.inkml").unlink()
+    assert not seen & {test[k] for k in keep}, "held-out test captions overlap the training captions"
+    if len(keep) < n:
+        raise ValueError(f"only {len(keep)} of {n} synthetic test captions are absent from train")
 
 
 def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split: str, figures: Path) -> list:
