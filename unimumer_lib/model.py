@@ -164,11 +164,13 @@ def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1) -> Qwen
 
 
 def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_pixels: int = 64 * 64,
-               max_pixels: int = 128 * 512, paper_white: bool = True):
+               max_pixels: int = PAPER_MAX_PIXELS, paper_white: bool = False):
     """(model, processor): a random-weight Qwen2.5-VL of preset ``size`` built offline in seconds.
 
     ``vision_init`` is the std of the vision tower's weights: with the default 0.02 a tiny model's image
-    features are too faint against the text and it learns one string for every image.
+    features are too faint against the text and it learns one string for every image. ``paper_white=False``
+    (see ``build_processor``) makes blank paper zero. ``max_pixels`` is the paper's cap, the bound
+    ``load_model`` applies at inference, so training and inference resize alike.
     """
     if size not in SIZES:
         raise ValueError(f"unknown tiny model size {size!r}; choose from {sorted(SIZES)}")
