@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from unimumer_lib.infer import exprate, predict
+from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
 from unimumer_lib.model import tiny_model
 from unimumer_lib.records import Record
 from unimumer_lib.render import render_ink
-from unimumer_lib.reproduce import PROFILES
-from unimumer_lib.synth import DIGITS, LETTERS, handwrite
+from unimumer_lib.reproduce import PROFILES, synthetic_root
+from unimumer_lib.synth import DIGITS, LETTERS, handwrite, sample_captions
 from unimumer_lib.tasks import caption_rows, write_task_files
 from unimumer_lib.train import train
 
@@ -53,3 +54,12 @@ def test_recipe_reads_unseen_writers_better_than_blind(tmp_path):
           f"distinct predictions {len({p['pred'] for p in preds})}")
     assert exprate(preds) >= exprate(blind) + 0.12, (exprate(preds), exprate(blind))
     assert len({p["pred"] for p in preds}) >= 5  # not one string for every image
+
+
+def test_synthetic_test_split_shares_no_caption_with_train(tmp_path):
+    assert set(sample_captions(1000, 0)) & set(sample_captions(66, 1))  # the raw draws do overlap
+    root = synthetic_root(tmp_path, n_train=1000, n_test=50)
+    train_captions = {caption_of(read_inkml(p)) for p in find_inkml(root / "train")}
+    test_captions = [caption_of(read_inkml(p)) for p in find_inkml(root / "test")]
+    assert len(test_captions) == 50
+    assert not train_captions & set(test_captions)

@@ -30,6 +30,7 @@ TREE_WORDS = ("(above)", "(below)", "(sup)", "(sub)", "(right)", "(nextline)", "
               "{matrix}", "{pmatrix}", "{bmatrix}", "<error_start>", "<error_end>", "<deleted>", "REPLACE:",
               "INSERT:", "DELETE:", " -> ", " after ")
 
+# Optional keys: "rope_theta" (default 10000) and "mrope" (temporal, height) rotary sections, width taking the rest.
 SIZES = {
     # ~1.3M parameters: enough to memorise a few dozen captions; 16x16-pixel LLM tokens so small glyphs matter.
     "tiny": dict(hidden=128, layers=2, heads=4, kv_heads=2, inter=256, v_hidden=96, v_depth=2, v_heads=4,
