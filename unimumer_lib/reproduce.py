@@ -44,16 +44,18 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 
 # Each profile: data sizes, training settings, the model and the main-table row label. `paper` carries the
 # paper's settings for a GPU. `smoke` and `cpu` train the CPU reading recipe of benchmarks/bench_generalise.py
-# (tiny model, `cpu-read` preset, vanilla task, every training sample seen about once).
+# (tiny model, `cpu-read` preset, vanilla task, every training sample seen about once). `threads`: torch threads
+# of the notebook kernels (OMP_NUM_THREADS unless already set): the tiny model's matrices are too small for a
+# second thread to pay off, and its spin-waiting burns the core whenever anything else runs.
 PROFILES = {
     "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
                max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
                label="ours (ci, tiny CPU model, synthetic)"),
     "smoke": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
-                  max_steps=1500, tasks=["vanilla"], batch_size=16, max_new_tokens=96,
+                  max_steps=1500, tasks=["vanilla"], batch_size=16, max_new_tokens=96, threads=1,
                   label="ours (smoke, tiny CPU model, synthetic)"),
     "cpu": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
-                max_steps=9000, tasks=["vanilla"], batch_size=16, max_new_tokens=128,
+                max_steps=9000, tasks=["vanilla"], batch_size=16, max_new_tokens=128, threads=1,
                 label="ours (cpu, tiny CPU model, CROHME train)"),
     "paper": dict(synth_train=20000, synth_test=1000, sample_size=None, height=128,
                   model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1,
@@ -137,6 +139,8 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     run_dir = (Path(out) if out else config.runs_dir() / profile).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     p = PROFILES[profile]
+    if p.get("threads"):
+        os.environ.setdefault("OMP_NUM_THREADS", str(p["threads"]))
     if data in (None, "synthetic"):
         data_root, test_split = synthetic_root(run_dir, p["synth_train"], p["synth_test"]), "test"
     else:
