@@ -50,20 +50,21 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 PROFILES = {
     "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
                max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
-               label="ours (ci, tiny CPU model, synthetic)"),
+               label="ours (ci, tiny CPU model, {train})"),
     "smoke": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
                   max_steps=1500, tasks=["vanilla"], batch_size=16, max_new_tokens=96, threads=1,
-                  label="ours (smoke, tiny CPU model, synthetic)"),
+                  label="ours (smoke, tiny CPU model, {train})"),
     "cpu": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
                 max_steps=9000, tasks=["vanilla"], batch_size=16, max_new_tokens=128, threads=1,
-                label="ours (cpu, tiny CPU model, CROHME train)"),
+                label="ours (cpu, tiny CPU model, {train})"),
     "paper": dict(synth_train=20000, synth_test=1000, sample_size=None, height=128,
                   model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1,
-                  tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512, label="ours (paper recipe)"),
+                  tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512, label="ours (paper recipe, {train})"),
 }
 TEST_SPLIT_CROHME = "test2014"
 # Column names of the main table (report.published() uses the same dataset names).
 DATASET_LABELS = {"test": "synthetic", "test2014": "CROHME 2014"}
+TRAIN_LABELS = {True: "synthetic", False: "CROHME train"}  # the training data of a run, by "tested on synthetic"
 
 
 def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
@@ -119,7 +120,7 @@ def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split
                                   figures_dir=figs, max_steps=p["max_steps"])),
         ("04_inference_evaluation.ipynb", dict(model_path=str(sft / "final"), test_dir=str(prepared / test_split),
                                                pred_paths=[], datasets=[DATASET_LABELS.get(test_split, test_split)],
-                                               model_name=p["label"],
+                                               model_name=p["label"].format(train=TRAIN_LABELS[test_split == "test"]),
                                                out_dir=str(tables),
                                                batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"])),
         ("05_error_analysis.ipynb", dict(pred_path=str(tables / "predictions.json"),
