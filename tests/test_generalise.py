@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from unimumer_lib.infer import exprate, predict
@@ -36,7 +37,16 @@ def one_symbol_set(folder, n: int, seed: int) -> list[Record]:
     return records
 
 
-def test_recipe_reads_unseen_writers_better_than_blind(tmp_path):
+@pytest.fixture
+def one_thread():
+    """The recipe's thread count (see reproduce.PROFILES["smoke"]["threads"]), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(RECIPE["threads"])
+    yield
+    torch.set_num_threads(before)
+
+
+def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, one_thread):
     torch.manual_seed(0)
     train_set, test_set = one_symbol_set(tmp_path / "train", 2000, seed=0), one_symbol_set(tmp_path / "test", 200, 1)
     rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in train_set], RECIPE["tasks"], progress=False)
