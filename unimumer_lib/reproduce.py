@@ -59,7 +59,8 @@ PROFILES = {
                 label="ours (cpu, tiny CPU model, {train})"),
     "paper": dict(synth_train=20000, synth_test=1000, sample_size=None, height=128,
                   model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1,
-                  tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512, label="ours (paper recipe, {train})"),
+                  tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512,
+                  label="ours (paper recipe, {train})"),
 }
 TEST_SPLIT_CROHME = "test2014"
 # Column names of the main table (report.published() uses the same dataset names).
