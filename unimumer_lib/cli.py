@@ -131,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="write into a non-empty --out, clearing what synth made there")
     s.set_defaults(func=cmd_synth)
 
+    from .reproduce import PROFILES
+
     s = sub.add_parser("reproduce", parents=[debug], help="run notebooks 01-05 with papermill for a profile")
-    s.add_argument("--profile", choices=["ci", "smoke", "paper"], default="smoke")
+    s.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
     s.add_argument("--data", default=None, help="'synthetic' (default) or a CROHME root folder")
     s.set_defaults(func=cmd_reproduce)

@@ -30,6 +30,7 @@ TREE_WORDS = ("(above)", "(below)", "(sup)", "(sub)", "(right)", "(nextline)", "
               "{matrix}", "{pmatrix}", "{bmatrix}", "<error_start>", "<error_end>", "<deleted>", "REPLACE:",
               "INSERT:", "DELETE:", " -> ", " after ")
 
+# Optional keys: "rope_theta" (default 10000) and "mrope" (temporal, height) rotary sections, width taking the rest.
 SIZES = {
     # ~1.3M parameters: enough to memorise a few dozen captions; 16x16-pixel LLM tokens so small glyphs matter.
     "tiny": dict(hidden=128, layers=2, heads=4, kv_heads=2, inter=256, v_hidden=96, v_depth=2, v_heads=4,
@@ -125,12 +126,18 @@ def build_tokenizer(vocab_size: int = 1024) -> Qwen2Tokenizer:
 
 
 def build_processor(tokenizer=None, patch: int = 8, min_pixels: int = 64 * 64,
-                    max_pixels: int = PAPER_MAX_PIXELS) -> ImageOnlyQwen2_5_VLProcessor:
-    """Image-only Qwen2.5-VL processor with the Qwen2.5-VL chat template (the one TRL ships)."""
+                    max_pixels: int = PAPER_MAX_PIXELS, paper_white: bool = True) -> ImageOnlyQwen2_5_VLProcessor:
+    """Image-only Qwen2.5-VL processor with the Qwen2.5-VL chat template (the one TRL ships).
+
+    ``paper_white=False`` normalises white paper to 0 (ink to -2) instead of using CLIP's mean and std: the patch
+    embedding has no bias, so blank patches then enter the vision tower as zeros and only ink carries signal.
+    """
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
+    norm = {} if paper_white else dict(image_mean=[1.0, 1.0, 1.0], image_std=[0.5, 0.5, 0.5])
     image_processor = Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, temporal_patch_size=2,
-                                               size={"shortest_edge": min_pixels, "longest_edge": max_pixels})
+                                               size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+                                               **norm)
     return ImageOnlyQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer or build_tokenizer(),
                                         chat_template=qwen2_5_vl_chat_template)
 
@@ -140,13 +147,12 @@ def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1) -> Qwen
     s = SIZES[size]
     head_dim = s["hidden"] // s["heads"]
     half = head_dim // 2  # mrope sections (temporal, height, width) sum to head_dim/2, as 16/24/24 in the 3B
-    t_sec = half // 4
-    h_sec = (half - t_sec) // 2
+    t_sec, h_sec = s.get("mrope", (half // 4, (half - half // 4) // 2))
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     text = dict(vocab_size=len(tokenizer), hidden_size=s["hidden"], intermediate_size=s["inter"],
                 num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
                 max_position_embeddings=4096, tie_word_embeddings=True,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                rope_parameters={"rope_type": "default", "rope_theta": s.get("rope_theta", 10000.0),
                                  "mrope_section": [t_sec, h_sec, half - t_sec - h_sec]},
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     vision = dict(depth=s["v_depth"], hidden_size=s["v_hidden"], intermediate_size=s["v_inter"],
@@ -159,16 +165,19 @@ def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1) -> Qwen
 
 
 def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_pixels: int = 64 * 64,
-               max_pixels: int = 128 * 512):
+               max_pixels: int = PAPER_MAX_PIXELS, paper_white: bool = False):
     """(model, processor): a random-weight Qwen2.5-VL of preset ``size`` built offline in seconds.
 
     ``vision_init`` is the std of the vision tower's weights: with the default 0.02 a tiny model's image
-    features are too faint against the text and it learns one string for every image.
+    features are too faint against the text and it learns one string for every image. ``paper_white=False``
+    (see ``build_processor``) makes blank paper zero. ``max_pixels`` is the paper's cap, the bound
+    ``load_model`` applies at inference, so training and inference resize alike.
     """
     if size not in SIZES:
         raise ValueError(f"unknown tiny model size {size!r}; choose from {sorted(SIZES)}")
     tokenizer = build_tokenizer()
-    processor = build_processor(tokenizer, patch=SIZES[size]["patch"], min_pixels=min_pixels, max_pixels=max_pixels)
+    processor = build_processor(tokenizer, patch=SIZES[size]["patch"], min_pixels=min_pixels, max_pixels=max_pixels,
+                                paper_white=paper_white)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, size, vision_init))
     model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>")]

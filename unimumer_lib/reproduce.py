@@ -44,33 +44,66 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
     return out
 
 
-# Each profile: data sizes, training settings and the model. `paper` carries the paper's settings for a GPU.
+# Each profile: data sizes, training settings, the model and the main-table row label. `paper` carries the
+# paper's settings for a GPU. `smoke` and `cpu` train the CPU reading recipe of benchmarks/bench_generalise.py
+# (tiny model, `cpu-read` preset, vanilla task, every training sample seen about once). `threads`: torch threads
+# of the notebook kernels (OMP_NUM_THREADS unless already set): the tiny model's matrices are too small for a
+# second thread to pay off, and its spin-waiting burns the core whenever anything else runs.
 PROFILES = {
     "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
-               max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64),
-    "smoke": dict(synth_train=400, synth_test=100, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
-                  max_steps=300, tasks=["vanilla", "tree", "can"], batch_size=16, max_new_tokens=96),
+               max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
+               label="ours (ci, tiny CPU model, {train})"),
+    "smoke": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
+                  max_steps=1500, tasks=["vanilla"], batch_size=16, max_new_tokens=96, threads=1,
+                  label="ours (smoke, tiny CPU model, {train})"),
+    "cpu": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
+                max_steps=9000, tasks=["vanilla"], batch_size=16, max_new_tokens=128, threads=1,
+                label="ours (cpu, tiny CPU model, {train})"),
     "paper": dict(synth_train=20000, synth_test=1000, sample_size=None, height=128,
                   model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1,
-                  tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512),
+                  tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512,
+                  label="ours (paper recipe, {train})"),
 }
 TEST_SPLIT_CROHME = "test2014"
 # Column names of the main table (report.published() uses the same dataset names).
 DATASET_LABELS = {"test": "synthetic", "test2014": "CROHME 2014"}
+TRAIN_LABELS = {True: "synthetic", False: "CROHME train"}  # the training data of a run, by "tested on synthetic"
 
 
 def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Synthesise train and test InkML splits (distinct seeds) under ``run_dir/raw``; reuse them if present."""
-    from .synth import synthesize_dataset
+    """Synthesise train and test InkML splits (distinct seeds) under ``run_dir/raw``; reuse them if present.
+
+    The test split is held out: its samples whose caption also occurs in train are dropped (a few spare
+    samples are drawn so that ``n_test`` remain), and the caption sets are asserted disjoint.
+    """
+    from .synth import CAPTIONS_TSV, synthesize_dataset
 
     root = run_dir / "raw"
-    for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
+    for split, n, split_seed in (("train", n_train, seed), ("test", n_test + n_test // 10 + 10, seed + 1)):
         if not (root / split).is_dir():
             tmp = run_dir / f"raw_{split}.tmp"
             summary = synthesize_dataset(n=n, seed=split_seed, out=tmp)
+            if split == "test":
+                train_tsv = run_dir / "raw_train.tmp" / CAPTIONS_TSV
+                _hold_out(Path(summary["folder"]), _read_tsv(train_tsv), _read_tsv(tmp / CAPTIONS_TSV), n_test)
             root.mkdir(parents=True, exist_ok=True)
             Path(summary["folder"]).rename(root / split)
     return root
+
+
+def _read_tsv(path: Path) -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def _hold_out(folder: Path, train: dict[str, str], test: dict[str, str], n: int) -> None:
+    """Delete the test InkML files whose caption is in ``train`` and those beyond the first ``n`` others."""
+    seen = set(train.values())
+    keep = [key for key, caption in test.items() if caption not in seen][:n]
+    for key in set(test) - set(keep):
+        (folder / f"{key}.inkml").unlink()
+    assert not seen & {test[k] for k in keep}, "held-out test captions overlap the training captions"
+    if len(keep) < n:
+        raise ValueError(f"only {len(keep)} of {n} synthetic test captions are absent from train")
 
 
 def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split: str, figures: Path) -> list:
@@ -90,6 +123,7 @@ def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split
                                   figures_dir=figs, max_steps=p["max_steps"])),
         ("04_inference_evaluation.ipynb", dict(model_path=str(sft / "final"), test_dir=str(prepared / test_split),
                                                pred_paths=[], datasets=[DATASET_LABELS.get(test_split, test_split)],
+                                               model_name=p["label"].format(train=TRAIN_LABELS[test_split == "test"]),
                                                out_dir=str(tables),
                                                batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"])),
         ("05_error_analysis.ipynb", dict(pred_path=str(tables / "predictions.json"),
@@ -109,6 +143,8 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     run_dir = (Path(out) if out else config.runs_dir() / profile).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     p = PROFILES[profile]
+    if p.get("threads"):
+        os.environ.setdefault("OMP_NUM_THREADS", str(p["threads"]))
     if data in (None, "synthetic"):
         data_root, test_split = synthetic_root(run_dir, p["synth_train"], p["synth_test"]), "test"
     else:
