@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .normalize import STYLES
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -30,6 +32,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
         print(text)
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    from .normalize import normalize_file
+
+    summary = normalize_file(Path(args.predictions), Path(args.out), style=args.style)
+    print(f"read {summary['read']} = kept {summary['kept']} + removed {summary['removed']}"
+          + "".join(f"\n  {rule}: {n}" for rule, n in summary["rules"].items()))
+    if summary["removed"]:
+        print(f"removed items and reasons: {summary['removed_file']}")
     return 0
 
 
@@ -78,8 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("predictions", nargs="+")
     s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table")
     s.add_argument("--out", default=None, help="write here instead of stdout")
-    s.add_argument("--normalize", action="store_true", help="normalise gt and pred before scoring")
+    s.add_argument("--normalize", nargs="?", const="crohme", default=None, choices=STYLES,
+                   help="normalise gt and pred before scoring: crohme (the literature's captions; the default "
+                        "when the flag has no value) or unimumer (the published CROHME 2023 / MathWriting "
+                        "protocol, which also drops the items it removes)")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("normalize", help="normalise a prediction JSON to a published convention")
+    s.add_argument("predictions")
+    s.add_argument("--style", choices=STYLES, default="unimumer")
+    s.add_argument("--out", required=True, help="normalised prediction JSON (removed items listed beside it)")
+    s.set_defaults(func=cmd_normalize)
 
     s = sub.add_parser("tasks", help="build multi-task training data (LLaMA-Factory JSON)")
     src = s.add_mutually_exclusive_group(required=True)

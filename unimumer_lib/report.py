@@ -25,18 +25,16 @@ MAIN_METRICS = ("exprate", "le1", "le2")
 PUBLISHED_CSV = "published.csv"
 
 
-def score_predictions(preds: list[Prediction], normalize: bool = False) -> dict:
-    """Metrics of a list of predictions (``normalize`` maps gt and pred through ``latex.normalize`` first)."""
-    gts = [p.gt for p in preds]
-    hyps = [p.pred for p in preds]
+def score_predictions(preds: list[Prediction], normalize: bool | str | None = False) -> dict:
+    """Metrics of a list of predictions; ``normalize`` names a ``normalize.STYLES`` style (True: ``crohme``,
+    ``latex.normalize``) applied to gt and pred first; ``unimumer`` also drops the items that protocol removes."""
     if normalize:
-        from .latex import normalize as normalize_latex
-        gts = [normalize_latex(t) for t in gts]
-        hyps = [normalize_latex(t) for t in hyps]
-    return metrics.score(gts, hyps)
+        from .normalize import normalize_predictions
+        preds, _ = normalize_predictions(preds, "crohme" if normalize is True else normalize)
+    return metrics.score([p.gt for p in preds], [p.pred for p in preds])
 
 
-def evaluate_files(paths: list[Path], normalize: bool = False, by_dataset: bool = False) -> list[dict]:
+def evaluate_files(paths: list[Path], normalize: bool | str | None = False, by_dataset: bool = False) -> list[dict]:
     """One row per prediction file: ``{"file", **metrics.score}``. With ``by_dataset``, files whose records carry
     a ``dataset`` key also get one row per dataset, ``file`` being ``PATH#DATASET``."""
     rows = []
