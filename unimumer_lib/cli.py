@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .normalize import STYLES
+from .prepare import KINDS as PREPARE_KINDS
 
 
 def _csv(text: str) -> list[str]:
@@ -77,8 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare", help="InkML folders -> images + caption.txt per split")
-    s.add_argument("kind", choices=["crohme"], help="input layout (CROHME-style InkML split folders)")
-    s.add_argument("--src", required=True, help="folder holding split folders (train/, test2014/, ...)")
+    s.add_argument("kind", choices=PREPARE_KINDS,
+                   help="input layout: InkML split folders, CROHME (truth + MathML) or MathWriting (normalizedLabel)")
+    s.add_argument("--src", required=True,
+                   help="folder holding split folders (CROHME: train/, test2014/, ...; MathWriting: train/, valid/, "
+                        "test/, synthetic/, symbols/)")
     s.add_argument("--out", required=True)
     s.add_argument("--splits", type=_csv, default=None, help="comma-separated splits (default: all found)")
     s.add_argument("--no-images", action="store_true", help="write captions only")

@@ -24,6 +24,8 @@ from .tree import depth as tree_depth
 
 PREPARE_VERSION = 1  # bump when captions or rendering change, so reruns re-render old images
 PNG_OPTIONS = {"compress_level": 3}
+# Layouts ``prepare`` reads: split folders of InkML either way; the caption follows the file (``inkml.caption_of``).
+KINDS = ("crohme", "mathwriting")
 
 
 def find_splits(src) -> dict[str, Path]:
