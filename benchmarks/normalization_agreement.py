@@ -21,7 +21,7 @@ CAUSES = (
     (lambda d: "o b j e c t" in d["raw"],
      "the raw caption lost the root index ([object Object], a conversion bug); the published one has the true "
      "index, which no rule can recover"),
-    (lambda d: "{array}" in d["raw"] and d["ours"] and d["ours"].replace("{ c c }", "{ r r }") == d["normalized"],
+    (lambda d: "{array}" in d["raw"] and (d["ours"] or "").replace("{ c c }", "{ r r }") == d["normalized"],
      "the published array column spec ({ r r }) differs from the raw one ({ c c }), elsewhere in the sample the "
      "raw spec is kept: not derivable from the raw caption"),
     (lambda d: "\\begin{matrix}" in d["raw"] and d["normalized"] and "{pmatrix}" in (d["ours"] or "")
@@ -48,8 +48,8 @@ def main() -> None:
         print(f"{path.name}: {agreement.n} items; decision {agreement.decision}/{agreement.n} = "
               f"{agreement.rate('decision'):.2f} %, caption {agreement.caption}/{agreement.n} = "
               f"{agreement.rate('caption'):.2f} %")
-        print(f"  removed: ours {sum(agreement.removed.values())} ({agreement.removed}), published {published_removed}; "
-              f"{agreement.n / seconds:,.0f} items/s")
+        print(f"  removed: ours {sum(agreement.removed.values())} ({agreement.removed}), "
+              f"published {published_removed}; {agreement.n / seconds:,.0f} items/s")
         for d in agreement.disagreements:
             print(f"  - {d['img_id']}: raw       {d['raw']}\n    published {d['normalized']}\n"
                   f"    ours      {d['ours'] if d['ours'] is not None else 'removed: ' + d['our_reason']}\n"

@@ -21,7 +21,9 @@ UN19 = """<ink xmlns="http://www.w3.org/2003/InkML">\r
 # CROHME 2023 style: X Y T channels, raw truth without $ and no MathML.
 FORM = """<?xml version="1.0" encoding="UTF-8"?>
 <ink xmlns="http://www.w3.org/2003/InkML">
-<traceFormat><channel name="X" type="decimal"/><channel name="Y" type="decimal"/><channel name="T" type="decimal"/></traceFormat>
+<traceFormat>
+<channel name="X" type="decimal"/><channel name="Y" type="decimal"/><channel name="T" type="decimal"/>
+</traceFormat>
 <annotation type="truth">{latex}</annotation>
 <trace id="0">0.5 1 0, 2 3 12, 4 4 25</trace>
 </ink>

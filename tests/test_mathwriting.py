@@ -30,7 +30,8 @@ LABELS = [
     (r"\frac12", r"\frac{1}{2}", r"\frac { 1 } { 2 }"),
     (r"x^2+y^2", r"x^{2}+y^{2}", r"x ^ { 2 } + y ^ { 2 }"),
     (r"\alpha\leq 10", r"\alpha\leq10", r"\alpha \leq 1 0"),
-    (r"\begin{pmatrix}a\\b\end{pmatrix}", r"\begin{pmatrix}a\\b\end{pmatrix}", r"\begin {pmatrix} a \\ b \end {pmatrix}"),
+    (r"\begin{pmatrix}a\\b\end{pmatrix}", r"\begin{pmatrix}a\\b\end{pmatrix}",
+     r"\begin {pmatrix} a \\ b \end {pmatrix}"),
     (r"a &lt; b", r"a&lt;b", "a < b"),
 ]
 

@@ -37,17 +37,16 @@ rules cannot parse only gets the token-level rewrites.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import latex
-from .latex import ACCENTS, BIG_OPERATORS, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, tokenize
+from .latex import ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, tokenize
 from .predictions import Prediction, read_predictions, write_predictions
 from .records import atomic_write_text
 
 STYLES = ("crohme", "unimumer")  # the --normalize choices: latex.normalize and this module
 SYNONYMS = {"\\dots": "\\ldots", "\\le": "\\leq", "\\ge": "\\geq"}
-DELIMITER_SIZES = ("\\left", "\\right")
 NULL_DELIMITER = "."
 # Variant Greek letters and big n-ary set/logic operators: the published vocabulary has \epsilon, \phi,
 # \cap, \cup, \oplus but not these, and removes every item that uses one.
@@ -65,8 +64,10 @@ SCRIPTS = ("_", "^")
 REMOVED_SUFFIX = ".removed.tsv"
 
 
-BRACES, DELIMITER, OOV, ARGUMENT = RULES = ("unbalanced braces", "unmatched delimiter", "out of vocabulary",
-                                          "missing argument")
+# The last rule is ours, not the protocol's: a caption nested beyond Python's recursion limit (~300 groups, no
+# real caption comes near) is listed as removed rather than stopping a whole file.
+BRACES, DELIMITER, OOV, ARGUMENT, DEPTH = RULES = ("unbalanced braces", "unmatched delimiter", "out of vocabulary",
+                                                   "missing argument", "nested too deeply to parse")
 
 
 class Removed(ValueError):
@@ -126,7 +127,6 @@ class _Parser:
 
     tokens: list[str]
     i: int = 0
-    out: list[str] = field(default_factory=list)
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -249,7 +249,14 @@ def normalize_tokens(tokens: list[str]) -> list[str]:
     """Respelled, checked and rewritten tokens; raises Removed (with the rule) for an item the protocol drops."""
     tokens = _respell(tokens)
     check(tokens)
-    return _fold_matrices(_Parser(tokens).sequence())
+    return _rewrite(tokens)
+
+
+def _rewrite(tokens: list[str]) -> list[str]:
+    try:
+        return _fold_matrices(_Parser(tokens).sequence())
+    except RecursionError:
+        raise Removed(DEPTH, f"{tokens.count('{')} groups") from None
 
 
 def normalize_caption(caption: str) -> str:
@@ -261,14 +268,17 @@ def normalize_prediction(text: str) -> str:
     """A prediction in the published form; one the rules cannot parse gets only the token-level rewrites."""
     tokens = tokenize(text)
     try:
-        return " ".join(_fold_matrices(_Parser(_respell(tokens)).sequence()))
+        return " ".join(_rewrite(_respell(tokens)))
     except Removed:
         return " ".join(SYNONYMS.get(t, t) for t in tokens)
 
 
 # ---- prediction files and the published sample ----------------------------------------------------
 
-def normalize_predictions(preds: list[Prediction], style: str) -> tuple[list[Prediction], list[tuple[Prediction, Removed]]]:
+Dropped = list[tuple[Prediction, Removed]]
+
+
+def normalize_predictions(preds: list[Prediction], style: str) -> tuple[list[Prediction], Dropped]:
     """(kept, removed) after normalising ``gt`` and ``pred`` in ``style`` (one of STYLES); ``crohme`` removes
     nothing; ``unimumer`` removes the items whose ground truth the published protocol removes."""
     if style not in STYLES:
@@ -285,7 +295,7 @@ def normalize_predictions(preds: list[Prediction], style: str) -> tuple[list[Pre
     return kept, removed
 
 
-def removal_counts(removed: list[tuple[Prediction, Removed]]) -> dict[str, int]:
+def removal_counts(removed: Dropped) -> dict[str, int]:
     """{rule: items removed by it}, in RULES order."""
     counts = Counter(err.rule for _, err in removed)
     return {rule: counts[rule] for rule in RULES if counts[rule]}
