@@ -7,8 +7,8 @@ import json
 import pytest
 
 from unimumer_lib import cli, report
-from unimumer_lib.normalize import (ARGUMENT, BRACES, DELIMITER, OOV, Removed, compare_with_published,
-                                    normalize_caption, normalize_prediction, removed_path)
+from unimumer_lib.normalize import (ARGUMENT, BRACES, DELIMITER, DEPTH, OOV, Removed, compare_with_published,
+                                    normalize_caption, normalize_prediction, normalize_predictions, removed_path)
 from unimumer_lib.predictions import Prediction, read_predictions, write_predictions
 
 SAMPLE_FILES = ("crohme2023_test.json", "mathwriting_test.json")
@@ -72,3 +72,17 @@ def test_normalize_cli_and_eval(tmp_path, capsys):
     row = report.evaluate_files([src], normalize="unimumer")[0]
     assert (row["n"], row["exprate"]) == (1, 100.0)
     assert report.evaluate_files([src])[0]["n"] == 3
+
+
+def test_crohme2014_captions_are_already_in_the_published_form(reference_predictions):
+    preds = read_predictions(reference_predictions)
+    kept, removed = normalize_predictions(preds, "unimumer")
+    assert removed == [] and kept == preds
+
+
+def test_deep_nesting_is_listed_not_raised():
+    deep = "{ " * 1000 + "x" + " }" * 1000
+    with pytest.raises(Removed) as err:
+        normalize_caption(deep)
+    assert err.value.rule == DEPTH
+    assert normalize_prediction(deep) == deep
