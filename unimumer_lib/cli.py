@@ -18,16 +18,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from .prepare import prepare_crohme
 
     summaries = prepare_crohme(Path(args.src), Path(args.out), splits=args.splits, images=not args.no_images,
-                               height=args.height, workers=args.workers, limit=args.limit)
+                               height=args.height, workers=args.workers, limit=args.limit, force=args.force)
     for split, s in summaries.items():
         print(f"{split}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .predictions import prediction_files
     from .report import evaluate_files, format_results
 
-    rows = evaluate_files([Path(p) for p in args.predictions], normalize=args.normalize)
+    paths = prediction_files(args.predictions)
+    _refuse_overwriting_inputs(args.out, paths)
+    rows = evaluate_files(paths, normalize=args.normalize)
     text = format_results(rows, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -39,12 +42,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_normalize(args: argparse.Namespace) -> int:
     from .normalize import normalize_file
 
+    _refuse_overwriting_inputs(args.out, [Path(args.predictions)])
     summary = normalize_file(Path(args.predictions), Path(args.out), style=args.style)
     print(f"read {summary['read']} = kept {summary['kept']} + removed {summary['removed']}"
           + "".join(f"\n  {rule}: {n}" for rule, n in summary["rules"].items()))
     if summary["removed"]:
         print(f"removed items and reasons: {summary['removed_file']}")
     return 0
+
+
+def _refuse_overwriting_inputs(out, inputs: list[Path]) -> None:
+    if out and Path(out).exists() and any(p.exists() and Path(out).samefile(p) for p in inputs):
+        raise ValueError(f"{out}: --out is one of the input files; it would overwrite them")
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -62,7 +71,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize_dataset
 
-    summary = synthesize_dataset(n=args.n, seed=args.seed, out=Path(args.out), workers=args.workers)
+    summary = synthesize_dataset(n=args.n, seed=args.seed, out=Path(args.out), workers=args.workers,
+                                 force=args.force)
     print(f"synthetic: wrote {summary['written']} inks to {args.out}")
     return 0
 
@@ -74,10 +84,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="unimumer", description=__doc__)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
+    p = argparse.ArgumentParser(prog="unimumer", description=__doc__, parents=[debug])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("prepare", help="InkML folders -> images + caption.txt per split")
+    s = sub.add_parser("prepare", parents=[debug], help="InkML folders -> images + caption.txt per split")
     s.add_argument("kind", choices=PREPARE_KINDS,
                    help="input layout: InkML split folders, CROHME (truth + MathML) or MathWriting (normalizedLabel)")
     s.add_argument("--src", required=True,
@@ -89,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=128)
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--limit", type=int, default=None, help="first N files per split (for quick looks)")
+    s.add_argument("--force", action="store_true",
+                   help="write into a split folder holding files not made by prepare (they are kept)")
     s.set_defaults(func=cmd_prepare)
 
-    s = sub.add_parser("eval", help="metrics of Uni-MuMER-style prediction JSON files")
+    s = sub.add_parser("eval", parents=[debug], help="metrics of Uni-MuMER-style prediction JSON files")
     s.add_argument("predictions", nargs="+")
     s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table")
     s.add_argument("--out", default=None, help="write here instead of stdout")
@@ -101,13 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "protocol, which also drops the items it removes)")
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("normalize", help="normalise a prediction JSON to a published convention")
+    s = sub.add_parser("normalize", parents=[debug], help="normalise a prediction JSON to a published convention")
     s.add_argument("predictions")
     s.add_argument("--style", choices=STYLES, default="unimumer")
     s.add_argument("--out", required=True, help="normalised prediction JSON (removed items listed beside it)")
     s.set_defaults(func=cmd_normalize)
 
-    s = sub.add_parser("tasks", help="build multi-task training data (LLaMA-Factory JSON)")
+    s = sub.add_parser("tasks", parents=[debug], help="build multi-task training data (LLaMA-Factory JSON)")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--captions", help="caption.txt with images/ beside it")
     src.add_argument("--from-predictions", help="prediction JSON (for error_find,error_fix)")
@@ -117,14 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_tasks)
 
-    s = sub.add_parser("synth", help="synthetic handwritten expressions (InkML + captions.tsv)")
+    s = sub.add_parser("synth", parents=[debug], help="synthetic handwritten expressions (InkML + captions.tsv)")
     s.add_argument("--n", type=int, default=2000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--force", action="store_true", help="write into a non-empty --out, clearing what synth made there")
     s.set_defaults(func=cmd_synth)
 
-    s = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill for a profile")
+    s = sub.add_parser("reproduce", parents=[debug], help="run notebooks 01-05 with papermill for a profile")
     s.add_argument("--profile", choices=["ci", "smoke", "paper"], default="smoke")
     s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
     s.add_argument("--data", default=None, help="'synthetic' (default) or a CROHME root folder")
@@ -132,12 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def describe(err: BaseException) -> str:
+    """One line for an error: the file named and the reason, never a traceback."""
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+        if err.filename2 is not None:
+            text += f" (-> {err.filename2})"
+    elif isinstance(err, RecursionError):
+        text = "input nested too deeply to process (Python recursion limit)"
+    elif isinstance(err, MemoryError):
+        text = "out of memory"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"unimumer {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print(f"unimumer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"unimumer {args.command}: error: {describe(err)}", file=sys.stderr)
         return 2
 
 

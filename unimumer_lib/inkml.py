@@ -3,6 +3,14 @@
 The reader survives the defects of the real CROHME package: CRLF line endings, Latin-1 bytes without an
 encoding declaration (recovered), files without ``<traceFormat>``, extra channels (``X Y T``, ``X Y F``).
 Empty or truncated files raise :class:`InkmlError`; the folder reader turns those into rejects.
+
+Coordinates are checked, because one bad point silently ruins the rendered image (an all-white picture, or the
+expression squashed into a line): a non-finite value (nan, inf) or one beyond ``MAX_COORD`` in absolute value
+rejects the file, and so does an *absurd extent*: a point lying more than ``MAX_SPREAD`` times the ink's robust
+size outside its robust box, where the box is the 10th-90th percentile range of all points per axis and the
+size is the larger side of that box. Real CROHME ink stays within 2.4 sizes of its box and 26,406 units of
+the origin, so neither rule touches it. The relative rule needs the stray points to be under 10% of all points
+(an ink of 10 points or fewer cannot be judged by it); the absolute bound catches a 1e30 point in any ink.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 INKML_SUFFIX = ".inkml"
 SEGMENTATION_LABEL = "Segmentation"  # label of the outer traceGroup in CROHME files
 LATIN1_NOTE = "decoded as Latin-1: invalid UTF-8 and no encoding declaration"
+MAX_COORD = 1e6  # pen devices report at most tens of thousands of units; CROHME's largest is 26,406
+MAX_SPREAD = 50.0  # absurd-extent limit, in robust sizes outside the robust box; CROHME's worst is 2.4
+ROBUST_PERCENTILES = (10, 90)
 
 # Recover mode, because most CROHME files use xml:id values that are not NCNames ("x_1", "\\sum_1") or
 # repeat them, which libxml2 reports as validity errors; every well-formedness error is still fatal.
@@ -130,7 +141,32 @@ def parse_trace(text: str, channels: list[str] | None = None) -> np.ndarray:
     cols = [0, 1]
     if channels and len(channels) == arr.shape[1] and "X" in channels and "Y" in channels:
         cols = [channels.index("X"), channels.index("Y")]
-    return np.ascontiguousarray(arr[:, cols], dtype=np.float32)
+    xy = arr[:, cols]
+    bad = ~np.isfinite(xy) | (np.abs(np.nan_to_num(xy)) > MAX_COORD)
+    if bad.any():
+        i = int(np.argmax(bad.any(axis=1)))
+        why = "not finite" if not np.isfinite(xy[i]).all() else f"beyond +-{MAX_COORD:g}"
+        raise ValueError(f"point {i} ({xy[i, 0]:g}, {xy[i, 1]:g}) is {why}")
+    return np.ascontiguousarray(xy, dtype=np.float32)
+
+
+def check_extent(traces: dict[str, np.ndarray]) -> None:
+    """Raise ValueError naming the trace and point when a point lies absurdly far from the rest (see module doc)."""
+    points = np.concatenate(list(traces.values())).astype(np.float64)
+    lo, hi = np.percentile(points, ROBUST_PERCENTILES, axis=0)
+    size = float((hi - lo).max())
+    if size <= 0:  # most points coincide: no scale to judge by
+        return
+    outside = np.maximum(lo - points, points - hi).max(axis=1) / size
+    worst = int(np.argmax(outside))
+    if outside[worst] > MAX_SPREAD:
+        ends = np.cumsum([len(t) for t in traces.values()])
+        k = int(np.searchsorted(ends, worst, side="right"))
+        tid, first = list(traces)[k], int(ends[k - 1]) if k else 0
+        x, y = points[worst]
+        raise ValueError(f"trace {tid}: point {worst - first} ({x:g}, {y:g}) lies {outside[worst]:.3g} times the "
+                         f"ink's size outside its {ROBUST_PERCENTILES[0]}-{ROBUST_PERCENTILES[1]} percentile box "
+                         f"(limit {MAX_SPREAD:g}): absurd extent")
 
 
 def _groups(root) -> list[SymbolGroup]:
@@ -175,6 +211,10 @@ def ink_from_xml(data: bytes | str, path=None, id: str | None = None) -> Ink:
                 mathml = etree.tostring(math, encoding="unicode", with_tail=False)
     if not traces:
         raise InkmlError(path or "<string>", "no <trace> elements")
+    try:
+        check_extent(traces)
+    except ValueError as err:
+        raise InkmlError(path or "<string>", str(err)) from None
     stem = id if id is not None else (Path(path).stem if path else "")
     return Ink(id=stem, path=str(path) if path else None, traces=traces, groups=_groups(root),
                latex=latex, mathml=mathml, annotations=annotations, notes=notes)
@@ -190,9 +230,14 @@ def read_inkml(path) -> Ink:
     return ink_from_xml(data, path)
 
 
+def is_inkml(path: Path) -> bool:
+    """An .inkml file, whatever the case of its suffix (some packages ship ``.INKML``)."""
+    return path.suffix.lower() == INKML_SUFFIX and path.is_file()
+
+
 def find_inkml(folder) -> list[Path]:
-    """All .inkml files under ``folder`` (recursive), in a stable order."""
-    return sorted(Path(folder).rglob(f"*{INKML_SUFFIX}"))
+    """All .inkml / .INKML files under ``folder`` (recursive), in a stable order."""
+    return sorted(p for p in Path(folder).rglob("*") if is_inkml(p))
 
 
 def read_inkml_folder(folder) -> tuple[list[Ink], list[Reject]]:

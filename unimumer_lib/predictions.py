@@ -3,6 +3,11 @@
 Extra keys (e.g. ``dataset``, ``raw`` model output) are kept. Reading validates every record and raises one
 ``ValueError`` naming the file, the record index/id and the reason; duplicate ids are an error unless asked to keep
 them (they are never silently merged); ``missing_ids`` reports ids expected but absent.
+
+Files in the wild come in several encodings and layouts, so the reader takes UTF-8 with or without a BOM,
+UTF-16/32 (with or without a BOM, as ``json`` detects them) and JSON Lines (one record per line); anything
+else (Latin-1 bytes, an empty list) is an error naming the file. A folder stands for every ``*_pred.json``
+below it, as the official evaluation scripts walk their result folders.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .records import read_json_list
+from .records import atomic_write_text
 
+PRED_SUFFIX = "_pred.json"
 REQUIRED_KEYS = ("img_id", "gt", "pred", "image_path")
 STRING_KEYS = ("img_id", "gt", "pred")
 
@@ -63,10 +69,63 @@ def missing_ids(preds: Iterable[Prediction], expected: Iterable[str]) -> list[st
     return [i for i in expected if i not in have]
 
 
-def read_predictions(path: Path | str, allow_duplicates: bool = False) -> list[Prediction]:
-    """Read and validate a prediction JSON file."""
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode(json.detect_encoding(data))  # utf-8-sig drops a BOM; utf-16/32 found by their zeros
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 or UTF-16 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                         f"save it as UTF-8") from None
+
+
+def _json_lines(path: Path, text: str) -> list:
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {n}: malformed JSON Lines record: {err.msg}") from None
+    return rows
+
+
+def read_records(path: Path | str) -> list:
+    """The records of a JSON list or JSON Lines file, whatever its Unicode encoding; errors name the file."""
     path = Path(path)
-    data = read_json_list(path)
+    text = _decode(path, path.read_bytes())
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        if err.msg != "Extra data":  # "Extra data" after a first complete value: JSON Lines
+            raise ValueError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        data = _json_lines(path, text)
+    if isinstance(data, dict) and path.suffix.lower() == ".jsonl":
+        data = [data]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records (or JSON Lines), got {type(data).__name__}")
+    return data
+
+
+def prediction_files(paths: Iterable[Path | str]) -> list[Path]:
+    """Paths with every folder replaced by the ``*_pred.json`` files below it (sorted); a folder without any
+    is an error."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob(f"*{PRED_SUFFIX}") if p.is_file())
+            if not found:
+                raise FileNotFoundError(f"{path}: folder holds no *{PRED_SUFFIX} file")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def read_predictions(path: Path | str, allow_duplicates: bool = False) -> list[Prediction]:
+    """Read and validate a prediction file (see the module docstring for the layouts read)."""
+    path = Path(path)
+    data = read_records(path)
+    if not data:
+        raise ValueError(f"{path}: no prediction records (an empty list)")
     preds = [_check_record(path, i, rec) for i, rec in enumerate(data)]
     dups = duplicate_ids(preds)
     if dups and not allow_duplicates:
@@ -81,6 +140,4 @@ def write_predictions(path: Path | str, preds: Iterable[Prediction | dict]) -> P
     rows = [p.to_json() if isinstance(p, Prediction) else p for p in preds]
     for i, row in enumerate(rows):
         _check_record(path, i, row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-    return path
+    return atomic_write_text(path, json.dumps(rows, ensure_ascii=False, indent=1))

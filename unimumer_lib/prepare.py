@@ -2,28 +2,40 @@
 
 Each subfolder of the source holding .inkml files (searched recursively) is a split; the first folder below
 the split names the source (train/HAMEX/... -> HAMEX), or the split itself when the split is flat. Every file
-is either written or rejected with a reason, so ``read = written + rejected``. Reruns are safe: all files are
-written atomically, images already rendered with the same settings are kept, stale ones are removed.
-Also holds the caption statistics used by the data-exploration notebook.
+is either written or rejected with a reason, so ``read = written + rejected``.
+
+Reruns are safe. One run at a time writes into an ``--out`` (``outdir.OutputLock``). An image is reused only
+when proven fresh: the manifest keeps, per image, the SHA-256 of its source InkML, the height, the prepare
+version and the SHA-256 of the PNG, and each image's record is appended to a journal as soon as it is written,
+so a killed run leaves an honest partial state (no caption.txt, a manifest marked incomplete, a journal of
+what it rendered). Only files this tool recorded as its own are ever deleted; a split folder holding files
+it did not make is refused unless ``force``. Also holds the caption statistics used by the data-exploration
+notebook.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .inkml import INKML_SUFFIX, InkmlError, caption_of, find_inkml, read_inkml
+from .inkml import InkmlError, caption_of, find_inkml, ink_from_xml, is_inkml
+from .outdir import OutputLock, is_empty_dir, remove_temp_files
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
-                      Record, atomic_save_image, atomic_write_text, read_comer, write_captions)
-from .render import default_workers, render_ink
+                      Record, atomic_write_bytes, atomic_write_text, read_comer, write_captions)
+from .render import check_height, default_workers, render_ink
 from .tree import depth as tree_depth
+from .workers import imap_ordered
 
 PREPARE_VERSION = 1  # bump when captions or rendering change, so reruns re-render old images
 PNG_OPTIONS = {"compress_level": 3}
+JOURNAL_FILE = ".prepare-items.jsonl"  # per-image freshness records of a run still going (or killed)
+BAD_NAME_CHARS = ("\t", "\n", "\r")  # caption.txt is "<id>\t<caption>" lines
 # Layouts ``prepare`` reads: split folders of InkML either way; the caption follows the file (``inkml.caption_of``).
 KINDS = ("crohme", "mathwriting")
 
@@ -34,7 +46,7 @@ def find_splits(src) -> dict[str, Path]:
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
     return {d.name: d for d in sorted(src.iterdir())
-            if d.is_dir() and next(d.rglob(f"*{INKML_SUFFIX}"), None) is not None}
+            if d.is_dir() and any(is_inkml(p) for p in d.rglob("*"))}
 
 
 def source_of(path: Path, split_dir: Path) -> str:
@@ -42,110 +54,195 @@ def source_of(path: Path, split_dir: Path) -> str:
     return parts[0] if len(parts) > 1 else split_dir.name
 
 
-def _prepare_one(job: tuple[str, str | None, int]) -> tuple[str, str, str | None]:
-    """(path, png path or None, height) -> (id, caption, None) or (path, "", reason)."""
-    path, png, height = job
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fresh(png: Path, key: dict, previous: dict | None) -> bool:
+    """True when ``previous`` (an item record) was made from the same source and settings and ``png`` is it."""
+    if not previous or any(previous.get(k) != v for k, v in key.items()):
+        return False
     try:
-        ink = read_inkml(path)
+        return _sha256(png.read_bytes()) == previous.get("image")
+    except OSError:
+        return False
+
+
+def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, str, str | None, dict | None]:
+    """(path, png path or None, height, previous item) -> (id, caption, None, item) or (path, "", reason, None).
+
+    ``item`` records the image's freshness key: source hash, height, version and image hash.
+    """
+    path, png, height, previous = job
+    try:
+        data = Path(path).read_bytes()
+        ink = ink_from_xml(data, path)
+    except OSError as err:
+        return path, "", f"cannot read: {err.strerror or err}", None
     except InkmlError as err:
-        return path, "", err.reason
+        return path, "", err.reason, None
+    except Exception as err:  # one file that cannot be read is a reject, never the end of the run
+        return path, "", f"cannot read: {type(err).__name__}: {err}", None
     try:
         caption = caption_of(ink)
-    except ValueError as err:
-        return path, "", f"no caption: {err}"
+    except (ValueError, RecursionError) as err:
+        return path, "", f"no caption: {err}", None
+    except Exception as err:
+        return path, "", f"no caption: {type(err).__name__}: {err}", None
     if not caption.strip():
-        return path, "", "no caption: empty truth annotation and MathML"
-    if png is not None:
-        atomic_save_image(png, render_ink(ink, height=height), **PNG_OPTIONS)
-    return ink.id, caption, None
+        return path, "", "no caption: empty truth annotation and MathML", None
+    if png is None:
+        return ink.id, caption, None, None
+    key = {"source": _sha256(data), "height": height, "version": PREPARE_VERSION}
+    if _fresh(Path(png), key, previous):
+        return ink.id, caption, None, previous
+    try:
+        buf = io.BytesIO()
+        render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
+    except Exception as err:  # one file that cannot be drawn is a reject, never the end of the run
+        return path, "", f"cannot render: {type(err).__name__}: {err}", None
+    atomic_write_bytes(png, buf.getvalue())
+    return ink.id, caption, None, {**key, "image": _sha256(buf.getvalue())}
 
 
 def _read_manifest(folder: Path) -> dict:
     try:
         return json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return {}
 
 
+def _is_ours(manifest: dict) -> bool:
+    return isinstance(manifest, dict) and "version" in manifest and "split" in manifest
+
+
+def _previous_items(out_dir: Path, manifest: dict) -> dict[str, dict]:
+    """Image records of earlier runs: the manifest's, updated by a killed run's journal."""
+    items = dict(manifest.get("items") or {})
+    journal = out_dir / JOURNAL_FILE
+    if journal.exists():
+        for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+                items[row.pop("id")] = row
+            except (ValueError, KeyError, AttributeError):  # a line cut short by a kill
+                continue
+    return items
+
+
+def _check_out_dir(split_dir: Path, out_dir: Path, manifest: dict, force: bool) -> None:
+    src, out = split_dir.resolve(), out_dir.resolve()
+    if out == src or src in out.parents or out in src.parents:
+        raise ValueError(f"{out_dir}: output folder overlaps the source split {split_dir}; choose another --out")
+    if not force and not _is_ours(manifest) and not (out_dir / JOURNAL_FILE).exists() and not is_empty_dir(out_dir):
+        raise ValueError(f"{out_dir}: not empty and not made by unimumer prepare (no {MANIFEST_FILE}); refusing "
+                         f"to write there. Choose an empty --out, or --force to add our files beside the others "
+                         f"(nothing of theirs is deleted)")
+
+
+def _check_limit(limit) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number >= 1 (or none for all files), got {limit!r}")
+
+
 def prepare_split(split_dir, out_dir, images: bool = True, height: int = 128, workers: int | None = None,
-                  limit: int | None = None, root=None) -> dict:
+                  limit: int | None = None, root=None, force: bool = False) -> dict:
     """Materialise one split folder; returns its manifest (counts, sources, rejects)."""
+    height = check_height(height)
+    _check_limit(limit)
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     root = Path(root) if root is not None else split_dir.parent
-    paths = find_inkml(split_dir)[:limit] if limit else find_inkml(split_dir)
     previous = _read_manifest(out_dir)
-    reuse = (previous.get("version") == PREPARE_VERSION and previous.get("height") == height
-             and previous.get("images"))
-    image_dir = out_dir / IMAGES_DIR
+    _check_out_dir(split_dir, out_dir, previous, force)
+    with OutputLock(out_dir):
+        return _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous)
 
-    rejects: list[tuple[str, str]] = []
+
+def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous) -> dict:
+    paths = find_inkml(split_dir)
+    paths = paths[:limit] if limit else paths
+    image_dir = out_dir / IMAGES_DIR
+    items = _previous_items(out_dir, previous)
+    owned = set(items) | set(previous.get("source_of") or {})  # ids whose image an earlier run wrote
+    remove_temp_files(out_dir, image_dir)
+    (out_dir / CAPTION_FILE).unlink(missing_ok=True)  # no caption.txt until this run has finished
+    settings = {"version": PREPARE_VERSION, "split": split_dir.name, "src": str(split_dir), "height": height,
+                "images": images}
+    atomic_write_text(out_dir / MANIFEST_FILE, json.dumps({**settings, "complete": False, "items": items},
+                                                          indent=1, ensure_ascii=False) + "\n")
+
+    rejects: list[tuple[Path, str]] = []
     first_seen: dict[str, Path] = {}
     jobs = []
     for path in paths:
         stem = path.stem
+        if any(c in stem for c in BAD_NAME_CHARS):
+            rejects.append((path, "file name holds a tab or newline, which caption.txt cannot hold"))
+            continue
         if stem in first_seen:
             rejects.append((path, f"duplicate id {stem!r} (also {first_seen[stem].relative_to(root)})"))
             continue
         first_seen[stem] = path
-        png = image_dir / f"{stem}{IMAGE_SUFFIX}"
-        render = images and not (reuse and png.exists())
-        jobs.append((str(path), str(png) if render else None, height))
+        png = str(image_dir / f"{stem}{IMAGE_SUFFIX}") if images else None
+        jobs.append((str(path), png, height, items.get(stem)))
 
     workers = default_workers() if workers is None else workers
-    results = []
-    progress = dict(total=len(jobs), desc=split_dir.name, unit="expr", mininterval=1.0)
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(_prepare_one, jobs, chunksize=32), **progress))
-    else:
-        results = [_prepare_one(j) for j in tqdm(jobs, **progress)]
-
-    records = []
-    for (path, _, _), (key, caption, reason) in zip(jobs, results):
-        if reason is None:
-            records.append(Record(id=key, caption=caption, source=source_of(Path(path), split_dir),
-                                  split=split_dir.name))
-        else:
-            rejects.append((Path(path), reason))
-    rejects.sort(key=lambda r: str(r[0]))
+    records, written = [], {}
     if images:
-        _remove_stale_images(image_dir, {r.id for r in records})
+        image_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(out_dir / JOURNAL_FILE, "a", encoding="utf-8") as journal, \
+                closing(imap_ordered(_prepare_one, jobs, workers, chunksize=32)) as results:
+            for (path, *_), (key, caption, reason, item) in zip(
+                    jobs, tqdm(results, total=len(jobs), desc=split_dir.name, unit="expr", mininterval=1.0)):
+                if reason is not None:
+                    rejects.append((Path(path), reason))
+                    continue
+                records.append(Record(id=key, caption=caption, source=source_of(Path(path), split_dir),
+                                      split=split_dir.name))
+                if item is not None:
+                    written[key] = item
+                    journal.write(json.dumps({"id": key, **item}) + "\n")
+                    journal.flush()
+    except BaseException:
+        remove_temp_files(out_dir, image_dir)  # the workers are gone: what they left half-written goes too
+        raise
+    rejects.sort(key=lambda r: str(r[0]))
+
+    if images and not limit:  # a full run: our images of files gone or now rejected go; nothing else does
+        for stem in owned - set(written):
+            (image_dir / f"{stem}{IMAGE_SUFFIX}").unlink(missing_ok=True)
+        items = written
+    else:  # a partial run keeps the other images it made (and their records) for the next full run
+        items = {k: v for k, v in items.items() if (image_dir / f"{k}{IMAGE_SUFFIX}").exists()} | written
 
     manifest = {
-        "version": PREPARE_VERSION,
-        "split": split_dir.name,
-        "src": str(split_dir),
-        "height": height,
-        "images": images,
+        **settings,
+        "complete": True,
         "read": len(paths),
         "written": len(records),
         "rejected": len(rejects),
         "sources": dict(sorted(Counter(r.source for r in records).items())),
         "source_of": {r.id: r.source for r in records},
         "rejects": [{"file": str(p.relative_to(root)), "reason": why} for p, why in rejects],
+        "items": dict(sorted(items.items())),
     }
-    write_captions(out_dir / CAPTION_FILE, records)
     lines = ["\t".join(REJECTS_HEADER)] + [f"{r['file']}\t{r['reason']}" for r in manifest["rejects"]]
+    write_captions(out_dir / CAPTION_FILE, records)
     atomic_write_text(out_dir / REJECTS_FILE, "\n".join(lines) + "\n")
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    (out_dir / JOURNAL_FILE).unlink(missing_ok=True)
     return manifest
 
 
-def _remove_stale_images(image_dir: Path, keep: set[str]) -> None:
-    if image_dir.is_dir():
-        for png in image_dir.glob(f"*{IMAGE_SUFFIX}"):
-            if png.stem not in keep:
-                png.unlink()
-        for tmp in image_dir.glob(".*.tmp"):  # left by an interrupted run
-            tmp.unlink()
-
-
 def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128, workers: int | None = None,
-                   limit: int | None = None) -> dict[str, dict]:
+                   limit: int | None = None, force: bool = False) -> dict[str, dict]:
     """Materialise every split under ``src`` (or only ``splits``) into ``out``.
 
     Returns ``{split: {"read": n, "written": n, "rejected": n}}``; details are in each split's manifest.
     """
+    height = check_height(height)
+    _check_limit(limit)
     found = find_splits(src)
     if splits:
         missing = [s for s in splits if s not in found]
@@ -155,17 +252,30 @@ def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128
     if not found:
         raise FileNotFoundError(f"{src}: no subfolder holds .inkml files")
     summary = {}
-    for name, folder in found.items():
-        m = prepare_split(folder, Path(out) / name, images=images, height=height, workers=workers, limit=limit,
-                          root=src)
-        summary[name] = {k: m[k] for k in ("read", "written", "rejected")}
+    with OutputLock(out):
+        for name, folder in found.items():
+            m = prepare_split(folder, Path(out) / name, images=images, height=height, workers=workers,
+                              limit=limit, root=src, force=force)
+            summary[name] = {k: m[k] for k in ("read", "written", "rejected")}
     return summary
+
+
+def _finished_manifest(folder: Path) -> dict:
+    manifest = _read_manifest(folder)
+    if manifest.get("complete") is False:
+        raise ValueError(f"{folder}: an unfinished prepare run (killed or still going); rerun prepare")
+    return manifest
+
+
+def _prepared(out) -> list[tuple[Path, dict]]:
+    """(split folder, manifest) of every prepared split under ``out``."""
+    return [(d, _finished_manifest(d)) for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()]
 
 
 def load_split(folder) -> list[Record]:
     """Records of a prepared split (captions, image paths, sources from the manifest)."""
     folder = Path(folder)
-    manifest = _read_manifest(folder)
+    manifest = _finished_manifest(folder)
     records = read_comer(folder, split=manifest.get("split", folder.name))
     sources = manifest.get("source_of", {})
     for r in records:
@@ -175,7 +285,7 @@ def load_split(folder) -> list[Record]:
 
 def load_rejects(folder) -> list[dict]:
     """The rejects of a prepared split as [{"file": ..., "reason": ...}]."""
-    return _read_manifest(Path(folder)).get("rejects", [])
+    return _finished_manifest(Path(folder)).get("rejects", [])
 
 
 # ---- caption statistics (used by notebook 01) ---------------------------------------------------
@@ -222,8 +332,7 @@ def counts_frame(out):
     import pandas as pd
 
     rows = [{"split": d.name, "source": source, "expressions": n}
-            for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()
-            for source, n in _read_manifest(d)["sources"].items()]
+            for d, manifest in _prepared(out) for source, n in manifest["sources"].items()]
     return pd.DataFrame(rows, columns=["split", "source", "expressions"])
 
 
@@ -231,8 +340,8 @@ def reconcile_frame(out):
     """One row per prepared split: read, written, rejected (read = written + rejected)."""
     import pandas as pd
 
-    rows = [{"split": d.name, **{k: _read_manifest(d)[k] for k in ("read", "written", "rejected")}}
-            for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()]
+    rows = [{"split": d.name, **{k: manifest[k] for k in ("read", "written", "rejected")}}
+            for d, manifest in _prepared(out)]
     return pd.DataFrame(rows, columns=["split", "read", "written", "rejected"])
 
 
@@ -240,8 +349,7 @@ def rejects_frame(out):
     """All rejects of the prepared splits under ``out`` as (split, file, reason) rows."""
     import pandas as pd
 
-    rows = [{"split": d.name, **r} for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()
-            for r in load_rejects(d)]
+    rows = [{"split": d.name, **r} for d, manifest in _prepared(out) for r in manifest["rejects"]]
     return pd.DataFrame(rows, columns=["split", *REJECTS_HEADER])
 
 

@@ -97,7 +97,13 @@ def read_captions(path) -> dict[str, str]:
     """``<id>\\t<caption>`` lines -> {id: caption}; a malformed or duplicate line raises naming file:line."""
     path = Path(path)
     captions: dict[str, str] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a BOM would otherwise become part of the first id
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                         f"save it as UTF-8") from None
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         key, sep, caption = line.partition("\t")

@@ -7,7 +7,6 @@ which anti-aliases them; the expression is scaled to a fixed height with its asp
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -16,6 +15,16 @@ from PIL import Image, ImageDraw
 BACKGROUND = 255
 INK = 0
 MAX_ASPECT = 20.0  # widest content box, in heights, so a lone "-" does not become a kilometre-wide image
+MIN_HEIGHT = 4
+MAX_HEIGHT = 1024  # the 4x supersampled canvas is then up to 4096 x 81920 pixels (335 MB) per worker
+
+
+def check_height(height) -> int:
+    """``height`` as an int, or ValueError when it is outside [MIN_HEIGHT, MAX_HEIGHT]."""
+    if isinstance(height, bool) or not isinstance(height, (int, np.integer)) or not (
+            MIN_HEIGHT <= height <= MAX_HEIGHT):
+        raise ValueError(f"height must be a whole number of pixels from {MIN_HEIGHT} to {MAX_HEIGHT}, got {height!r}")
+    return int(height)
 
 
 def _as_list(traces) -> list[np.ndarray]:
@@ -32,8 +41,7 @@ def render_traces(traces: Mapping[str, np.ndarray] | Sequence[np.ndarray], heigh
     side; ``line_width`` (default height/50) is the stroke width in output pixels. The content keeps its
     aspect ratio: the width follows from the ink's bounding box. Same input -> same pixels.
     """
-    if height < 4:
-        raise ValueError(f"height must be >= 4, got {height}")
+    check_height(height)
     padding = max(1, round(height / 16)) if padding is None else int(padding)
     line_width = max(1.0, height / 50) if line_width is None else float(line_width)
     inner = height - 2 * padding
@@ -43,6 +51,8 @@ def render_traces(traces: Mapping[str, np.ndarray] | Sequence[np.ndarray], heigh
     if not strokes:
         return Image.new("L", (height, height), BACKGROUND)
     points = np.concatenate(strokes)
+    if not np.isfinite(points).all():
+        raise ValueError("traces hold non-finite coordinates (nan or inf)")
     lo, hi = points.min(axis=0), points.max(axis=0)
     w, h = hi - lo
     # Flat or point-like ink (a dash, a dot) keeps its size relative to a box of at least w/max_aspect.
@@ -121,10 +131,8 @@ def render_many(items: Iterable, height: int = 128, workers: int | None = None, 
     """
     from .inkml import Ink
 
+    from .workers import imap_ordered
+
     workers = default_workers() if workers is None else workers
     jobs = [(i.traces if isinstance(i, Ink) else i, height, options) for i in items]
-    if workers <= 1:
-        yield from map(_render_job, jobs)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        yield from pool.map(_render_job, jobs, chunksize=chunksize)
+    yield from imap_ordered(_render_job, jobs, workers, chunksize)

@@ -9,6 +9,7 @@ whatever the number of workers.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import Counter
@@ -531,35 +532,74 @@ def _write_one(job: tuple[int, int, str]) -> tuple[str, str, str | None]:
     return ink.id, ink.latex.strip("$"), None
 
 
-def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = None) -> dict:
+SYNTH_MARKER = ".unimumer-synth.json"  # the --n/--seed of the run that filled the folder
+
+
+def _synth_files(out: Path) -> list[Path]:
+    """What synth writes into ``out``: its marker, captions.tsv and synthetic/synth_s<seed>_<index>.inkml."""
+    made = [out / SYNTH_MARKER, out / CAPTIONS_TSV]
+    return [p for p in made if p.exists()] + sorted((out / SYNTH_SPLIT).glob("synth_s*_*.inkml"))
+
+
+def _check_out(out: Path, settings: dict, force: bool) -> None:
+    """Refuse a non-empty ``out`` unless it holds a run of the same settings (a rerun resumes) or ``force``."""
+    from .outdir import is_empty_dir
+
+    if is_empty_dir(out):
+        return
+    try:
+        same = json.loads((out / SYNTH_MARKER).read_text(encoding="utf-8")) == settings
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return
+    if not force:
+        raise ValueError(f"{out}: not empty and not a synth run with n={settings['n']} seed={settings['seed']}; "
+                         f"choose an empty --out, or --force to clear what synth made there (other files are kept)")
+    for path in _synth_files(out):
+        path.unlink()
+
+
+def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = None, force: bool = False) -> dict:
     """Write ``out/synthetic/<id>.inkml`` and ``out/captions.tsv`` for ``n`` samples of ``seed``.
 
     Returns ``{"read": n, "written": k, "rejected": n - k, "rejects": [(id, reason)], "folder": ...}``
-    (``read`` counts requested samples). Same files for a seed whatever ``workers`` is.
+    (``read`` counts requested samples). Same files for a seed whatever ``workers`` is. A non-empty ``out`` is
+    refused unless it holds an earlier run with the same ``n`` and ``seed`` (which this run then completes) or
+    ``force`` is given, which first deletes what synth made there (and nothing else).
     """
-    from concurrent.futures import ProcessPoolExecutor
+    from contextlib import closing
 
     from tqdm.auto import tqdm
 
+    from .outdir import OutputLock, remove_temp_files
     from .records import atomic_write_text
     from .render import default_workers
+    from .workers import imap_ordered
 
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a whole number >= 0, got {n!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out is a file, not a folder")
     folder = out / SYNTH_SPLIT
-    folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(i, seed, str(folder)) for i in range(n)]
-    workers = default_workers() if workers is None else workers
-    progress = dict(total=n, desc="synth", unit="ink", mininterval=1.0)
-    if workers > 1 and n > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(_write_one, jobs, chunksize=16), **progress))
-    else:
-        results = [_write_one(j) for j in tqdm(jobs, **progress)]
-    written = [(key, caption) for key, caption, reason in results if reason is None]
-    rejects = [(key, reason) for key, _, reason in results if reason is not None]
-    atomic_write_text(out / CAPTIONS_TSV, "".join(f"{key}\t{caption}\n" for key, caption in written))
+    settings = {"n": n, "seed": seed}
+    with OutputLock(out, "unimumer synth"):
+        _check_out(out, settings, force)
+        remove_temp_files(out, folder)
+        atomic_write_text(out / SYNTH_MARKER, json.dumps(settings) + "\n")
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs = [(i, seed, str(folder)) for i in range(n)]
+        workers = default_workers() if workers is None else workers
+        try:
+            with closing(imap_ordered(_write_one, jobs, workers, chunksize=16)) as results:
+                results = list(tqdm(results, total=n, desc="synth", unit="ink", mininterval=1.0))
+        except BaseException:
+            remove_temp_files(out, folder)
+            raise
+        written = [(key, caption) for key, caption, reason in results if reason is None]
+        rejects = [(key, reason) for key, _, reason in results if reason is not None]
+        atomic_write_text(out / CAPTIONS_TSV, "".join(f"{key}\t{caption}\n" for key, caption in written))
     return {"read": n, "written": len(written), "rejected": len(rejects), "rejects": rejects, "folder": str(folder)}
 
 

@@ -9,6 +9,7 @@ the target (tree/can/error_fix: reasoning, a newline, the caption).  Files: ``<t
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Iterable
 from tqdm.auto import tqdm
 
 from . import edl
-from .records import CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, read_captions, sharegpt_row, write_sharegpt
+from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, atomic_write_text, read_captions,
+                      sharegpt_row, write_sharegpt)
 from .tree import TreeError, count_text, tree_text
 
 PROMPT_PREFIX = "I have an image of a handwritten mathematical expression"
@@ -115,6 +117,8 @@ def caption_rows(items: Iterable[tuple[str, str, str]], tasks: Iterable[str] = C
                 rows[task].append(caption_row(task, caption, image))
             except TreeError as err:
                 rejects.append((key, task, f"tree: {err}"))
+            except RecursionError:
+                rejects.append((key, task, "caption nested too deeply to parse"))
     return rows, rejects
 
 
@@ -175,29 +179,46 @@ def dataset_info(tasks: Iterable[str], prefix: str = "crohme_train") -> dict[str
 def write_task_files(out, rows: dict[str, list[dict]], rejects: list[tuple[str, str, str]] = (),
                      prefix: str = "crohme_train") -> dict[str, Path]:
     """Write ``out/<task>.json``, ``out/rejects.tsv`` and merge entries into ``out/dataset_info.json``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {task: write_sharegpt(out / f"{task}.json", task_rows) for task, task_rows in rows.items()}
-    # rejects of tasks built earlier into the same folder (e.g. caption tasks, then EDL) are kept
-    rejects_path = out / TASK_REJECTS
+    from .outdir import OutputLock
+
+    with OutputLock(out, "unimumer tasks"):
+        return _write_task_files(Path(out), rows, rejects, prefix)
+
+
+def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
+    # Read what earlier builds left first: a folder that is not a task folder fails before anything is written.
+    # Rejects of tasks built earlier into the same folder (e.g. caption tasks, then EDL) are kept.
+    rejects_path, info_path = out / TASK_REJECTS, out / DATASET_INFO
     kept = [r for r in read_task_rejects(rejects_path) if r[1] not in rows] if rejects_path.exists() else []
-    with rejects_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(TASK_REJECTS_HEADER)
-        writer.writerows(kept + list(rejects))
-    info_path = out / DATASET_INFO
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    info = _read_dataset_info(info_path) if info_path.exists() else {}
     info.update(dataset_info(rows, prefix))
-    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    paths = {task: write_sharegpt(out / f"{task}.json", task_rows) for task, task_rows in rows.items()}
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(TASK_REJECTS_HEADER)
+    writer.writerows(kept + list(rejects))
+    atomic_write_text(rejects_path, buf.getvalue())
+    atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
     return paths
 
 
+def _read_dataset_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a dataset_info JSON file: {err}") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: not a dataset_info JSON object")
+    return info
+
+
 def read_task_rejects(path) -> list[tuple[str, str, str]]:
-    with Path(path).open(newline="", encoding="utf-8") as fh:
+    with Path(path).open(newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.reader(fh, delimiter="\t")
         header = next(reader, None)
         if tuple(header or ()) != TASK_REJECTS_HEADER:
-            raise ValueError(f"{path}: expected header {TASK_REJECTS_HEADER}, got {header}")
+            raise ValueError(f"{path}: not a task rejects file (header {header}, expected {TASK_REJECTS_HEADER}); "
+                             f"is --out a prepared split? Choose a folder of its own for the task files")
         return [tuple(r) for r in reader]
 
 

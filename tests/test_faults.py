@@ -1,0 +1,360 @@
+"""Faults and bad input: bad coordinates, stale or foreign outputs, locks, Ctrl-C, kill -9, odd encodings, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unimumer_lib import cli
+from unimumer_lib.inkml import MAX_COORD, MAX_SPREAD, Ink, InkmlError, read_inkml, write_inkml
+from unimumer_lib.outdir import LOCK_FILE, OutputLock
+from unimumer_lib.predictions import PRED_SUFFIX, read_predictions
+from unimumer_lib.prepare import JOURNAL_FILE, load_rejects, load_split, prepare_crohme
+from unimumer_lib.records import CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, read_captions
+from unimumer_lib.render import MAX_HEIGHT
+from unimumer_lib.synth import CAPTIONS_TSV, SYNTH_SPLIT
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def ink(id: str, latex: str, shift: float = 0) -> Ink:
+    t = np.array([[0, 0], [10, 5], [20, 0], [30, 8]], np.float32) + shift
+    return Ink(id=id, traces={"0": t, "1": t + [0, 10]}, latex=latex)
+
+
+def inkml_text(points: str) -> str:
+    return ('<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">$x$</annotation>'
+            f'<trace id="0">0 0, 10 5, 20 0, 30 8</trace><trace id="1">{points}</trace></ink>')
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_cli(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unimumer_lib.cli", *map(str, args)], env=ENV, capture_output=True,
+                          text=True, **kw)
+
+
+def children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def src(tmp_path):
+    root = tmp_path / "src"
+    for i in range(4):
+        write_inkml(root / f"train/s{i}.inkml", ink(f"s{i}", f"$x+{i}$", shift=i))
+    return root
+
+
+# ---- coordinates ------------------------------------------------------------------------------------------------
+
+WRITING = ", ".join(f"{x} {x % 7}" for x in range(20))  # 20 ordinary points
+
+
+@pytest.mark.parametrize("points, reason", [
+    ("0 0, nan 5, 20 0", "not finite"), ("0 0, -inf 5", "not finite"), ("0 0, 1e300 5", f"beyond +-{MAX_COORD:g}"),
+    ("0 0, 1e30 5", f"beyond +-{MAX_COORD:g}"), (WRITING + ", 5e5 5", "absurd extent")])
+def test_bad_coordinates_reject_the_file_and_the_run_goes_on(src, tmp_path, points, reason):
+    (src / "train/bad.inkml").write_text(inkml_text(points))
+    summary = prepare_crohme(src, tmp_path / "out", workers=1, height=32)
+    assert summary == {"train": {"read": 5, "written": 4, "rejected": 1}}
+    [reject] = load_rejects(tmp_path / "out/train")
+    assert reject["file"] == "train/bad.inkml" and reason in reject["reason"] and "trace 1" in reject["reason"]
+    with pytest.raises(InkmlError, match="bad.inkml"):
+        read_inkml(src / "train/bad.inkml")
+
+
+def test_extent_rule_keeps_wide_but_sane_ink(tmp_path):
+    # a long expression: 40 symbols side by side, with a fraction bar far below the baseline
+    points = ", ".join(f"{x} {y}" for x in range(0, 4000, 100) for y in (0, 10)) + ", 0 300, 4000 300"
+    path = tmp_path / "wide.inkml"
+    path.write_text(inkml_text(points))
+    assert read_inkml(path).traces["1"].shape == (82, 2)
+    far = 4000 + (MAX_SPREAD + 1) * 4000  # beyond the limit in sizes of the 10-90 percentile box
+    path.write_text(inkml_text(points + f", {far} 0"))
+    with pytest.raises(InkmlError, match="absurd extent"):
+        read_inkml(path)
+
+
+def test_height_is_bounded(src, tmp_path, capsys):
+    with pytest.raises(ValueError, match=f"from 4 to {MAX_HEIGHT}"):
+        prepare_crohme(src, tmp_path / "out", height=100000)
+    assert cli.main(["prepare", "crohme", "--src", str(src), "--out", str(tmp_path / "out"), "--height", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "height" in err and not (tmp_path / "out").exists()
+
+
+# ---- freshness and ownership ------------------------------------------------------------------------------------
+
+def test_crashed_run_at_another_height_then_rerun_equals_a_clean_run(src, tmp_path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    prepare_crohme(src, clean, workers=1, height=48)
+    prepare_crohme(src, out, workers=1, height=32)
+    # as if killed at the end of a 32-pixel run: journal kept, manifest incomplete, caption.txt missing
+    manifest = json.loads((out / "train" / MANIFEST_FILE).read_text())
+    (out / "train" / JOURNAL_FILE).write_text("".join(json.dumps({"id": k, **v}) + "\n"
+                                                      for k, v in manifest["items"].items()) + '{"id": "s')
+    (out / "train" / MANIFEST_FILE).write_text(json.dumps({**manifest, "complete": False, "items": {}}))
+    (out / "train" / CAPTION_FILE).unlink()
+    (out / "train" / IMAGES_DIR / ".s0.png.abc123.tmp").write_bytes(b"half")
+    with pytest.raises(ValueError, match="unfinished prepare run"):
+        load_split(out / "train")
+    prepare_crohme(src, out, workers=2, height=48)
+    assert tree(out) == tree(clean)
+
+
+def test_edited_source_is_rendered_again(src, tmp_path):
+    out = tmp_path / "out"
+    prepare_crohme(src, out, workers=1, height=32)
+    before = (out / "train" / IMAGES_DIR / f"s1{IMAGE_SUFFIX}").read_bytes()
+    write_inkml(src / "train/s1.inkml", _edited())
+    prepare_crohme(src, out, workers=1, height=32)
+    assert read_captions(out / "train" / CAPTION_FILE)["s1"] == "y - 1"
+    assert (out / "train" / IMAGES_DIR / f"s1{IMAGE_SUFFIX}").read_bytes() != before
+    # an image changed behind our back is not trusted either
+    (out / "train" / IMAGES_DIR / f"s2{IMAGE_SUFFIX}").write_bytes(b"not a png")
+    prepare_crohme(src, out, workers=1, height=32)
+    with Image.open(out / "train" / IMAGES_DIR / f"s2{IMAGE_SUFFIX}") as im:
+        assert im.height == 32
+
+
+def _edited() -> Ink:
+    t = np.array([[0, 0], [15, 20], [30, 0]], np.float32)
+    return Ink(id="s1", traces={"0": t}, latex="$y-1$")
+
+
+def test_foreign_files_are_never_deleted(src, tmp_path, capsys):
+    out = tmp_path / "out"
+    comer = out / "train"  # a CoMER-style folder the user keeps there
+    (comer / IMAGES_DIR).mkdir(parents=True)
+    (comer / CAPTION_FILE).write_text("theirs\tx\n")
+    Image.new("L", (8, 8)).save(comer / IMAGES_DIR / "theirs.png")
+    assert cli.main(["prepare", "crohme", "--src", str(src), "--out", str(out), "--workers", "1"]) == 2
+    assert "not made by unimumer prepare" in capsys.readouterr().err
+    assert (comer / CAPTION_FILE).read_text() == "theirs\tx\n"
+    prepare_crohme(src, out, workers=1, height=32, force=True)
+    assert (comer / IMAGES_DIR / "theirs.png").exists()  # kept beside ours
+    assert set(read_captions(comer / CAPTION_FILE)) == {"s0", "s1", "s2", "s3"}
+
+    with pytest.raises(ValueError, match="overlaps the source"):
+        prepare_crohme(src, src, workers=1)
+    assert sorted(p.name for p in (src / "train").iterdir()) == [f"s{i}.inkml" for i in range(4)]
+
+
+def test_limit_keeps_the_other_images_and_negative_limit_is_an_error(src, tmp_path):
+    out = tmp_path / "out"
+    prepare_crohme(src, out, workers=1, height=32)
+    prepare_crohme(src, out, workers=1, height=32, limit=1)
+    assert set(read_captions(out / "train" / CAPTION_FILE)) == {"s0"}
+    assert len(list((out / "train" / IMAGES_DIR).glob(f"*{IMAGE_SUFFIX}"))) == 4
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match="limit"):
+            prepare_crohme(src, out, limit=bad)
+
+
+def test_odd_file_names(src, tmp_path):
+    write_inkml(src / "train/UPPER.INKML", ink("UPPER", "$u$"))
+    write_inkml(src / "train/tab\there.inkml", ink("t", "$t$"))
+    summary = prepare_crohme(src, tmp_path / "out", workers=1, images=False)
+    assert summary == {"train": {"read": 6, "written": 5, "rejected": 1}}
+    assert "UPPER" in read_captions(tmp_path / "out/train" / CAPTION_FILE)
+    assert "tab" in load_rejects(tmp_path / "out/train")[0]["reason"]
+
+
+# ---- locks, Ctrl-C, kill -9 ------------------------------------------------------------------------------------
+
+HOLD = "import sys, time; from unimumer_lib.outdir import OutputLock; OutputLock(sys.argv[1], 'holder').acquire(); " \
+       "print('held', flush=True); time.sleep(60)"
+
+
+def test_second_writer_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(src, tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = run_cli("prepare", "crohme", "--src", src, "--out", out, "--workers", "1")
+        assert second.returncode == 2 and second.stderr.count("\n") == 1
+        assert f"pid {holder.pid}" in second.stderr and "holder" in second.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / LOCK_FILE).exists()  # left behind by the killed holder
+    assert run_cli("prepare", "crohme", "--src", src, "--out", out, "--workers", "1").returncode == 0
+    assert not (out / LOCK_FILE).exists()
+    with OutputLock(out):
+        with pytest.raises(Exception, match=f"pid {os.getpid()}"):
+            OutputLock(out).acquire()
+
+
+def _start(args, out_glob: Path, timeout=30.0) -> subprocess.Popen:
+    """Start the CLI in its own process group and wait until it has written something matching ``out_glob``."""
+    proc = subprocess.Popen([sys.executable, "-m", "unimumer_lib.cli", *map(str, args)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not any(out_glob.parent.glob(out_glob.name)) or len(children(proc.pid)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.05)
+    return proc
+
+
+def test_ctrl_c_stops_prepare_and_its_workers_leaving_no_temp_files(crohme_root, tmp_path):
+    out = tmp_path / "out"
+    proc = _start(["prepare", "crohme", "--src", crohme_root, "--splits", "train", "--out", out, "--workers", "2"],
+                  out / "train" / IMAGES_DIR / f"*{IMAGE_SUFFIX}")
+    workers = children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=10)
+    assert time.monotonic() - t0 < 2.0 and proc.returncode == 130
+    assert err.strip().endswith("unimumer prepare: interrupted") and "Traceback" not in err
+    assert not any(alive(w) for w in workers)
+    assert not list(out.rglob("*.tmp")) and not (out / "train" / CAPTION_FILE).exists()
+    assert (out / "train" / JOURNAL_FILE).exists()  # the honest partial state
+
+
+def test_ctrl_c_stops_synth(tmp_path):
+    out = tmp_path / "synth"
+    proc = _start(["synth", "--n", "3000", "--out", out, "--workers", "2"], out / SYNTH_SPLIT / "*.inkml")
+    workers = children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    t0 = time.monotonic()
+    proc.communicate(timeout=10)
+    assert time.monotonic() - t0 < 2.0 and proc.returncode == 130
+    assert not any(alive(w) for w in workers) and not list(out.rglob("*.tmp"))
+
+
+def test_kill_9_of_prepare_leaves_no_worker(crohme_root, tmp_path):
+    out = tmp_path / "out"
+    proc = _start(["prepare", "crohme", "--src", crohme_root, "--splits", "train", "--out", out, "--workers", "2"],
+                  out / "train" / IMAGES_DIR / f"*{IMAGE_SUFFIX}")
+    workers = children(proc.pid)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 2
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers and not any(alive(w) for w in workers)
+
+
+# ---- synth --out -------------------------------------------------------------------------------------------------
+
+def test_synth_refuses_a_non_empty_out_and_force_clears_only_its_own_files(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert cli.main(["synth", "--n", "3", "--out", str(out), "--workers", "1"]) == 0
+    assert cli.main(["synth", "--n", "3", "--out", str(out), "--workers", "1"]) == 0  # same run: resumes
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["synth", "--n", "2", "--seed", "1", "--out", str(out), "--workers", "1"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert cli.main(["synth", "--n", "2", "--seed", "1", "--out", str(out), "--workers", "1", "--force"]) == 0
+    inks = sorted(p.stem for p in (out / SYNTH_SPLIT).iterdir())
+    assert inks == ["synth_s1_000000", "synth_s1_000001"] and (out / "notes.txt").read_text() == "mine"
+    assert len((out / CAPTIONS_TSV).read_text().splitlines()) == 2
+    assert cli.main(["synth", "--n", "2", "--out", str(out / "notes.txt")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+# ---- eval inputs -------------------------------------------------------------------------------------------------
+
+RECORDS = [{"img_id": "a", "gt": "x + 1", "pred": "x + 1", "image_path": "a.png"},
+           {"img_id": "b", "gt": "y", "pred": "z", "image_path": "b.png"}]
+
+
+@pytest.mark.parametrize("name, data", [
+    ("bom" + PRED_SUFFIX, b"\xef\xbb\xbf" + json.dumps(RECORDS).encode()),
+    ("utf16" + PRED_SUFFIX, json.dumps(RECORDS).encode("utf-16")),
+    ("lines.jsonl", "\n".join(json.dumps(r) for r in RECORDS).encode() + b"\n")])
+def test_prediction_files_in_the_wild_are_read(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert [p.img_id for p in read_predictions(path)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("data, reason", [
+    ('[{"img_id": "caf\xe9", "gt": "x", "pred": "x", "image_path": ""}]'.encode("latin-1"), "not UTF-8"),
+    (b"[]", "no prediction records"),
+    (json.dumps(RECORDS[0]).encode() + b"\n{oops}\n", "line 2")])
+def test_bad_prediction_files_are_one_line_errors(tmp_path, capsys, data, reason):
+    path = tmp_path / f"bad{PRED_SUFFIX}"
+    path.write_bytes(data)
+    assert cli.main(["eval", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and reason in err
+
+
+def test_eval_folder_and_out_guard(tmp_path, capsys):
+    for sub in ("m1", "m2/deep"):
+        (tmp_path / "runs" / sub).mkdir(parents=True)
+        (tmp_path / "runs" / sub / f"crohme{PRED_SUFFIX}").write_text(json.dumps(RECORDS))
+    (tmp_path / "runs/m1/notes.json").write_text("{}")  # not a *_pred.json: not evaluated
+    assert cli.main(["eval", str(tmp_path / "runs"), "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    pred = tmp_path / "runs/m1" / f"crohme{PRED_SUFFIX}"
+    assert cli.main(["eval", str(pred), "--out", str(pred)]) == 2
+    assert "would overwrite" in capsys.readouterr().err and json.loads(pred.read_text()) == RECORDS
+    assert cli.main(["eval", str(tmp_path / "runs/m1/notes.json").replace("notes", "none")]) == 2
+
+
+# ---- other one-line errors -------------------------------------------------------------------------------------
+
+def test_caption_files_latin1_and_bom(tmp_path):
+    path = tmp_path / CAPTION_FILE
+    path.write_bytes("\ufeffimg0\tx\n".encode("utf-8"))
+    assert read_captions(path) == {"img0": "x"}
+    path.write_bytes("caf\xe9\tx\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=f"{path}: not UTF-8"):
+        read_captions(path)
+
+
+def test_tasks_into_a_prepared_split_fails_before_writing(src, tmp_path, capsys):
+    out = tmp_path / "out"
+    prepare_crohme(src, out, workers=1, height=32)
+    before = tree(out / "train")
+    assert cli.main(["tasks", "--captions", str(out / "train" / CAPTION_FILE), "--out", str(out / "train")]) == 2
+    assert "not a task rejects file" in capsys.readouterr().err and tree(out / "train") == before
+
+
+def test_unwritable_out_is_one_line(src, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run_cli("prepare", "crohme", "--src", src, "--out", tmp_path / "file/x", "--workers", "2")
+    assert result.returncode == 2 and result.stderr == f"unimumer prepare: error: {tmp_path / 'file/x'}: Not a directory\n"
+    if os.geteuid() != 0:  # root writes into read-only folders
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        result = run_cli("prepare", "crohme", "--src", src, "--out", ro / "x", "--workers", "2")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Permission denied" in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_cli("eval", tmp_path / "missing.json", "--debug")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    result = run_cli("eval", tmp_path / "missing.json")
+    assert result.returncode == 2 and result.stderr == f"unimumer eval: error: {tmp_path / 'missing.json'}: " \
+                                                       "No such file or directory\n"
