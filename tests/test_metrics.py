@@ -50,7 +50,8 @@ def test_published_cer_is_token_distance_over_characters_and_true_cer_differs(re
     legacy = metrics.published_cer(gts, metrics.sample_distances(gts, preds))
     assert f"{legacy:.4f}" == printed
     # The true CER counts character edits, so it is larger than the token-count ratio here.
-    assert metrics.score(gts, preds)["cer"] > 100 * legacy
+    assert metrics.score(gts, preds)["cer"] == legacy
+    assert metrics.score(gts, preds)["cer_char"] > 100 * legacy
 
 
 def test_bleu_equals_nltk_on_reference(reference):
@@ -85,7 +86,7 @@ def test_hand_made_scores():
     assert out["le1"] == pytest.approx(80.0)
     assert out["le2"] == out["le3"] == pytest.approx(100.0)
     # characters: "x + 1"->"x + l" 1/5, "\alpha"->"a" 5/6, "a b c"->"a b" 2/5, ""->"" 0, "x ^ { 2 }"->"y ^ { 3 }" 2/9
-    assert out["cer"] == pytest.approx(100 * (1 + 5 + 2 + 0 + 2) / (5 + 6 + 5 + 0 + 9))
+    assert out["cer_char"] == pytest.approx(100 * (1 + 5 + 2 + 0 + 2) / (5 + 6 + 5 + 0 + 9))
     # structure kept in samples 1, 2 (one symbol each), 4 (empty) and 5; "a b c" vs "a b" differs in length
     assert out["structure_rate"] == pytest.approx(80.0)
 
@@ -216,7 +217,7 @@ def test_no_crash_on_random_unicode(pairs):
     for key in ("exprate", "le1", "le2", "le3", "edit_score", "bleu4", "structure_rate"):
         assert 0.0 <= out[key] <= 100.0 + 1e-9
     assert out["exprate"] <= out["le1"] <= out["le2"] <= out["le3"]
-    assert out["cer"] >= 0.0
+    assert out["cer_char"] >= 0.0 and out["cer"] >= 0.0
     for text in gts:
         metrics.extract_answer(text)
 

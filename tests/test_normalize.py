@@ -70,7 +70,10 @@ def test_normalize_cli_and_eval(tmp_path, capsys):
     rows = removed_path(out).read_text(encoding="utf-8").splitlines()
     assert [r.split("\t")[0] for r in rows] == ["img_id", "b", "c"]
     row = report.evaluate_files([src], normalize="unimumer")[0]
-    assert (row["n"], row["exprate"]) == (1, 100.0)
+    assert (row["n"], row["exprate"], row["removed"]) == (1, 100.0, 2)
+    assert cli.main(["eval", str(src), "--normalize", "unimumer", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["removed"] == 2 and "2 items removed" in captured.err
     assert report.evaluate_files([src])[0]["n"] == 3
 
 

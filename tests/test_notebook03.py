@@ -28,4 +28,6 @@ def test_notebook03_trains_and_plots(crohme_root, tmp_path):
     counts = [c for c in out["cells"] if "mixture_counts" in "".join(c["source"])][0]
     shown = counts["outputs"][-1]["data"]["text/plain"]
     assert written == 3 * 4 and all(f"'{t}': 4" in "".join(shown) for t in ("vanilla", "tree", "can"))
-    assert os.environ["MPLBACKEND"] == "Agg"
+    # the kernel ran with its inline backend (no inherited Agg), so the loss curve is in the executed notebook
+    assert "MPLBACKEND" not in os.environ
+    assert any("image/png" in o.get("data", {}) for c in out["cells"] for o in c.get("outputs", []))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from unimumer_lib.predictions import (REQUIRED_KEYS, Prediction, duplicate_ids, missing_ids, read_predictions,
+from unimumer_lib.predictions import (KNOWN_KEYS, Prediction, duplicate_ids, missing_ids, read_predictions,
                                       write_predictions)
 
 
@@ -27,7 +27,7 @@ def test_round_trip_keeps_extra_keys_and_unicode(tmp_path):
     back = read_predictions(path)
     assert back == preds
     rows = json.loads(path.read_text(encoding="utf-8"))
-    assert set(rows[0]) == set(REQUIRED_KEYS) | {"dataset", "raw"}
+    assert set(rows[0]) == set(KNOWN_KEYS) | {"dataset", "raw"}
     assert "∑" in path.read_text(encoding="utf-8")
 
 
@@ -85,3 +85,8 @@ def test_missing_ids_in_expected_order():
 def test_write_validates(tmp_path):
     with pytest.raises(ValueError, match="'pred' must be a string"):
         write_predictions(tmp_path / "p.json", [record(0, pred=1)])
+
+
+def test_image_path_is_optional(tmp_path):
+    rows = [{k: v for k, v in record(0).items() if k != "image_path"}]
+    assert read_predictions(dump(tmp_path, rows))[0].image_path == ""

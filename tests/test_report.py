@@ -12,7 +12,7 @@ from unimumer_lib.predictions import Prediction, write_predictions
 
 from test_metrics import PUBLISHED_LINES, RESULTS_FILE, published_numbers
 
-JSON_KEYS = ["file", "n", "exprate", "le1", "le2", "le3", "edit_score", "bleu4", "cer", "structure_rate"]
+JSON_KEYS = ["file", "n", "exprate", "le1", "le2", "le3", "edit_score", "bleu4", "cer", "cer_char", "structure_rate"]
 
 
 def run_cli(capsys, *argv):
@@ -102,3 +102,41 @@ def test_main_table_places_ours_beside_published(reference_predictions):
     assert "\\multicolumn{3}{c}{CROHME 2014}" in report.main_table_text(table, "latex")
     alone = report.main_table({"CROHME 2014": {"exprate": 1.0, "le1": 2.0, "le2": 3.0}}, include_published=False)
     assert alone.index.tolist() == ["ours"] and alone.shape == (1, 3)
+
+
+def test_write_results_equals_the_published_file_line_for_line(tmp_path, capsys, reference_predictions):
+    copy = tmp_path / reference_predictions.name
+    copy.write_bytes(reference_predictions.read_bytes())
+    run_cli(capsys, copy, "--write-results")
+    ours = (tmp_path / RESULTS_FILE).read_text(encoding="utf-8").splitlines()
+    published = (reference_predictions.parent / RESULTS_FILE).read_text(encoding="utf-8").splitlines()
+    assert [line.split() for line in ours] == [line.split() for line in published]
+
+
+def test_table_names_published_cer_and_character_cer(capsys, reference_predictions):
+    text = run_cli(capsys, reference_predictions)
+    header, row = text.splitlines()[:2]
+    assert header.split()[-4:] == ["CER", "CER_char", "Structure", "rate"]
+    assert row.split()[-3:-1] == [published_numbers(reference_predictions.parent / RESULTS_FILE)["cer"], "2.33"]
+    assert "token edits / reference characters" in text
+
+
+def test_by_dataset_flag_and_optional_image_path(tmp_path, capsys):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([{"img_id": "1", "gt": "x", "pred": "x", "dataset": "A"},
+                                {"img_id": "2", "gt": "y", "pred": "z", "dataset": "B"}]), encoding="utf-8")
+    rows = json.loads(run_cli(capsys, path, "--by-dataset", "--format", "json"))
+    assert [(r["file"], r["exprate"]) for r in rows] == [(str(path), 50.0), (f"{path}#A", 100.0), (f"{path}#B", 0.0)]
+    run_cli(capsys, path, "--by-dataset", "--results-dir", tmp_path / "res")
+    assert [p.name for p in (tmp_path / "res").iterdir()] == ["p_results.txt"]
+
+
+def test_normalize_never_invents_tokens(tmp_path, capsys):
+    broken = r"\frac { 1 } { \sqrt { x }"  # a CROHME 2023-style ground truth with a brace missing
+    path = write_predictions(tmp_path / "a.json", [Prediction("1", broken, r"\frac { 1 } { \sqrt { x } }"),
+                                                   Prediction("2", r"x \le 1", r"x \leq 1")])
+    row = report.evaluate_files([path], normalize=True)[0]
+    assert report.normalize_texts([broken]) == ([broken], 1)
+    assert row["unbalanced"] == 1 and row["exprate"] == 50.0
+    assert cli.main(["eval", str(path), "--normalize"]) == 0
+    assert "1 gt/pred texts with unbalanced braces" in capsys.readouterr().err

@@ -37,6 +37,24 @@ def test_every_notebook_was_executed(run_dir):
         assert any(c.get("outputs") for c in book["cells"] if c["cell_type"] == "code"), name
 
 
+def image_outputs(path):
+    book = nbformat.read(path, as_version=4)
+    return sum("image/png" in o.get("data", {}) for c in book.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_executed_notebooks_show_their_figures_inline(run_dir):
+    counts = {name: image_outputs(run_dir / "notebooks" / name) for name in
+              ("01_data_exploration.ipynb", "02_task_synthesis.ipynb", "05_error_analysis.ipynb")}
+    assert counts == {"01_data_exploration.ipynb": 5, "02_task_synthesis.ipynb": 1, "05_error_analysis.ipynb": 4}
+
+
+def test_runs_leave_nothing_in_the_repository(run_dir):
+    # Notebooks execute with notebooks/ as working directory: caches and outputs belong in the run folder.
+    strays = [p for p in reproduce.NOTEBOOKS_DIR.rglob("*") if p.is_file() and p.suffix != ".ipynb"]
+    assert strays == []
+    assert (run_dir / ".cache" / "mpl").is_dir()
+
+
 def test_tables_parse_and_agree_with_the_predictions(run_dir):
     tables = run_dir / "tables"
     rows = json.loads((tables / "results.json").read_text())

@@ -255,21 +255,19 @@ def plot_error_classes(samples: pd.DataFrame, ax=None):
     return ax.figure
 
 
-def save_figures(samples: pd.DataFrame, figures_dir: Path | str, prefix: str = "") -> dict[str, Path]:
-    """Write the standard figures (PNG) and return {name: path}."""
-    import matplotlib.pyplot as plt
+def save_figures(samples: pd.DataFrame, figures_dir: Path | str, prefix: str = "",
+                 show: bool | None = None) -> dict[str, Path]:
+    """Write the standard figures (PNG) and return {name: path}; each is shown inline in a notebook (or as
+    ``show`` says) and closed (``figures.save_figure``)."""
+    from .figures import save_figure
 
     out = Path(figures_dir)
-    out.mkdir(parents=True, exist_ok=True)
     table = confusion_table(samples)
-    figures = {"top_confusions": plot_top_confusions(table), "confusion_heatmap": plot_confusion_heatmap(table),
-               "exprate_by_length": plot_exprate_by_length(samples), "error_classes": plot_error_classes(samples)}
-    paths = {}
-    for name, fig in figures.items():
-        paths[name] = out / f"{prefix}{name}.png"
-        fig.savefig(paths[name], dpi=120)
-        plt.close(fig)
-    return paths
+    makers = {"top_confusions": lambda: plot_top_confusions(table),
+              "confusion_heatmap": lambda: plot_confusion_heatmap(table),
+              "exprate_by_length": lambda: plot_exprate_by_length(samples),
+              "error_classes": lambda: plot_error_classes(samples)}
+    return {name: save_figure(make(), out / f"{prefix}{name}.png", show=show) for name, make in makers.items()}
 
 
 def render_images(out_dir: Path | str, split: str = "test2014", src: Path | str | None = None) -> Path | None:

@@ -26,16 +26,26 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .predictions import prediction_files
-    from .report import evaluate_files, format_results
+    from .report import REMOVED, UNBALANCED, evaluate_files, format_results, write_results_files
 
     paths = prediction_files(args.predictions)
     _refuse_overwriting_inputs(args.out, paths)
-    rows = evaluate_files(paths, normalize=args.normalize)
+    rows = evaluate_files(paths, normalize=args.normalize, by_dataset=args.by_dataset)
     text = format_results(rows, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
         print(text)
+    for row in rows if args.normalize else []:
+        if row.get(UNBALANCED):
+            print(f"{row['file']}: {row[UNBALANCED]} gt/pred texts with unbalanced braces scored as they are "
+                  "(--normalize does not invent tokens)", file=sys.stderr)
+        if row.get(REMOVED):
+            print(f"{row['file']}: {row[REMOVED]} items removed by the published normalisation protocol, not scored "
+                  "(unimumer normalize lists them with the rule)", file=sys.stderr)
+    if args.write_results or args.results_dir:
+        for path in write_results_files(rows, Path(args.results_dir) if args.results_dir else None):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -62,9 +72,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
-                               prefix=args.prefix, seed=args.seed)
+                               prefix=args.prefix, seed=args.seed, root=args.root)
     for task, s in summary.items():
         print(f"{task}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
+    if not any(s["written"] for s in summary.values()):
+        print(f"unimumer tasks: error: no row written (rejects in {Path(args.out)})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -111,9 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table")
     s.add_argument("--out", default=None, help="write here instead of stdout")
     s.add_argument("--normalize", nargs="?", const="crohme", default=None, choices=STYLES,
-                   help="normalise gt and pred before scoring: crohme (the literature's captions; the default "
-                        "when the flag has no value) or unimumer (the published CROHME 2023 / MathWriting "
-                        "protocol, which also drops the items it removes)")
+                   help="normalise gt and pred before scoring: crohme (the literature's captions, the default "
+                        "when the flag has no value; texts with unbalanced braces stay as they are) or unimumer "
+                        "(the published CROHME 2023 / MathWriting protocol, which also leaves out the items it "
+                        "removes)")
+    s.add_argument("--by-dataset", action="store_true", help="also one row per 'dataset' value of the records")
+    s.add_argument("--write-results", action="store_true",
+                   help="write <name>_results.txt (the official layout) beside each prediction file")
+    s.add_argument("--results-dir", default=None, help="write the <name>_results.txt files here instead")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("normalize", parents=[debug], help="normalise a prediction JSON to a published convention")
@@ -124,10 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tasks", parents=[debug], help="build multi-task training data (LLaMA-Factory JSON)")
     src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--captions", help="caption.txt with images/ beside it")
+    src.add_argument("--captions", help="a split folder or its caption.txt (images/ or img/, png/jpg/bmp), "
+                                        "or an official Uni-MuMER prompt JSON")
     src.add_argument("--from-predictions", help="prediction JSON (for error_find,error_fix)")
     s.add_argument("--tasks", default="vanilla,tree,can")
     s.add_argument("--out", required=True)
+    s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_tasks)

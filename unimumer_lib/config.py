@@ -37,7 +37,12 @@ def runs_dir() -> Path:
 
 
 def figures_dir() -> Path:
-    return Path(os.environ.get("UNIMUMER_FIGURES", REPO_ROOT / "figures"))
+    """Where notebooks save figures by default: $UNIMUMER_FIGURES or ``<runs>/figures`` (git-ignored), never the
+    README's ``figures/`` (README_FIGURES), which changes only when asked for explicitly."""
+    return Path(os.environ.get("UNIMUMER_FIGURES", runs_dir() / "figures"))
+
+
+README_FIGURES = REPO_ROOT / "figures"
 
 
 def crohme_available() -> bool:

@@ -181,6 +181,16 @@ def normalize_tokens(tokens: list[str]) -> list[str]:
     return out
 
 
+def braces_balanced(text: str) -> bool:
+    """True when every ``{`` token of a space-separated caption is closed by a later ``}`` and none is left over."""
+    depth = 0
+    for tok in text.split():
+        depth += (tok == "{") - (tok == "}")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def normalize(latex: str) -> str:
     """Raw LaTeX -> the literature's caption format (idempotent on captions already in that format).
 

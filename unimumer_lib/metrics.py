@@ -6,14 +6,15 @@ Per sample: token Levenshtein distance d (``unimumer_lib.align.distance``, rapid
 - edit score: mean of 100 * (1 - d / max(len_gt, len_pred)); both empty = 100.
 - BLEU-4: NLTK ``corpus_bleu`` (uniform weights, smoothing method 4) over the token lists, computed here with numpy
   so that a million pairs take seconds; ``tests/test_metrics.py`` checks it against NLTK.
-- CER: corpus character edit distance / reference characters, the tokens joined by single spaces. The published
-  ``crohme_2014_results.txt`` "Character Error Rate" is sum(token distance) / sum(reference characters), a token
-  count over a character count (``published_cer``): an edit costs 1 however many characters it changes
-  (``\\alpha`` -> ``a``: 1 there, 5 here), so it reads 0.0118 where the character CER is 2.33% (0.0233).
+- ``cer``: the published "Character Error Rate" of the official ``*_results.txt`` files (``published_cer``):
+  sum(token distance) / sum(reference characters), a fraction (0.0118 on the released CROHME 2014 predictions).
+  It is a token count over a character count: an edit costs 1 however many characters it changes.
+- ``cer_char``: the true character error rate in percent, corpus character edit distance / reference characters,
+  the tokens joined by single spaces (``\\alpha`` -> ``a`` costs 5 here, 1 in ``cer``): 2.33 on the same file.
 - structure rate: ExpRate after mapping every symbol token to one placeholder and keeping the structure tokens
   (``unimumer_lib.latex.STRUCTURE_TOKENS``): "is the layout right, whatever the symbols".
 
-All rates are percentages. Tokenisation is ``str.split()`` as in the published evaluation, not
+All rates are percentages except ``cer`` (a fraction, as published). Tokenisation is ``str.split()`` as in the published evaluation, not
 ``latex.tokenize``, so an un-spaced prediction is scored as the published script scores it.
 """
 
@@ -31,7 +32,7 @@ from .latex import STRUCTURE_TOKENS
 
 THRESHOLDS = (0, 1, 2, 3)
 BLEU_ORDER = 4
-RESULT_KEYS = ("n", "exprate", "le1", "le2", "le3", "edit_score", "bleu4", "cer", "structure_rate")
+RESULT_KEYS = ("n", "exprate", "le1", "le2", "le3", "edit_score", "bleu4", "cer", "cer_char", "structure_rate")
 PLACEHOLDER = "<sym>"
 # NLTK SmoothingFunction(k=5) default used by method4.
 _SMOOTH_K = 5
@@ -274,7 +275,8 @@ def exprate_at(d: np.ndarray, threshold: int) -> float:
 
 
 def score(gts: Sequence[str], preds: Sequence[str]) -> dict:
-    """All corpus metrics (keys RESULT_KEYS, rates in percent) for aligned lists of captions and predictions."""
+    """All corpus metrics (keys RESULT_KEYS; rates in percent, ``cer`` a fraction as published) for aligned lists
+    of captions and predictions."""
     ref, hyp, vocab = encode_pairs(gts, preds)
     d = distances(ref, hyp)
     n = len(d)
@@ -285,7 +287,8 @@ def score(gts: Sequence[str], preds: Sequence[str]) -> dict:
         out[key] = exprate_at(d, k)
     out["edit_score"] = float(scores.mean()) if n else 0.0
     out["bleu4"] = 100.0 * corpus_bleu(ref, hyp, len(vocab)) if n else 0.0
-    out["cer"] = char_error_rate(gts, preds)
+    out["cer"] = published_cer(gts, d)
+    out["cer_char"] = char_error_rate(gts, preds)
     out["structure_rate"] = 100.0 * float(structure_matches(ref, hyp, vocab).mean()) if n else 0.0
     return out
 

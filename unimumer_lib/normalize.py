@@ -40,7 +40,6 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import latex
 from .latex import ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, tokenize
 from .predictions import Prediction, read_predictions, write_predictions
 from .records import atomic_write_text
@@ -279,15 +278,19 @@ Dropped = list[tuple[Prediction, Removed]]
 
 
 def normalize_predictions(preds: list[Prediction], style: str) -> tuple[list[Prediction], Dropped]:
-    """(kept, removed) after normalising ``gt`` and ``pred`` in ``style`` (one of STYLES); ``crohme`` removes
-    nothing; ``unimumer`` removes the items whose ground truth the published protocol removes."""
+    """(kept, removed) after normalising ``gt`` and ``pred`` in ``style`` (one of STYLES); ``crohme``
+    (``report.normalize_texts``: texts with unbalanced braces stay as they are) removes nothing; ``unimumer``
+    removes the items whose ground truth the published protocol removes."""
     if style not in STYLES:
         raise ValueError(f"unknown normalisation style {style!r}; expected one of {', '.join(STYLES)}")
+    if style == "crohme":
+        from .report import normalize_texts
+
+        gts, _ = normalize_texts([p.gt for p in preds])
+        hyps, _ = normalize_texts([p.pred for p in preds])
+        return [replace(p, gt=g, pred=h) for p, g, h in zip(preds, gts, hyps)], []
     kept, removed = [], []
     for p in preds:
-        if style == "crohme":
-            kept.append(replace(p, gt=latex.normalize(p.gt), pred=latex.normalize(p.pred)))
-            continue
         try:
             kept.append(replace(p, gt=normalize_caption(p.gt), pred=normalize_prediction(p.pred)))
         except Removed as err:

@@ -1,5 +1,7 @@
 """Prediction files: the Uni-MuMER JSON list ``[{"img_id", "gt", "pred", "image_path"}, ...]``, read and written.
 
+``image_path`` is optional (the official metric script reads only ``gt`` and ``pred``).
+
 Extra keys (e.g. ``dataset``, ``raw`` model output) are kept. Reading validates every record and raises one
 ``ValueError`` naming the file, the record index/id and the reason; duplicate ids are an error unless asked to keep
 them (they are never silently merged); ``missing_ids`` reports ids expected but absent.
@@ -21,7 +23,8 @@ from typing import Iterable
 from .records import atomic_write_text
 
 PRED_SUFFIX = "_pred.json"
-REQUIRED_KEYS = ("img_id", "gt", "pred", "image_path")
+REQUIRED_KEYS = ("img_id", "gt", "pred")
+KNOWN_KEYS = (*REQUIRED_KEYS, "image_path")
 STRING_KEYS = ("img_id", "gt", "pred")
 
 
@@ -50,10 +53,10 @@ def _check_record(path: Path, index: int, rec) -> Prediction:
     for key in STRING_KEYS:
         if not isinstance(rec[key], str):
             raise ValueError(f"{where}: {key!r} must be a string, got {type(rec[key]).__name__}")
-    image_path = rec["image_path"]
+    image_path = rec.get("image_path")
     if image_path is not None and not isinstance(image_path, str):
         raise ValueError(f"{where}: 'image_path' must be a string or null, got {type(image_path).__name__}")
-    extra = {k: v for k, v in rec.items() if k not in REQUIRED_KEYS}
+    extra = {k: v for k, v in rec.items() if k not in KNOWN_KEYS}
     return Prediction(rec["img_id"], rec["gt"], rec["pred"], image_path or "", extra)
 
 

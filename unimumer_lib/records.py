@@ -4,6 +4,10 @@ Formats (CoMER/TAMER conventions): ``<split>/caption.txt`` with one ``<id>\\t<ca
 ``<split>/images/<id>.png``, ``<split>/manifest.json``, ``<split>/rejects.tsv`` (file, reason);
 the LLaMA-Factory "sharegpt" JSON; Hugging Face ``datasets.Dataset`` with an ``Image`` feature.
 All writers are atomic: they write a temporary file beside the target and rename it into place.
+
+``load_records`` reads the layouts HMER users already have (see its docstring): our prepared splits,
+CoMER/TAMER/PosFormer folders (``img/`` or ``images/``, png/jpg/bmp), HME100K folders and the official
+Uni-MuMER prompt JSON files.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ MANIFEST_FILE = "manifest.json"
 REJECTS_FILE = "rejects.tsv"
 REJECTS_HEADER = ("file", "reason")
 IMAGE_SUFFIX = ".png"
+# Readers also accept the layouts of CoMER/TAMER/PosFormer (img/*.bmp) and HME100K (images/*.jpg).
+IMAGE_DIRS = (IMAGES_DIR, "img")
+IMAGE_SUFFIXES = (IMAGE_SUFFIX, ".jpg", ".jpeg", ".bmp")
 
 # LLaMA-Factory "sharegpt" layout (dataset_info: formatting=sharegpt, messages/images columns).
 SHAREGPT_MESSAGES = "messages"
@@ -94,7 +101,8 @@ def atomic_save_image(path, image, **params) -> Path:
 # ---- CoMER caption.txt + images/ -----------------------------------------------------------------
 
 def read_captions(path) -> dict[str, str]:
-    """``<id>\\t<caption>`` lines -> {id: caption}; a malformed or duplicate line raises naming file:line."""
+    """``<id>\\t<caption>`` lines (or ``<id> <caption>``, as CoMER reads them) -> {id: caption};
+    a malformed or duplicate line raises naming file:line."""
     path = Path(path)
     captions: dict[str, str] = {}
     data = path.read_bytes()
@@ -107,6 +115,9 @@ def read_captions(path) -> dict[str, str]:
         if not line.strip():
             continue
         key, sep, caption = line.partition("\t")
+        if not sep:  # CoMER's own reader splits on any whitespace; some released caption files use spaces
+            key, _, caption = line.strip().partition(" ")
+            sep = caption.strip()
         if not sep or not key.strip():
             raise ValueError(f"{path}:{n}: expected '<id>\\t<caption>', got {line[:60]!r}")
         if key in captions:
@@ -124,15 +135,35 @@ def write_captions(path, records: Iterable[Record]) -> Path:
     return atomic_write_text(path, "".join(lines))
 
 
-def read_comer(folder, split: str | None = None, source: str = "") -> list[Record]:
-    """A CoMER/HME100K-style folder (``caption.txt`` + ``images/<id>.png``) -> records with image paths."""
+def image_dirs(folder) -> list[Path]:
+    """The image folders of a split folder that exist: ``images/``, ``img/``, ``<name>_images/`` (HME100K)."""
     folder = Path(folder)
-    images = folder / IMAGES_DIR
+    names = (*IMAGE_DIRS, f"{folder.name}_images")
+    return [folder / name for name in names if (folder / name).is_dir()]
+
+
+def find_image(dirs: list[Path], key: str) -> Path | None:
+    """The image of ``key`` in ``dirs``: ``<key>`` itself when it carries an image suffix (HME100K's
+    ``train_1.jpg``), else ``<key>`` + the first of IMAGE_SUFFIXES that exists."""
+    names = [key] if Path(key).suffix.lower() in IMAGE_SUFFIXES else [key + s for s in IMAGE_SUFFIXES]
+    for folder in dirs:
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def read_comer(folder, split: str | None = None, source: str = "") -> list[Record]:
+    """A CoMER/TAMER/PosFormer/HME100K-style folder (``caption.txt`` + ``images/`` or ``img/``, png/jpg/bmp)
+    -> records with image paths (None where the image is missing). Ids keep no image suffix."""
+    folder = Path(folder)
+    dirs = image_dirs(folder)
     split = folder.name if split is None else split
     records = []
     for key, caption in read_captions(folder / CAPTION_FILE).items():
-        image = images / f"{key}{IMAGE_SUFFIX}"
-        records.append(Record(id=key, caption=caption, image_path=str(image) if image.exists() else None,
+        image = find_image(dirs, key)
+        stem = key[:-len(Path(key).suffix)] if Path(key).suffix.lower() in IMAGE_SUFFIXES else key
+        records.append(Record(id=stem, caption=caption, image_path=str(image) if image else None,
                               source=source, split=split))
     return records
 
@@ -218,6 +249,93 @@ def sharegpt_row(prompt: str, answer: str, images: list[str]) -> dict:
     return {SHAREGPT_MESSAGES: [{ROLE_KEY: ROLE_USER, CONTENT_KEY: prompt},
                                 {ROLE_KEY: ROLE_ASSISTANT, CONTENT_KEY: answer}],
             SHAREGPT_IMAGES: list(images)}
+
+
+# ---- the official Uni-MuMER prompt JSON -----------------------------------------------------------
+
+# Its rows are sharegpt with OpenAI-style keys ({"role", "content"}); ours use {"from", "value"}. Both are read.
+_ROLE_KEYS = (ROLE_KEY, "role")
+_CONTENT_KEYS = (CONTENT_KEY, "content")
+_ASSISTANT_ROLES = (ROLE_ASSISTANT, "assistant")
+
+
+def _message_field(message: dict, keys: tuple[str, ...]):
+    return next((message[k] for k in keys if k in message), None)
+
+
+def resolve_image(image: str, root=None, base=None) -> Path | None:
+    """An image path as written in a data file: absolute, else relative to ``root`` (given), else to ``base``
+    (the data file's folder) or the working directory; None when no such file exists."""
+    path = Path(image)
+    if path.is_absolute():
+        return path if path.is_file() else None
+    for folder in ([Path(root)] if root is not None else [Path(base or "."), Path.cwd()]):
+        if (folder / path).is_file():
+            return folder / path
+    return None
+
+
+def read_prompt_json(path, root=None) -> list[Record]:
+    """An official Uni-MuMER prompt JSON (a sharegpt list of ``{"messages", "images"}``) -> records.
+
+    The caption is the last assistant message; the id is the image file stem; image paths (e.g.
+    ``./data/CROHME/2014/images/18_em_0.jpg``) resolve against ``root`` (see ``resolve_image``).
+    A row without messages or an assistant answer raises, naming the file and row.
+    """
+    path = Path(path)
+    records, seen = [], {}
+    for i, row in enumerate(read_json_list(path)):
+        messages = row.get(SHAREGPT_MESSAGES) if isinstance(row, dict) else None
+        if not isinstance(messages, list):
+            raise ValueError(f"{path}: row {i}: expected an object with a '{SHAREGPT_MESSAGES}' list")
+        answers = [m for m in messages if isinstance(m, dict) and _message_field(m, _ROLE_KEYS) in _ASSISTANT_ROLES]
+        caption = _message_field(answers[-1], _CONTENT_KEYS) if answers else None
+        if not isinstance(caption, str):
+            raise ValueError(f"{path}: row {i}: no assistant message holding the ground truth")
+        images = row.get(SHAREGPT_IMAGES) or []
+        first = images[0] if images and isinstance(images[0], str) else None
+        key = Path(first).stem if first else f"row{i}"
+        if key in seen:
+            raise ValueError(f"{path}: rows {seen[key]} and {i} share the id {key!r} (image file stem)")
+        seen[key] = i
+        image = resolve_image(first, root, path.parent) if first else None
+        records.append(Record(id=key, caption=caption.strip(), image_path=str(image) if image else None,
+                              source=path.stem, split=path.stem))
+    return records
+
+
+# ---- one entry point for every layout -------------------------------------------------------------
+
+def read_any(path, root=None) -> list[Record]:
+    """Records of ``path`` in whichever layout it has (see ``load_records``); images may be missing."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return read_prompt_json(path, root)
+    folder = path.parent if path.is_file() else path
+    if not (folder / CAPTION_FILE).is_file():
+        raise FileNotFoundError(f"{path}: neither a prompt JSON file nor a folder holding {CAPTION_FILE}")
+    if path.is_file() and path.name != CAPTION_FILE:
+        raise ValueError(f"{path}: expected {CAPTION_FILE} or a .json prompt file")
+    return read_comer(folder)
+
+
+def load_records(path, root=None) -> list[Record]:
+    """Read any supported dataset layout into records (``image_path`` None where the image is missing):
+
+    - a prepared split folder (``caption.txt`` + ``images/<id>.png``), or its ``caption.txt``;
+    - a CoMER/TAMER/PosFormer folder (``caption.txt`` + ``img/`` or ``images/``, png/jpg/bmp);
+    - an HME100K folder (``caption.txt`` whose ids may end in ``.jpg`` + ``images/`` or ``<split>_images/``);
+    - an official Uni-MuMER prompt JSON (sharegpt ``messages`` + ``images``; images resolved against ``root``).
+
+    Raises ValueError naming the file when it holds no record with both a caption and an image.
+    """
+    records = read_any(path, root)
+    usable = [r for r in records if r.caption.split() and (r.image_path or r.image is not None)]
+    if not usable:
+        where = f" (image paths resolved against {root})" if root is not None else ""
+        raise ValueError(f"{path}: no usable record: {len(records)} read, none with both a caption and an image "
+                         f"file{where}")
+    return records
 
 
 # ---- Hugging Face datasets -----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Result tables: metrics of prediction files (the ``unimumer eval`` backend) and the paper's main table.
 
 ``evaluate_files`` gives one row per file with ``metrics.RESULT_KEYS`` (rates in percent, unrounded);
-``format_results`` prints them as table / csv / md / latex / json. ``main_table`` lays results out as in the
+``format_results`` prints them as table / csv / md / latex / json; ``results_text`` writes one row in the layout
+of the official Uni-MuMER ``<name>_results.txt`` files. ``main_table`` lays results out as in the
 paper (datasets as columns) next to the published rows of ``resources/published.csv``.
 """
 
@@ -15,23 +16,50 @@ from typing import Mapping
 import pandas as pd
 
 from . import metrics
+from .latex import braces_balanced
 from .predictions import Prediction, read_predictions
+from .records import atomic_write_text
 
 FORMATS = ("table", "csv", "md", "latex", "json")
 HEADERS = {"file": "File", "n": "N", "exprate": "ExpRate", "le1": "≤1", "le2": "≤2", "le3": "≤3",
-           "edit_score": "Edit score", "bleu4": "BLEU-4", "cer": "CER", "structure_rate": "Structure rate"}
+           "edit_score": "Edit score", "bleu4": "BLEU-4", "cer": "CER", "cer_char": "CER_char",
+           "structure_rate": "Structure rate", "unbalanced": "Unbalanced", "removed": "Removed"}
+CER_NOTE = ("CER: the published 'Character Error Rate', token edits / reference characters (a fraction); "
+            "CER_char: character edits / reference characters (%).")
+UNBALANCED = "unbalanced"  # with normalize: texts left as they are because their braces do not balance
+REMOVED = "removed"  # with normalize="unimumer": items the published protocol leaves out of the scores
+RESULTS_SUFFIX = "_results.txt"
+_RULE = "=" * 60
 DATASETS = ("CROHME 2014", "CROHME 2016", "CROHME 2019", "HME100K")
 MAIN_METRICS = ("exprate", "le1", "le2")
 PUBLISHED_CSV = "published.csv"
 
 
+def normalize_texts(texts: list[str]) -> tuple[list[str], int]:
+    """``latex.normalize`` on each text whose braces balance; the others stay as they are (normalising them
+    would invent closing braces). Returns the texts and how many were left unbalanced."""
+    from .latex import normalize as normalize_latex
+
+    out = [normalize_latex(t) if braces_balanced(t) else t for t in texts]
+    return out, sum(not braces_balanced(t) for t in texts)
+
+
 def score_predictions(preds: list[Prediction], normalize: bool | str | None = False) -> dict:
-    """Metrics of a list of predictions; ``normalize`` names a ``normalize.STYLES`` style (True: ``crohme``,
-    ``latex.normalize``) applied to gt and pred first; ``unimumer`` also drops the items that protocol removes."""
-    if normalize:
+    """Metrics of a list of predictions. ``normalize`` names a ``normalize.STYLES`` style applied to gt and pred
+    first: ``crohme`` (or True) maps them through ``latex.normalize`` and adds ``unbalanced``, how many gt + pred
+    texts were left as they are (see ``normalize_texts``); ``unimumer`` is the published CROHME 2023 /
+    MathWriting protocol (``normalize.py``) and adds ``removed``, how many items it leaves out of the scores."""
+    if normalize == "unimumer":
         from .normalize import normalize_predictions
-        preds, _ = normalize_predictions(preds, "crohme" if normalize is True else normalize)
-    return metrics.score([p.gt for p in preds], [p.pred for p in preds])
+
+        kept, removed = normalize_predictions(preds, normalize)
+        return {**metrics.score([p.gt for p in kept], [p.pred for p in kept]), REMOVED: len(removed)}
+    gts = [p.gt for p in preds]
+    hyps = [p.pred for p in preds]
+    if not normalize:
+        return metrics.score(gts, hyps)
+    (gts, bad_gt), (hyps, bad_pred) = normalize_texts(gts), normalize_texts(hyps)
+    return {**metrics.score(gts, hyps), UNBALANCED: bad_gt + bad_pred}
 
 
 def evaluate_files(paths: list[Path], normalize: bool | str | None = False, by_dataset: bool = False) -> list[dict]:
@@ -45,12 +73,51 @@ def evaluate_files(paths: list[Path], normalize: bool | str | None = False, by_d
         if by_dataset and groups:
             for group in sorted(groups, key=str):
                 subset = [p for p in preds if p.extra.get("dataset") == group]
-                rows.append({"file": f"{path}#{group}", **score_predictions(subset, normalize)})
+                rows.append({"file": f"{path}#{group}", "dataset": group, **score_predictions(subset, normalize)})
     return rows
 
 
+def results_text(row: dict) -> str:
+    """One result row in the layout of the official ``*_results.txt`` (same sections, labels and decimals)."""
+    n = row["n"]
+    lines = ["", _RULE, f"{'EVALUATION RESULTS':>38}", _RULE, "", "Dataset Statistics:", f"  Total Samples: {n}", "",
+             "Core Metrics:", f"  Mean Edit Score:        {row['edit_score']:.4f}%",
+             f"  BLEU-4 Score:           {row['bleu4']:.4f}%", f"  Character Error Rate:   {row['cer']:7.4f}", "",
+             "Error Threshold Analysis:", f"  Exact Match Rate:       {row['exprate']:.4f}% (0 errors)"]
+    lines += [f"  Error ≤ {k}:              {row[key]:.4f}%" for k, key in ((1, "le1"), (2, "le2"), (3, "le3"))]
+    lines += ["", "Detailed Error Distribution:"]
+    for k, key in enumerate(("exprate", "le1", "le2", "le3")):
+        lines.append(f"  Errors ≤ {k}: {round(row[key] * n / 100):6d} samples ({row[key]:6.2f}%)")
+    return "\n".join(lines + ["", _RULE, ""])
+
+
+def results_path(prediction_file: Path, folder: Path | None = None) -> Path:
+    """``<name>_results.txt`` beside the prediction file (or in ``folder``); a ``_pred`` suffix is dropped,
+    as in the official layout (``crohme_2014_pred.json`` -> ``crohme_2014_results.txt``)."""
+    prediction_file = Path(prediction_file)
+    stem = prediction_file.stem.removesuffix("_pred")
+    return Path(folder or prediction_file.parent) / f"{stem}{RESULTS_SUFFIX}"
+
+
+def write_results_files(rows: list[dict], folder: Path | None = None) -> list[Path]:
+    """Write ``results_text`` of each whole-file row (not the per-dataset rows) to ``results_path``."""
+    written = []
+    for row in rows:
+        if "dataset" in row:
+            continue
+        target = results_path(Path(row["file"]), folder)
+        if target.resolve() == Path(row["file"]).resolve():
+            raise ValueError(f"{target}: refusing to overwrite the prediction file with its results")
+        written.append(atomic_write_text(target, results_text(row)))
+    return written
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    return ["file", *metrics.RESULT_KEYS, *(k for k in (UNBALANCED, REMOVED) if any(k in r for r in rows))]
+
+
 def results_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["file", *metrics.RESULT_KEYS])
+    return pd.DataFrame(rows, columns=_columns(rows))
 
 
 def format_results(rows: list[dict], fmt: str = "table") -> str:
@@ -58,16 +125,17 @@ def format_results(rows: list[dict], fmt: str = "table") -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     if fmt == "json":
-        return json.dumps([{k: row[k] for k in ("file", *metrics.RESULT_KEYS)} for row in rows], indent=1)
+        return json.dumps([{k: row[k] for k in _columns(rows)} for row in rows], indent=1)
     df = results_frame(rows)
     if fmt == "csv":
         return df.to_csv(index=False, float_format="%.4f")
+    df["cer"] = df["cer"].map("{:.4f}".format)  # a fraction: 2 decimals would print 0.01
     shown = df.rename(columns=HEADERS)
     if fmt == "table":
-        return shown.to_string(index=False, float_format=lambda v: f"{v:.2f}")
+        return shown.to_string(index=False, float_format=lambda v: f"{v:.2f}") + "\n" + CER_NOTE
     if fmt == "latex":
         return _latex_symbols(shown.to_latex(index=False, float_format="%.2f", escape=True))
-    return markdown(shown, "{:.2f}")
+    return markdown(shown, "{:.2f}") + "\n\n" + CER_NOTE
 
 
 def _latex_symbols(text: str) -> str:

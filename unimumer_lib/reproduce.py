@@ -21,7 +21,9 @@ def _isolate_home(run_dir: Path) -> None:
         path = run_dir.resolve() / ".cache" / sub
         path.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault(var, str(path))
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # Unset, ipykernel picks its inline backend: figures stay in the executed notebook and are closed after
+    # each cell. An inherited MPLBACKEND=Agg would drop them and let one chart draw on the previous axes.
+    os.environ.pop("MPLBACKEND", None)
 
 
 def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None = None) -> Path:

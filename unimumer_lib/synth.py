@@ -619,7 +619,7 @@ def token_coverage(captions, n: int = 20000, seed: int = 0) -> dict:
 def plot_synthetic_vs_crohme(path=None, crohme=None, n: int = 5, seed: int = 0, height: int = 96):
     """Figure: ``n`` synthetic inks (left) beside ``n`` real CROHME inks (right, when a CROHME split folder is given,
     e.g. ``config.crohme_root() / "test2014"``), each rendered by ``render.render_traces`` and titled with its caption.
-    Saved to ``path`` when given; returns the figure."""
+    Saved (and closed) when ``path`` is given; returns the figure."""
     import matplotlib.pyplot as plt
 
     from .inkml import caption_of, find_inkml, read_inkml
@@ -644,6 +644,6 @@ def plot_synthetic_vs_crohme(path=None, crohme=None, n: int = 5, seed: int = 0, 
             ax.set_title(f"{title}\n{caption}" if row == 0 else caption, fontsize=7)
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        from .figures import save_figure
+        save_figure(fig, path)  # shown inline in a notebook, then closed
     return fig

@@ -18,8 +18,8 @@ from typing import Iterable
 from tqdm.auto import tqdm
 
 from . import edl
-from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, atomic_write_text, read_captions,
-                      sharegpt_row, write_sharegpt)
+from .records import (IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, atomic_write_text, load_records,
+                      read_any, sharegpt_row, write_sharegpt)
 from .tree import TreeError, count_text, tree_text
 
 PROMPT_PREFIX = "I have an image of a handwritten mathematical expression"
@@ -222,20 +222,21 @@ def read_task_rejects(path) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in reader]
 
 
-def caption_items(captions, require_images: bool = True) -> tuple[list[tuple[str, str, str]], list]:
-    """A CoMER ``caption.txt`` -> (id, caption, image) items (images from ``images/`` beside it) and the
-    ids whose image is missing, as rejects [(id, reason)] (none when ``require_images`` is False)."""
+def caption_items(captions, require_images: bool = True, root=None) -> tuple[list[tuple[str, str, str]], list]:
+    """Any ``records.load_records`` layout -> (id, caption, image) items and the ids whose image is missing,
+    as rejects [(id, reason)]. With ``require_images`` False a missing image is kept at the path where
+    ``unimumer prepare`` puts it (``images/<id>.png`` beside the captions) and nothing is rejected."""
     captions = Path(captions)
-    if captions.is_dir():
-        captions = captions / CAPTION_FILE
-    images = captions.parent / IMAGES_DIR
+    folder = captions if captions.is_dir() else captions.parent
+    records = load_records(captions, root) if require_images else read_any(captions, root)
     items, missing = [], []
-    for key, caption in read_captions(captions).items():
-        image = images / f"{key}{IMAGE_SUFFIX}"
-        if require_images and not image.is_file():
-            missing.append((key, f"image not found: {image}"))
+    for r in records:
+        if r.image_path:
+            items.append((r.id, r.caption, str(Path(r.image_path).resolve())))
+        elif require_images:
+            missing.append((r.id, f"image not found for {r.id!r} in {captions}"))
         else:
-            items.append((key, caption, str(image.resolve())))
+            items.append((r.id, r.caption, str((folder / IMAGES_DIR / f"{r.id}{IMAGE_SUFFIX}").resolve())))
     return items, missing
 
 
@@ -250,10 +251,12 @@ def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
 
 
 def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", seed: int = 0,
-                     confusions=None, require_images: bool = True, progress: bool = True) -> dict[str, dict]:
+                     confusions=None, require_images: bool = True, progress: bool = True,
+                     root=None) -> dict[str, dict]:
     """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
 
-    From ``captions`` (a caption.txt with images/ beside it): vanilla, tree, can — and error_find/error_fix
+    From ``captions`` (any ``records.load_records`` layout; image paths of a prompt JSON resolve against
+    ``root``): vanilla, tree, can — and error_find/error_fix
     from injected errors when a ``confusions`` table is given (seeded, marked synthetic).  From
     ``predictions`` (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions; correct
     ones are rejected as "no error".
@@ -275,7 +278,7 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
         write_task_files(out, rows, rejects, prefix)
         return _summary(tasks, len(preds), rows, rejects)
 
-    items, missing = caption_items(captions, require_images)
+    items, missing = caption_items(captions, require_images, root)
     rejects = [(key, t, reason) for key, reason in missing for t in tasks]
     rows, caption_rejects = caption_rows(items, [t for t in tasks if t in CAPTION_TASKS], progress)
     rejects += caption_rejects

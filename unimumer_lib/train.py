@@ -243,23 +243,16 @@ def read_loss_history(out_dir: str | Path) -> list[dict]:
 
 def plot_loss(history: list[dict], path: str | Path, title: str = "SFT training loss"):
     """Save the loss curve (training loss vs step) to ``path``; returns the path."""
-    import matplotlib
-
-    matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-    import matplotlib.pyplot as plt
+    from .figures import new_axes, save_figure
 
     if not history:
         raise ValueError("no logged loss points to plot (train longer than logging_steps)")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = new_axes(figsize=(6, 3.5))
     ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
     ax.set(xlabel="step", ylabel="loss (assistant tokens)", title=title, yscale="log")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, show=False)  # notebook 03 displays the saved file
 
 
 def main(argv: list[str] | None = None) -> int:

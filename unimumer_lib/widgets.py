@@ -1,24 +1,37 @@
 """Interactive inspection (ipywidgets): the confusion-symbol inspector.
 
 Pick a confusion pair (ranked by count) or type a symbol, filter by dataset, error class and ground-truth
-length, and page through a gallery of the samples: image (``<images_dir>/<img_id>.png``, text only when
-missing), ground truth and prediction with the differing tokens highlighted.
+length, and page through a gallery of cards. Each card shows the image, the ground truth and the prediction
+rendered as math (``ipywidgets.HTMLMath``, typeset by the notebook's MathJax; differing symbols coloured) and
+as tokens with the differing ones highlighted, and a "label noise" toggle: flagged ids (a wrong reference, e.g.
+a prediction that is right where the ground truth is not) are written to ``label_noise.csv`` in the run folder.
+
+Images: the record of the same id in ``data`` (any ``records.load_records`` layout: a prepared or CoMER folder,
+an official prompt JSON), else ``<images_dir>/<img_id>`` (png/jpg/bmp), else the prediction's ``image_path``
+(absolute, or relative to ``root``); text only when none exists.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 from pathlib import Path
 
 import pandas as pd
 
-from . import analysis, metrics
-from .records import IMAGE_SUFFIX
+from . import analysis, config, metrics
+from .latex import BIG_OPERATORS, STRUCTURE_TOKENS, braces_balanced
+from .records import atomic_write_text, find_image, load_records, resolve_image
 
 ALL = "all"
 ALL_ERRORS = "(all wrong samples)"
+LABEL_NOISE_FILE = "label_noise.csv"
+LABEL_NOISE_COLUMNS = ("img_id", "dataset", "gt", "pred")
 _MARK = {"gt": "background:#fdd", "pred": "background:#dfd"}
+_MATH_COLOR = {"gt": "red", "pred": "green"}
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".bmp": "image/bmp"}
 
 
 def highlight(tokens: list[str], bad: list[bool], side: str) -> str:
@@ -30,43 +43,103 @@ def highlight(tokens: list[str], bad: list[bool], side: str) -> str:
     return " ".join(parts) or "<i>(empty)</i>"
 
 
-def image_html(img_id: str, images_dir: Path | None, height: int = 80) -> str:
-    """An inline <img> of ``images_dir/<img_id>.png``, or a text placeholder."""
-    path = Path(images_dir) / f"{img_id}{IMAGE_SUFFIX}" if images_dir else None
-    if path is None or not path.is_file():
+def _colourable(token: str) -> bool:
+    # Structure tokens and big operators cannot sit inside a colour group without changing the layout.
+    return token not in STRUCTURE_TOKENS and token not in BIG_OPERATORS and not token.startswith("{")
+
+
+def math_source(tokens: list[str], bad: list[bool], side: str) -> str:
+    """The caption as LaTeX with the differing symbols in ``{\\color{..} tok}`` groups."""
+    return " ".join(f"{{\\color{{{_MATH_COLOR[side]}}} {tok}}}" if flag and _colourable(tok) else tok
+                    for tok, flag in zip(tokens, bad))
+
+
+def math_html(tokens: list[str], bad: list[bool], side: str) -> str:
+    """Inline math (``\\( .. \\)``, HTML-escaped) for HTMLMath, or a note when it cannot be typeset."""
+    if not tokens:
+        return "<i>(empty)</i>"
+    if not braces_balanced(" ".join(tokens)):
+        return "<i>(braces do not balance: not rendered)</i>"
+    return f"\\({html.escape(math_source(tokens, bad, side))}\\)"
+
+
+def image_file(img_id: str, images_dir: Path | None = None, image_path: str = "", root: Path | None = None):
+    """The image of a sample: ``images_dir/<img_id>.*``, else ``image_path`` (absolute or under ``root``)."""
+    if images_dir is not None:
+        hit = find_image([Path(images_dir)], img_id)
+        if hit is not None:
+            return hit
+    return resolve_image(image_path, root) if image_path else None
+
+
+def image_html(path: Path | None, height: int = 80) -> str:
+    """An inline <img> of ``path`` (png/jpg/bmp), or a text placeholder."""
+    if path is None or not Path(path).is_file():
         return '<div style="color:#888;font-style:italic">(no image)</div>'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" style="max-height:{height}px;max-width:100%">'
+    mime = _MIME.get(Path(path).suffix.lower(), "image/png")
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img src="data:{mime};base64,{data}" style="max-height:{height}px;max-width:100%">'
 
 
-def card_html(row, images_dir: Path | None) -> str:
-    """One gallery card: id, class, distance, image, highlighted GT and prediction."""
+def card_html(row, image: Path | None) -> str:
+    """One gallery card: id, class, distance, image, GT and prediction as math and as highlighted tokens."""
     gt, pred = metrics.tokens(row.gt), metrics.tokens(row.pred)
     gt_bad, pred_bad = analysis.diff_mask(gt, pred)
     return (
-        '<div style="border:1px solid #ccc;padding:6px;margin:4px;font-family:monospace">'
+        '<div style="border:1px solid #ccc;padding:6px;margin:4px">'
         f"<b>{html.escape(row.img_id)}</b> · {html.escape(str(row.dataset))} · {row.error_class} · d={row.distance}"
-        f"{image_html(row.img_id, images_dir)}"
-        f"<div>GT&nbsp;&nbsp;: {highlight(gt, gt_bad, 'gt')}</div>"
-        f"<div>Pred: {highlight(pred, pred_bad, 'pred')}</div></div>"
+        f"{image_html(image)}"
+        f'<div style="font-size:130%">GT: {math_html(gt, gt_bad, "gt")}</div>'
+        f'<div style="font-size:130%">Pred: {math_html(pred, pred_bad, "pred")}</div>'
+        f'<div style="font-family:monospace">GT&nbsp;&nbsp;: {highlight(gt, gt_bad, "gt")}</div>'
+        f'<div style="font-family:monospace">Pred: {highlight(pred, pred_bad, "pred")}</div></div>'
     )
+
+
+def read_label_noise(path: Path | str) -> dict[str, dict]:
+    """Flagged samples of a ``label_noise.csv``: {img_id: row}; a wrong header raises naming the file."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != LABEL_NOISE_COLUMNS:
+            raise ValueError(f"{path}: expected columns {LABEL_NOISE_COLUMNS}, got {reader.fieldnames}")
+        return {r["img_id"]: r for r in reader}
+
+
+def write_label_noise(path: Path | str, flagged: dict[str, dict]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LABEL_NOISE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flagged[k] for k in sorted(flagged))
+    return atomic_write_text(path, buf.getvalue())
 
 
 class ConfusionInspector:
     """The inspector; ``.widget`` is the ipywidgets box to display.
 
     ``samples`` is ``analysis.samples_frame`` output. Controls: ``pairs`` (ranked confusion pairs),
-    ``symbol`` (overrides the pair when non-empty), ``dataset``, ``error_class``, ``length``, ``prev``/``next``.
+    ``symbol`` (overrides the pair when non-empty), ``dataset``, ``error_class``, ``length``, ``prev``/``next``;
+    ``gallery`` holds one card per shown sample (``.html`` is their HTML), each with a label-noise toggle
+    (``toggles``: {img_id: ToggleButton}) that rewrites ``flags_path``.
     """
 
     def __init__(self, samples: pd.DataFrame, images_dir: Path | str | None = None, page_size: int = 6,
-                 top_pairs: int = 100):
+                 top_pairs: int = 100, root: Path | str | None = None, flags_path: Path | str | None = None,
+                 data: Path | str | None = None):
         import ipywidgets as w
 
         self.samples = samples
         self.images_dir = Path(images_dir) if images_dir else None
+        self.root = Path(root) if root else None
+        self.record_images = {r.id: Path(r.image_path) for r in (load_records(data, root) if data else [])
+                              if r.image_path}
+        self.flags_path = Path(flags_path) if flags_path else config.runs_dir() / LABEL_NOISE_FILE
+        self.flagged = read_label_noise(self.flags_path)
         self.page_size = page_size
         self.page = 0
+        self.toggles: dict = {}
         table = analysis.confusion_table(samples, indels=True).head(top_pairs)
         options = [(ALL_ERRORS, None)] + [
             (f"{analysis.token_label(a)} → {analysis.token_label(b)}  ({c})", (a, b))
@@ -81,7 +154,7 @@ class ConfusionInspector:
         self.prev = w.Button(description="◀ prev")
         self.next = w.Button(description="next ▶")
         self.status = w.Label()
-        self.gallery = w.HTML()
+        self.gallery = w.VBox()
         for control in (self.pairs, self.symbol, self.dataset, self.error_class, self.length):
             control.observe(self._on_filter, names="value")
         self.prev.on_click(lambda _: self.turn(-1))
@@ -90,6 +163,12 @@ class ConfusionInspector:
         self.widget = w.VBox([w.HBox([self.pairs, filters]), w.HBox([self.prev, self.next, self.status]),
                               self.gallery])
         self.refresh()
+
+    @property
+    def html(self) -> str:
+        """The HTML of the cards on the current page."""
+        return "".join((card.children[0] if hasattr(card, "children") else card).value
+                       for card in self.gallery.children)
 
     def selection(self) -> pd.DataFrame:
         """The wrong samples matching the current pair/symbol and filters."""
@@ -117,16 +196,47 @@ class ConfusionInspector:
         self.page = 0
         self.refresh()
 
+    def flag(self, row, noisy: bool) -> None:
+        """Record (or clear) ``row`` as label noise and rewrite ``flags_path``."""
+        if noisy:
+            self.flagged[row.img_id] = {"img_id": row.img_id, "dataset": str(row.dataset), "gt": row.gt,
+                                        "pred": row.pred}
+        else:
+            self.flagged.pop(row.img_id, None)
+        write_label_noise(self.flags_path, self.flagged)
+
+    def _card(self, row):
+        import ipywidgets as w
+
+        image = self.record_images.get(row.img_id) or image_file(row.img_id, self.images_dir,
+                                                                 getattr(row, "image_path", "") or "", self.root)
+        flagged = row.img_id in self.flagged
+        toggle = w.ToggleButton(value=flagged, description="label noise", icon="flag",
+                                button_style="danger" if flagged else "", layout=w.Layout(flex="0 0 130px"),
+                                tooltip="the ground truth is wrong (recorded in " + self.flags_path.name + ")")
+
+        def on_toggle(change):
+            self.flag(row, change["new"])
+            toggle.button_style = "danger" if change["new"] else ""
+
+        toggle.observe(on_toggle, names="value")
+        self.toggles[row.img_id] = toggle
+        return w.HBox([w.HTMLMath(card_html(row, image), layout=w.Layout(flex="1 1 auto")), toggle])
+
     def refresh(self) -> None:
+        import ipywidgets as w
+
         selected = self.selection()
         start = self.page * self.page_size
         shown = selected.iloc[start:start + self.page_size]
         self.status.value = f"{len(selected)} samples · page {self.page + 1}/{self.pages(selected)}"
-        cards = "".join(card_html(row, self.images_dir) for row in shown.itertuples(index=False))
-        self.gallery.value = cards or "<i>no sample matches</i>"
+        self.toggles = {}
+        cards = [self._card(row) for row in shown.itertuples(index=False)]
+        self.gallery.children = cards or [w.HTML("<i>no sample matches</i>")]
 
 
-def inspector(predictions, images_dir: Path | str | None = None, page_size: int = 6) -> ConfusionInspector:
-    """Build the inspector from a prediction file, a list of Prediction, or a samples frame."""
+def inspector(predictions, images_dir: Path | str | None = None, page_size: int = 6, root: Path | str | None = None,
+              flags_path: Path | str | None = None, data: Path | str | None = None) -> ConfusionInspector:
+    """Build the inspector from a prediction file, a list of Prediction, or a samples frame (see the class)."""
     samples = predictions if isinstance(predictions, pd.DataFrame) else analysis.samples_frame(predictions)
-    return ConfusionInspector(samples, images_dir, page_size)
+    return ConfusionInspector(samples, images_dir, page_size, root=root, flags_path=flags_path, data=data)
