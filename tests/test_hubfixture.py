@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from unimumer_lib.hubfixture import ADDED_TOKENS, FIRST_ADDED_ID, build_fixture
+from unimumer_lib.model import PAPER_MAX_PIXELS, ImageOnlyQwen2_5_VLProcessor, load_model, save
 from unimumer_lib.tasks import TASKS
 from crohme_tasks import task_rows
 
@@ -49,3 +52,33 @@ def test_folder_has_the_hub_files(hub):
     assert cfg["vision_config"]["patch_size"] == 14 and cfg["vision_config"]["spatial_merge_size"] == 2
     gen = json.loads((hub / "generation_config.json").read_text())
     assert gen["repetition_penalty"] == 1.05 and gen["do_sample"] is True
+
+
+def test_loads_like_the_hub_id_processor_before_weights(hub, tmp_path):
+    import shutil
+
+    model, processor = load_model(hub)  # the call a user makes with "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert importlib.util.find_spec("torchvision") is not None or isinstance(processor, ImageOnlyQwen2_5_VLProcessor)
+    assert processor.tokenizer("Hello")["input_ids"] == [9707]
+    assert processor.image_processor.size["longest_edge"] == PAPER_MAX_PIXELS
+    assert model.generation_config.repetition_penalty == 1.0 and not model.generation_config.do_sample
+    assert model.config.text_config.vocab_size == 151936
+    # no weights and a broken image-processor file: the processor error comes first, no weights were needed
+    broken = tmp_path / "broken"
+    shutil.copytree(hub, broken, ignore=shutil.ignore_patterns("model.safetensors"))
+    (broken / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(Exception) as err:
+        load_model(broken)
+    assert "safetensors" not in str(err.value) and "weights" not in str(err.value).lower()
+
+
+def test_saved_folder_has_the_legacy_files(hub, tmp_path):
+    model, processor = load_model(hub, dtype="float32")
+    out = save(model, processor, tmp_path / "final")
+    legacy = json.loads((out / "preprocessor_config.json").read_text())
+    assert legacy["image_processor_type"] == "Qwen2VLImageProcessor" and legacy["max_pixels"] == PAPER_MAX_PIXELS
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["hidden_size"] == cfg["text_config"]["hidden_size"] and cfg["rope_scaling"]["type"] == "mrope"
+    assert json.loads((out / "generation_config.json").read_text()).get("repetition_penalty", 1.0) == 1.0
+    again, _ = load_model(out, dtype="float32")
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
