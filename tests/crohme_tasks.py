@@ -10,14 +10,16 @@ from unimumer_lib.tasks import CAPTION_TASKS, caption_rows, edl_task_rows
 CONFUSIONS = [("x", "X", 1), ("2", "z", 1), ("+", "t", 1), ("(", "", 1), ("", "1", 1)]
 
 
-def task_rows(crohme_root, n: int, split: str = "train") -> dict[str, list[dict]]:
-    """{task: n rows} from the first n parseable captions of ``split`` (images are placeholder names)."""
-    items = []
-    for path in find_inkml(crohme_root / split):
-        if len(items) == n:
-            break
-        items.append((path.stem, caption_of(read_inkml(path)), f"{path.stem}.png"))
-    rows, rejects = caption_rows(items, CAPTION_TASKS, progress=False)
+def rows_of(items, n: int) -> dict[str, list[dict]]:
+    """{task: first n rows} from (id, caption, image path) items."""
+    items = list(items)
+    rows, _rejects = caption_rows(items, CAPTION_TASKS, progress=False)
     records = edl.synthetic_records([(image, caption) for _, caption, image in items], CONFUSIONS, seed=0)
     rows.update(edl_task_rows(records))
     return {task: r[:n] for task, r in rows.items()}
+
+
+def task_rows(crohme_root, n: int, split: str = "train") -> dict[str, list[dict]]:
+    """{task: n rows} from the first n captions of ``split`` (images are placeholder names)."""
+    items = [(p.stem, caption_of(read_inkml(p)), f"{p.stem}.png") for p in find_inkml(crohme_root / split)[:n]]
+    return rows_of(items, n)

@@ -129,10 +129,13 @@ def write_weights(folder: Path, seed: int = 0) -> None:
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    from .train import respect_umask
+
     cfg = hub_config()
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**cfg)).to(torch.bfloat16)
     model.save_pretrained(folder)
+    respect_umask(folder)
     for extra in ("generation_config.json",):  # written below in the hub's own form
         (folder / extra).unlink(missing_ok=True)
     _dump(folder / "config.json", cfg)

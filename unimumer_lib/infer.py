@@ -12,9 +12,6 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from transformers import GenerationConfig
-
-from .model import stop_token_ids
 from .records import Record, load_records
 from .tasks import PROMPTS
 
@@ -51,9 +48,13 @@ def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = N
     temperature 0.2, top_p 0.8, top_k 50, 2048 tokens) or ``sample`` (``temperature``/``top_p``, no top-k;
     k-fold mining). No repetition penalty; stops on ``<|im_end|>``/``<|endoftext|>``.
     """
+    from transformers import GenerationConfig
+
+    from .model import stop_token_ids
+
     if sampling not in SAMPLING:
         raise ValueError(f"unknown sampling {sampling!r}; choose from {', '.join(SAMPLING)}")
-    knobs = {"greedy": dict(do_sample=False, temperature=1.0, top_p=1.0, top_k=0),
+    knobs = {"greedy": dict(do_sample=False),  # temperature/top-k/top-p play no part
              "official": dict(do_sample=True, **OFFICIAL_SAMPLING),
              "sample": dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)}[sampling]
     if max_new_tokens is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 from .records import (CONTENT_KEY, IMAGE_TOKEN, ROLE_ASSISTANT, ROLE_KEY, ROLE_SYSTEM, ROLE_USER, SHAREGPT_IMAGES,
-                      SHAREGPT_MESSAGES, atomic_write_text, read_sharegpt)
+                      SHAREGPT_MESSAGES, _umask, atomic_write_text, read_sharegpt)
 
 LOSS_HISTORY_FILE = "loss_history.json"
 RUN_CONFIG_FILE = "run_config.json"
@@ -26,26 +26,31 @@ EXTRA_KEYS = ("effective_batch", "lora", "quantize")  # preset keys that are not
 REPORT_TO = ("none", "tensorboard", "wandb")
 
 
-def read_config_file(path: str | Path) -> dict:
+def read_config_file(path: str | Path, check: bool = True) -> dict:
     """A preset/config YAML: SFTConfig fields plus ``EXTRA_KEYS``; unknown keys raise naming the file."""
-    import dataclasses
-
     import yaml
-    from trl import SFTConfig
 
     path = Path(path)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(SFTConfig)} | set(EXTRA_KEYS)
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known_settings()) if check else []
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)} (SFTConfig fields or {EXTRA_KEYS})")
     return data
 
 
+def known_settings() -> set[str]:
+    import dataclasses
+
+    from trl import SFTConfig
+
+    return {f.name for f in dataclasses.fields(SFTConfig)} | set(EXTRA_KEYS)
+
+
 # Presets: configs/sft/<name>.yaml, the single source of the recipes (paper, single-gpu-lora, ...).
-PRESETS: dict[str, dict] = {p.stem: read_config_file(p) for p in sorted(PRESET_DIR.glob("*.yaml"))}
+# (checked against SFTConfig by the tests, not at import, so ``unimumer --help`` stays fast)
+PRESETS: dict[str, dict] = {p.stem: read_config_file(p, check=False) for p in sorted(PRESET_DIR.glob("*.yaml"))}
 
 
 def resolve_image(path: str, base: Path) -> str:
@@ -73,7 +78,8 @@ def sharegpt_to_trl(row: dict, base: Path | None = None) -> dict:
     return {"images": [resolve_image(p, base) for p in row.get(SHAREGPT_IMAGES, [])], "messages": messages}
 
 
-def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limit: int | None = None):
+def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limit: int | None = None,
+                          shuffle: bool = True):
     """A ``datasets.Dataset`` in TRL vision format from one or more sharegpt JSON files.
 
     ``ratios`` maps a file stem (e.g. ``"tree"``) to the fraction of its rows to keep (sampled with ``seed``).
@@ -93,7 +99,8 @@ def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limi
         rows += part
     if not rows:
         raise ValueError(f"no training records in {paths}")
-    random.Random(seed).shuffle(rows)
+    if shuffle:
+        random.Random(seed).shuffle(rows)
     if limit is not None:
         rows = rows[:limit]
     ds = Dataset.from_list(rows)
@@ -220,8 +227,6 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
     """
     import time
 
-    from trl import SFTTrainer
-
     out_dir = Path(out_dir)
     settings = resolve_settings(preset, config)
     dataset = train_json if hasattr(train_json, "column_names") else load_sharegpt_dataset(train_json, ratios, seed)
@@ -237,12 +242,10 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
             p.requires_grad = False
     if max_steps and max_steps > 0 and "logging_steps" not in overrides:  # enough points for a loss curve
         overrides["logging_steps"] = max(1, min(settings["logging_steps"], max_steps // 10))
-    args = make_config(preset, out_dir, config=config, max_steps=max_steps if max_steps is not None else -1,
-                       seed=seed, data_seed=seed, **overrides)
-    one_gpu_unless_launched(args)
-    peft_config = lora_config(settings["lora"], **lora) if lora is not None else lora_config(settings["lora"])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                         peft_config=peft_config, callbacks=callbacks)
+    trainer = make_trainer(model, processor, dataset, preset, out_dir, config, lora, callbacks,
+                           max_steps=max_steps if max_steps is not None else -1, seed=seed, data_seed=seed,
+                           **overrides)
+    args = trainer.args
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - start
@@ -255,6 +258,41 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
     return {"final_dir": str(final), "global_step": trainer.state.global_step, "train_loss": result.training_loss,
             "last_loss": history[-1]["loss"] if history else None, "wall_s": wall, "records": len(dataset),
             "trainer": trainer, "model": trainer.model, "processor": processor}
+
+
+def respect_umask(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain ``open()`` would (0666 & ~umask): safetensors writes its
+    weights 0600, which another user or a serving container cannot read."""
+    mode = 0o666 & ~_umask()
+    for path in Path(folder).iterdir():
+        if path.is_file():
+            os.chmod(path, mode)
+
+
+def umask_callback():
+    """A TrainerCallback fixing the file modes of every checkpoint folder as it is saved (rank 0)."""
+    from transformers import TrainerCallback
+
+    class RespectUmask(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                respect_umask(folder)
+
+    return RespectUmask()
+
+
+def make_trainer(model, processor, dataset, preset: str, out_dir: str | Path, config: dict | None = None,
+                 lora: dict | None = None, callbacks=None, **overrides):
+    """The SFTTrainer of a preset (its collator builds the training sequences; see tests/test_llamafactory.py)."""
+    from trl import SFTTrainer
+
+    args = make_config(preset, out_dir, config=config, **overrides)
+    one_gpu_unless_launched(args)
+    spec = resolve_settings(preset, config)["lora"]
+    peft_config = lora_config(spec, **lora) if lora is not None else lora_config(spec)
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                      peft_config=peft_config, callbacks=[umask_callback(), *(callbacks or [])])
 
 
 def save_final(trainer, processor, final: Path) -> None:
@@ -270,6 +308,7 @@ def save_final(trainer, processor, final: Path) -> None:
         save_processor(processor, final)
         if (final / "config.json").exists():
             add_legacy_config(final)
+        respect_umask(final)
 
 
 def record_run(out_dir: Path, args, preset: str, config: dict | None, model_path, data) -> None:
