@@ -411,7 +411,18 @@ def main(argv=None) -> int:
         if history:
             plot_loss(history, Path(args.out) / "loss_curve.png")
         print(f"trained {result['global_step']} steps on {result['records']} records; saved to {result['final_dir']}")
+    _finish_distributed()
     return 0
+
+
+def _finish_distributed() -> None:
+    """Under ``accelerate launch``: wait for every rank, then close the process group (a rank leaving early
+    aborts the others' gloo/NCCL teardown)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
