@@ -184,7 +184,7 @@ def lora_config(spec: dict | None, **overrides):
 def _load(model_path, settings: dict):
     """Model + processor for training. Full fine-tuning loads fp32: the optimizer then updates fp32 master
     weights while bf16 autocasts the compute (a bf16-loaded model loses lr-1e-5 updates to rounding).
-    LoRA keeps the frozen base in bf16; QLoRA quantises it to 4 bits."""
+    LoRA keeps the frozen base in bf16; QLoRA quantises it to 4 bits. ``settings``: resolved preset + overrides."""
     from .model import load_model, tiny_model
 
     if str(model_path) in ("tiny", "small"):
@@ -197,10 +197,11 @@ def _load(model_path, settings: dict):
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
-    lora = settings.get("lora") is not None
-    dtype = "bfloat16" if lora and settings.get("bf16") else "float32"
-    if torch.cuda.is_available() and world_size() == 1:
-        kwargs["device_map"] = {"": 0}
+        if torch.cuda.is_available():  # 4-bit weights are made on the GPU this process trains on
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    # DeepSpeed's bf16 optimizer keeps its own fp32 master copy, so bf16 weights suffice there (and halve host RAM).
+    owns_master = settings.get("lora") is not None or settings.get("deepspeed")
+    dtype = "bfloat16" if owns_master and settings.get("bf16") else "float32"
     return load_model(model_path, dtype=dtype, **kwargs)
 
 
@@ -232,7 +233,7 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
     dataset = train_json if hasattr(train_json, "column_names") else load_sharegpt_dataset(train_json, ratios, seed)
     checkpoint = find_checkpoint(out_dir, resume)
     if model is None:
-        model, processor = _load(model_path, {**settings, **({"lora": lora} if lora is not None else {})})
+        model, processor = _load(model_path, {**settings, **overrides, **({"lora": lora} if lora is not None else {})})
     if checkpoint and not (checkpoint / "adapter_config.json").exists():
         # The Trainer restores optimizer/scheduler/RNG but loads Qwen-VL weights with the wrong key layout
         # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
