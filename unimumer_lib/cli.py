@@ -34,12 +34,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
+    from . import config
     from .tasks import build_task_files
 
+    test_roots = [Path(r) for r in args.test_root] if args.test_root else [config.crohme_root()]
     summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
-                               prefix=args.prefix, seed=args.seed)
+                               prefix=args.prefix, seed=args.seed, test_roots=test_roots,
+                               allow_test_images=args.allow_test_images)
     for task, s in summary.items():
         print(f"{task}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
     return 0
@@ -89,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--test-root", action="append", default=None,
+                   help="folder whose test*/ splits must never enter training (repeatable; default: the CROHME root)")
+    s.add_argument("--allow-test-images", action="store_true",
+                   help="build rows from test-split images anyway (warns loudly; the test set is then not held out)")
     s.set_defaults(func=cmd_tasks)
 
     s = sub.add_parser("synth", help="synthetic handwritten expressions (InkML + captions.tsv)")
