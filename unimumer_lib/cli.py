@@ -59,7 +59,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data)
+    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,10 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_synth)
 
-    s = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill for a profile")
-    s.add_argument("--profile", choices=["ci", "smoke", "paper"], default="smoke")
+    from .reproduce import PROFILES
+
+    s = sub.add_parser("reproduce", help="run the notebooks with papermill for a profile")
+    s.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
-    s.add_argument("--data", default=None, help="'synthetic' (default) or a CROHME root folder")
+    s.add_argument("--data", default=None,
+                   help="'synthetic' or a CROHME root folder (default: synthetic; paper profiles: the CROHME root)")
+    s.add_argument("--arms", default=None,
+                   help="paper profiles: comma-separated arms (default vanilla,tree,edl,can,all; e.g. tree+edl)")
     s.set_defaults(func=cmd_reproduce)
     return p
 
