@@ -15,7 +15,7 @@ from unimumer_lib import cli, metrics, reproduce
 from unimumer_lib.predictions import read_predictions
 from unimumer_lib.records import read_captions, read_sharegpt
 from unimumer_lib.report import HEADERS, prediction_path, read_table_csv
-from unimumer_lib.tasks import EDL_TASKS, test_split_index
+from unimumer_lib.tasks import EDL_TASKS, held_out_index
 
 PROFILE = "paper-dry"
 TESTS = {"test2014": "CROHME 2014", "test2016": "CROHME 2016"}
@@ -75,7 +75,7 @@ def test_ablation_table_has_the_five_arms(run_dir):
 
 def test_edl_rows_are_mined_from_training_images_only(run_dir, crohme_root):
     train_images = {str(p) for p in (run_dir / "prepared" / "train" / "images").glob("*.png")}
-    test_ids = test_split_index([crohme_root])
+    test_ids = held_out_index([crohme_root])
     assert set(test_ids.values()) == set(TESTS)
     for task in EDL_TASKS:
         rows = read_sharegpt(run_dir / "tasks" / f"{task}.json")

@@ -34,10 +34,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from . import config
     from .tasks import build_task_files
 
-    test_roots = [Path(r) for r in args.test_root] if args.test_root else [config.crohme_root()]
+    test_roots = [Path(r) for r in args.test_root] if args.test_root else None
     summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,

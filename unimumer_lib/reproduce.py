@@ -126,7 +126,7 @@ def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> P
     return root
 
 
-def test_splits(data_root: Path) -> list[str]:
+def find_test_splits(data_root: Path) -> list[str]:
     """Test split folders holding InkML under a data root (test, test2014, test2016, test2019, ...)."""
     from .prepare import find_splits
     from .tasks import TEST_SPLIT_NAME
@@ -142,7 +142,7 @@ def check_inputs(data_root: Path, paper: bool) -> list[str]:
     splits = find_splits(data_root)
     if "train" not in splits:
         raise FileNotFoundError(f"{data_root}: no train/ split with .inkml files (expected a CROHME-style root)")
-    tests = test_splits(data_root)
+    tests = find_test_splits(data_root)
     if not paper:
         tests = [t for t in (TEST_SPLIT_CROHME, "test") if t in tests][:1]
     if not tests:

@@ -223,11 +223,11 @@ def caption_items(captions, require_images: bool = True) -> tuple[list[tuple[str
 TEST_SPLIT_NAME = re.compile(r"test\d*")  # test, test2014, test2016, test2019: folders holding test images
 
 
-class TestImageLeak(ValueError):
+class HeldOutImageLeak(ValueError):
     """Training rows were asked for from images of a test split."""
 
 
-def test_split_index(roots=()) -> dict[str, str]:
+def held_out_index(roots=()) -> dict[str, str]:
     """{image id: split} of every test split (a folder named like ``test2014``) directly under each root:
     InkML file stems of a CROHME root, or the ids of a prepared ``caption.txt`` split."""
     from .inkml import find_inkml
@@ -242,7 +242,7 @@ def test_split_index(roots=()) -> dict[str, str]:
     return index
 
 
-def test_split_of(key: str, image: str, index: dict[str, str]) -> str | None:
+def held_out_split_of(key: str, image: str, index: dict[str, str]) -> str | None:
     """The test split an image belongs to (by id, or by a ``test*`` folder in its path), else None."""
     if key in index:
         return index[key]
@@ -250,16 +250,16 @@ def test_split_of(key: str, image: str, index: dict[str, str]) -> str | None:
 
 
 def check_no_test_images(items, source, index: dict[str, str], allow: bool = False) -> int:
-    """Refuse (TestImageLeak naming ``source`` and the count) when any (id, image) item is a test image;
+    """Refuse (HeldOutImageLeak naming ``source`` and the count) when any (id, image) item is a test image;
     with ``allow`` print a loud warning instead. Returns the number of test images found."""
     items = list(items)
-    found = [(key, split) for key, image in items if (split := test_split_of(key, image, index))]
+    found = [(key, split) for key, image in items if (split := held_out_split_of(key, image, index))]
     if not found:
         return 0
     message = (f"{source}: {len(found)} of {len(items)} records are images of a test split (e.g. {found[0][0]!r} "
                f"in {found[0][1]}); training rows built from them would leak the test set into training")
     if not allow:
-        raise TestImageLeak(message + " (refused; --allow-test-images overrides)")
+        raise HeldOutImageLeak(message + " (refused; --allow-test-images overrides)")
     print(f"WARNING: {message}. Proceeding because test images were explicitly allowed: results on that "
           f"test set are no longer a held-out evaluation.", file=sys.stderr, flush=True)
     return len(found)
@@ -276,7 +276,7 @@ def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
 
 
 def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", seed: int = 0,
-                     confusions=None, require_images: bool = True, progress: bool = True, test_roots=(),
+                     confusions=None, require_images: bool = True, progress: bool = True, test_roots=None,
                      allow_test_images: bool = False) -> dict[str, dict]:
     """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
 
@@ -285,11 +285,14 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
     ``predictions`` (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions; correct
     ones are rejected as "no error".
 
-    Leak guard: inputs whose id is in a test split of ``test_roots`` (``test_split_index``) or whose image lies
-    in a ``test*`` folder raise TestImageLeak before anything is written (``allow_test_images``: a loud warning).
+    Leak guard: inputs whose id is in a test split of ``test_roots`` (default: the CROHME root,
+    ``held_out_index``) or whose image lies in a ``test*`` folder raise HeldOutImageLeak before anything is
+    written (``allow_test_images``: a loud warning instead).
     """
+    from . import config
+
     tasks = _check_tasks(tasks)
-    index = test_split_index(test_roots)
+    index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
     if (captions is None) == (predictions is None):
         raise ValueError("give exactly one of captions= or predictions=")
     if predictions is not None:
