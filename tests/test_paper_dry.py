@@ -1,6 +1,6 @@
 """`unimumer reproduce --profile paper-dry` on slices of real CROHME: every stage of the paper pipeline.
 
-Sizes (profile ``paper-dry``): the first 40 InkML files of train, test2014 and test2016; k=2 mining folds; the
+Sizes (profile ``paper-dry``): the first 30 InkML files of train, test2014 and test2016; k=2 mining folds; the
 tiny offline model; five arms. The tables are checked for shape and against the prediction files, not for
 accuracy.
 """

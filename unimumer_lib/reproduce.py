@@ -71,10 +71,10 @@ PROFILES = {
                   model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1, batch_size=32,
                   max_new_tokens=512, mine_k=5, mine_samples=4, mine_temperature=1.0, mine_max_steps=-1,
                   mine_max_new_tokens=512),
-    # The same code path on CPU in minutes: the tiny offline model, the first 40 files of every split.
-    "paper-dry": dict(pipeline="paper", synth_train=40, synth_test=40, sample_size=40, height=64, model="tiny",
-                      preset="cpu-smoke", max_steps=40, batch_size=20, max_new_tokens=48, mine_k=2, mine_samples=2,
-                      mine_temperature=1.0, mine_max_steps=20, mine_max_new_tokens=48),
+    # The same code path on CPU in minutes: the tiny offline model, the first 30 files of every split, few steps.
+    "paper-dry": dict(pipeline="paper", synth_train=30, synth_test=30, sample_size=30, height=48, model="tiny",
+                      preset="cpu-smoke", max_steps=12, batch_size=30, max_new_tokens=32, mine_k=2, mine_samples=2,
+                      mine_temperature=1.0, mine_max_steps=8, mine_max_new_tokens=32),
 }
 TEST_SPLIT_CROHME = "test2014"
 # Column names of the tables (report.published() uses the same dataset names).
