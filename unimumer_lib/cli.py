@@ -55,6 +55,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from .infer import run
+
+    rows = run(args.model, args.data, args.out, backend=args.backend, batch_size=args.batch_size, root=args.root,
+               task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    failed = sum(1 for r in rows if r.get("error"))
+    print(f"infer: {len(rows)} records -> {args.out} ({len(rows) - failed} predicted, {failed} without an image)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import main as train_main
+
+    return train_main(args)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
@@ -103,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_synth)
+
+    from .infer import SAMPLING
+    from .tasks import TASKS
+    from .train import add_train_arguments
+
+    s = sub.add_parser("train", help="fine-tune a Qwen-VL model on task files (TRL SFT)")
+    add_train_arguments(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("infer", help="recognise images with a checkpoint -> Uni-MuMER prediction JSON")
+    s.add_argument("--model", required=True, help="checkpoint folder or hub id (e.g. phxember/Uni-MuMER-Qwen2.5-VL-3B)")
+    s.add_argument("--data", required=True, help="split folder (caption.txt + images/ or img/) or a prompt JSON")
+    s.add_argument("--root", default=None, help="base folder of a prompt JSON's relative image paths")
+    s.add_argument("--out", required=True, help="prediction JSON to write")
+    s.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
+    s.add_argument("--max-new-tokens", type=int, default=None, help="default: per task (official: 2048)")
+    s.add_argument("--num-beams", type=int, default=1)
+    s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy")
+    s.set_defaults(func=cmd_infer)
 
     from .reproduce import PROFILES
 

@@ -247,3 +247,47 @@ def from_hf_dataset(ds) -> list[Record]:
     """Inverse of :func:`to_hf_dataset` (images decoded to PIL)."""
     return [Record(id=row["id"], caption=row["caption"], image=row["image"], source=row.get("source", ""),
                    split=row.get("split", "")) for row in ds]
+
+
+# ---- any layout -> records (issue 13 extends this) -------------------------------------------------
+
+COMER_IMAGE_DIR = "img"
+COMER_IMAGE_SUFFIXES = (".bmp", ".png", ".jpg")
+
+
+def _comer_img_records(folder: Path) -> list[Record]:
+    """CoMER folder: ``caption.txt`` + ``img/<id>.bmp|png|jpg``."""
+    records = []
+    for key, caption in read_captions(folder / CAPTION_FILE).items():
+        found = [folder / COMER_IMAGE_DIR / f"{key}{s}" for s in COMER_IMAGE_SUFFIXES]
+        image = next((p for p in found if p.exists()), None)
+        records.append(Record(id=key, caption=caption, image_path=str(image) if image else None, split=folder.name))
+    return records
+
+
+def _prompt_json_records(path: Path, root: Path) -> list[Record]:
+    """An official Uni-MuMER prompt JSON (sharegpt list with ``images`` and ``messages``; role/content or
+    from/value keys): id = image file stem, gt = the assistant turn ("" when absent)."""
+    records = []
+    for i, row in enumerate(read_json_list(path)):
+        images = row.get(SHAREGPT_IMAGES) if isinstance(row, dict) else None
+        if not images or not isinstance(images, list):
+            raise ValueError(f"{path}: record {i}: no '{SHAREGPT_IMAGES}' list")
+        answers = [m.get("content", m.get(CONTENT_KEY, "")) for m in row.get(SHAREGPT_MESSAGES, [])
+                   if m.get("role", m.get(ROLE_KEY)) in ("assistant", ROLE_ASSISTANT)]
+        image = Path(images[0]) if Path(images[0]).is_absolute() else root / images[0]
+        records.append(Record(id=Path(images[0]).stem, caption=answers[-1].strip() if answers else "",
+                              image_path=str(image) if image.exists() else None, split=path.stem))
+    return records
+
+
+def load_records(path, root=None) -> list[Record]:
+    """Records from a prepared split folder (``caption.txt`` + ``images/``), a CoMER folder (``caption.txt`` +
+    ``img/``) or an official prompt JSON; relative image paths of a JSON resolve against ``root`` (default:
+    the JSON's folder). A record whose image is missing keeps ``image_path`` None."""
+    path = Path(path)
+    if path.is_dir() and (path / CAPTION_FILE).is_file():
+        return _comer_img_records(path) if (path / COMER_IMAGE_DIR).is_dir() else read_comer(path)
+    if path.is_file() and path.suffix == ".json":
+        return _prompt_json_records(path, Path(root) if root else path.parent)
+    raise ValueError(f"{path}: not a caption.txt folder (images/ or img/) nor a prompt JSON file")
