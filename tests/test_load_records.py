@@ -42,10 +42,10 @@ def test_official_prompt_json(tmp_path):
     records = load_records(tmp_path / "crohme_2014.json")
     assert [(r.id, r.caption) for r in records] == [("18_em_0", "a + b"), ("missing", "")]
     assert records[0].image_path == str(tmp_path / "data" / "img" / "18_em_0.bmp") and records[1].image_path is None
-    elsewhere = load_records(tmp_path / "crohme_2014.json", root=tmp_path / "nowhere")
-    assert elsewhere[0].image_path is None
+    with pytest.raises(ValueError, match="no usable record"):  # no image found under that root
+        load_records(tmp_path / "crohme_2014.json", root=tmp_path / "nowhere")
 
 
 def test_unknown_layout_names_the_path(tmp_path):
-    with pytest.raises(ValueError, match=str(tmp_path)):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_records(tmp_path)

@@ -69,10 +69,12 @@ def _refuse_overwriting_inputs(out, inputs: list[Path]) -> None:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .tasks import build_task_files
 
+    test_roots = [Path(r) for r in args.test_root] if args.test_root else None
     summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
-                               prefix=args.prefix, seed=args.seed, root=args.root)
+                               prefix=args.prefix, seed=args.seed, root=args.root, test_roots=test_roots,
+                               allow_test_images=args.allow_test_images)
     for task, s in summary.items():
         print(f"{task}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
     if not any(s["written"] for s in summary.values()):
@@ -109,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data)
+    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--test-root", action="append", default=None,
+                   help="folder whose test*/ splits must never enter training (repeatable; default: the CROHME root)")
+    s.add_argument("--allow-test-images", action="store_true",
+                   help="build rows from test-split images anyway (warns loudly; the test set is then not held out)")
     s.set_defaults(func=cmd_tasks)
 
     s = sub.add_parser("synth", parents=[debug], help="synthetic handwritten expressions (InkML + captions.tsv)")
@@ -197,10 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy")
     s.set_defaults(func=cmd_infer)
 
-    s = sub.add_parser("reproduce", parents=[debug], help="run notebooks 01-05 with papermill for a profile")
-    s.add_argument("--profile", choices=["ci", "smoke", "paper"], default="smoke")
+    from .reproduce import PROFILES
+
+    s = sub.add_parser("reproduce", parents=[debug], help="run the notebooks with papermill for a profile")
+    s.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
-    s.add_argument("--data", default=None, help="'synthetic' (default) or a CROHME root folder")
+    s.add_argument("--data", default=None,
+                   help="'synthetic' or a CROHME root folder (default: synthetic; paper profiles: the CROHME root)")
+    s.add_argument("--arms", default=None,
+                   help="paper profiles: comma-separated arms (default vanilla,tree,edl,can,all; e.g. tree+edl)")
     s.set_defaults(func=cmd_reproduce)
     return p
 

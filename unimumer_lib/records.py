@@ -280,7 +280,8 @@ def read_prompt_json(path, root=None) -> list[Record]:
 
     The caption is the last assistant message; the id is the image file stem; image paths (e.g.
     ``./data/CROHME/2014/images/18_em_0.jpg``) resolve against ``root`` (see ``resolve_image``).
-    A row without messages or an assistant answer raises, naming the file and row.
+    A row without a messages list raises, naming the file and row; a row without an assistant answer (a test
+    set shipped without ground truth) gets the caption "".
     """
     path = Path(path)
     records, seen = [], {}
@@ -289,9 +290,9 @@ def read_prompt_json(path, root=None) -> list[Record]:
         if not isinstance(messages, list):
             raise ValueError(f"{path}: row {i}: expected an object with a '{SHAREGPT_MESSAGES}' list")
         answers = [m for m in messages if isinstance(m, dict) and _message_field(m, _ROLE_KEYS) in _ASSISTANT_ROLES]
-        caption = _message_field(answers[-1], _CONTENT_KEYS) if answers else None
+        caption = _message_field(answers[-1], _CONTENT_KEYS) if answers else ""
         if not isinstance(caption, str):
-            raise ValueError(f"{path}: row {i}: no assistant message holding the ground truth")
+            raise ValueError(f"{path}: row {i}: the assistant message holds no text")
         images = row.get(SHAREGPT_IMAGES) or []
         first = images[0] if images and isinstance(images[0], str) else None
         key = Path(first).stem if first else f"row{i}"
@@ -371,47 +372,3 @@ def from_hf_dataset(ds) -> list[Record]:
     """Inverse of :func:`to_hf_dataset` (images decoded to PIL)."""
     return [Record(id=row["id"], caption=row["caption"], image=row["image"], source=row.get("source", ""),
                    split=row.get("split", "")) for row in ds]
-
-
-# ---- any layout -> records (issue 13 extends this) -------------------------------------------------
-
-COMER_IMAGE_DIR = "img"
-COMER_IMAGE_SUFFIXES = (".bmp", ".png", ".jpg")
-
-
-def _comer_img_records(folder: Path) -> list[Record]:
-    """CoMER folder: ``caption.txt`` + ``img/<id>.bmp|png|jpg``."""
-    records = []
-    for key, caption in read_captions(folder / CAPTION_FILE).items():
-        found = [folder / COMER_IMAGE_DIR / f"{key}{s}" for s in COMER_IMAGE_SUFFIXES]
-        image = next((p for p in found if p.exists()), None)
-        records.append(Record(id=key, caption=caption, image_path=str(image) if image else None, split=folder.name))
-    return records
-
-
-def _prompt_json_records(path: Path, root: Path) -> list[Record]:
-    """An official Uni-MuMER prompt JSON (sharegpt list with ``images`` and ``messages``; role/content or
-    from/value keys): id = image file stem, gt = the assistant turn ("" when absent)."""
-    records = []
-    for i, row in enumerate(read_json_list(path)):
-        images = row.get(SHAREGPT_IMAGES) if isinstance(row, dict) else None
-        if not images or not isinstance(images, list):
-            raise ValueError(f"{path}: record {i}: no '{SHAREGPT_IMAGES}' list")
-        answers = [m.get("content", m.get(CONTENT_KEY, "")) for m in row.get(SHAREGPT_MESSAGES, [])
-                   if m.get("role", m.get(ROLE_KEY)) in ("assistant", ROLE_ASSISTANT)]
-        image = Path(images[0]) if Path(images[0]).is_absolute() else root / images[0]
-        records.append(Record(id=Path(images[0]).stem, caption=answers[-1].strip() if answers else "",
-                              image_path=str(image) if image.exists() else None, split=path.stem))
-    return records
-
-
-def load_records(path, root=None) -> list[Record]:
-    """Records from a prepared split folder (``caption.txt`` + ``images/``), a CoMER folder (``caption.txt`` +
-    ``img/``) or an official prompt JSON; relative image paths of a JSON resolve against ``root`` (default:
-    the JSON's folder). A record whose image is missing keeps ``image_path`` None."""
-    path = Path(path)
-    if path.is_dir() and (path / CAPTION_FILE).is_file():
-        return _comer_img_records(path) if (path / COMER_IMAGE_DIR).is_dir() else read_comer(path)
-    if path.is_file() and path.suffix == ".json":
-        return _prompt_json_records(path, Path(root) if root else path.parent)
-    raise ValueError(f"{path}: not a caption.txt folder (images/ or img/) nor a prompt JSON file")

@@ -192,3 +192,110 @@ def main_table_text(table: pd.DataFrame, fmt: str = "md") -> str:
     flat.columns = ["Model"] + [f"{d} {m}" for d, m in table.columns]
     return markdown(flat)
 
+
+
+# ---------------------------------------------------------------- the paper run's tables (reproduce --profile paper*)
+
+TABLE_FORMATS = {"csv": "csv", "md": "md", "tex": "latex"}
+# Structure classes of a ground-truth caption (ExpRate by structure): which LaTeX tokens put it in the class.
+STRUCTURE_CLASSES = {"fraction": ("\\frac",), "root": ("\\sqrt",), "script": ("^", "_"),
+                     "matrix": ("\\begin", "\\\\")}
+DEPTH_BUCKETS = ((0, "depth 0"), (1, "depth 1"), (2, "depth 2"), (3, "depth ≥3"))
+
+
+def prediction_path(root: Path | str, arm: str, test: str) -> Path:
+    """``<root>/<arm>/<test>.json``: where the paper run keeps an arm's predictions on a test split."""
+    return Path(root) / arm / f"{test}.json"
+
+
+def arm_results(root: Path | str, arms: list[str], tests: Mapping[str, str]) -> dict[str, dict[str, dict]]:
+    """{arm: {dataset label: metrics row}} of every arm's prediction file on every test split (``tests`` maps
+    the split name to its label, e.g. test2014 -> CROHME 2014)."""
+    return {arm: {label: evaluate_files([prediction_path(root, arm, test)])[0] for test, label in tests.items()}
+            for arm in arms}
+
+
+def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[str, str]) -> pd.DataFrame:
+    """The main table of a paper run: published rows, then one row ``names[arm]`` per arm (ExpRate/≤1/≤2 per
+    test set)."""
+    tables = [main_table(dict(rows), model=names[arm], include_published=i == 0)
+              for i, (arm, rows) in enumerate(results.items())]
+    return pd.concat(tables)[tables[0].columns]
+
+
+def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
+    """Rows: arms; columns: ExpRate per test set. ``published.csv`` holds no ablation rows, so none are added."""
+    table = pd.DataFrame({arm: {label: row["exprate"] for label, row in rows.items()}
+                          for arm, rows in results.items()}).T
+    table.index.name = "arm"
+    table.columns = [f"{label} {HEADERS['exprate']}" for label in table.columns]
+    return table
+
+
+def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """(dataset, metric) columns -> "dataset metric" strings, for CSV."""
+    out = table.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [f"{d} {m}" for d, m in out.columns]
+    return out
+
+
+def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Path]:
+    """``out/<name>.csv`` (4 decimals), ``.md`` and ``.tex`` (2 decimals); returns {format: path}."""
+    from .records import atomic_write_text
+
+    flat = flat_columns(table)
+    texts = {"csv": flat.to_csv(float_format="%.4f"),
+             "md": main_table_text(table) if isinstance(table.columns, pd.MultiIndex)
+             else markdown(flat.reset_index()),
+             "tex": main_table_text(table, "latex") if isinstance(table.columns, pd.MultiIndex)
+             else _latex_symbols(flat.to_latex(float_format="%.2f", na_rep="--", escape=True))}
+    return {fmt: atomic_write_text(Path(out) / f"{name}.{fmt}", text) for fmt, text in texts.items()}
+
+
+def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, str], names: Mapping[str, str],
+                       out: Path | str) -> dict[str, dict[str, Path]]:
+    """``main`` and ``ablation`` tables (csv, md, tex) of a paper run from its prediction files."""
+    results = arm_results(root, arms, tests)
+    return {"main": write_table(paper_main_table(results, names), out, "main"),
+            "ablation": write_table(ablation_table(results), out, "ablation")}
+
+
+def read_table_csv(path: Path | str) -> pd.DataFrame:
+    """A table written by ``write_table`` (first column = row names)."""
+    return pd.read_csv(path, index_col=0)
+
+
+def structure_classes(caption: str) -> list[str]:
+    """Structure classes of a caption: fraction / root / script / matrix when it has them, and its depth bucket."""
+    from .prepare import brace_depth
+
+    tokens = caption.split()
+    classes = [name for name, marks in STRUCTURE_CLASSES.items() if any(t in marks for t in tokens)]
+    depth = brace_depth(tokens)
+    return classes + [next(label for bound, label in reversed(DEPTH_BUCKETS) if depth >= bound)]
+
+
+def structure_table(preds: list[Prediction]) -> pd.DataFrame:
+    """ExpRate by structure class of the ground truth (a prediction counts in every class it has):
+    columns structure, n, exprate (percent)."""
+    rows = []
+    order = list(STRUCTURE_CLASSES) + [label for _, label in DEPTH_BUCKETS]
+    for name in order:
+        subset = [p for p in preds if name in structure_classes(p.gt)]
+        rate = score_predictions(subset)["exprate"] if subset else float("nan")
+        rows.append({"structure": name, "n": len(subset), "exprate": rate})
+    return pd.DataFrame(rows, columns=["structure", "n", "exprate"])
+
+
+def plot_structure(table: pd.DataFrame, title: str = "ExpRate by structure"):
+    """Bar chart of ``structure_table`` with the sample count on each bar; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(table.structure, table.exprate.fillna(0))
+    for x, (rate, n) in enumerate(zip(table.exprate.fillna(0), table.n)):
+        ax.annotate(f"n={n}", (x, rate), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+    ax.set(ylabel="ExpRate (%)", ylim=(0, 105), title=title)
+    fig.tight_layout()
+    return fig
