@@ -69,3 +69,16 @@ def test_crohme2023_folders(tmp_path):
     assert train == {"UN19_1_em_1": "CROHME2019", "form_001_E1": "CROHME2023_train"}
     assert [(r.id, r.caption) for r in load_split(tmp_path / "out" / "test")] == [
         ("form_5_f_748_E3736", r"r = \sqrt { 2 } - 1")]
+
+
+def test_paper_profile_picks_up_the_2019_and_2023_test_sets(tmp_path):
+    from unimumer_lib.reproduce import check_inputs, paper_steps
+
+    root = tmp_path / "crohme"
+    for split in ("train", "test2014", "test2019", "test2023"):
+        write(root / split / f"{split}_a.inkml", FORM.replace("{latex}", "x"))
+    tests = check_inputs(root, paper=True)
+    assert tests == ["test2014", "test2019", "test2023"]
+    steps = paper_steps("paper-dry", tmp_path / "run", root, tests, ["all"])
+    columns = {tuple(params["datasets"]) for _, notebook, params, *_ in steps if "datasets" in params}
+    assert columns == {("CROHME 2014", "CROHME 2019", "CROHME 2023")}

@@ -16,6 +16,7 @@ from typing import Mapping
 import pandas as pd
 
 from . import metrics
+from .families import LABELS
 from .latex import braces_balanced
 from .predictions import Prediction, read_predictions
 from .records import atomic_write_text
@@ -30,7 +31,7 @@ UNBALANCED = "unbalanced"  # with normalize: texts left as they are because thei
 REMOVED = "removed"  # with normalize="unimumer": items the published protocol leaves out of the scores
 RESULTS_SUFFIX = "_results.txt"
 _RULE = "=" * 60
-DATASETS = ("CROHME 2014", "CROHME 2016", "CROHME 2019", "HME100K")
+DATASETS = LABELS  # main-table column order: the benchmark families of families.py
 MAIN_METRICS = ("exprate", "le1", "le2")
 PUBLISHED_CSV = "published.csv"
 

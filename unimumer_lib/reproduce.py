@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from . import config
+from .families import TEST_SPLIT_LABELS
 from .records import atomic_write_text
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
@@ -80,8 +81,7 @@ PROFILES = {
 }
 TEST_SPLIT_CROHME = "test2014"
 # Column names of the tables (report.published() uses the same dataset names).
-DATASET_LABELS = {"test": "synthetic", "test2014": "CROHME 2014", "test2016": "CROHME 2016",
-                  "test2019": "CROHME 2019"}
+DATASET_LABELS = {"test": "synthetic", **TEST_SPLIT_LABELS}  # test2014 ... test2023 (families.py)
 ARMS = ("vanilla", "tree", "edl", "can", "all")
 MAIN_ARM = "all"
 # Auxiliary tasks an arm name adds to vanilla ("all" = every one; "tree+edl" = vanilla + tree + EDL).
