@@ -45,9 +45,8 @@ FAMILIES = {f.name: f for f in (
 _SUFFIX = re.compile(r"([_-](pred|test|results))+$")
 _SEPARATORS = re.compile(r"[\s_-]+")
 _LABELS = {name: label for f in FAMILIES.values() for label, names in f.tests.items() for name in names}
-# Main-table columns in paper order, and the test split folders (test2014, ..., test2023) a CROHME-style InkML
-# root may hold, each with its column: what the paper profile evaluates when present.
-LABELS = tuple(label for f in FAMILIES.values() for label in f.tests)
+# The test split folders (test2014, ..., test2023) a CROHME-style InkML root may hold, each with its main-table
+# column: what the paper profile evaluates when present.
 TEST_SPLIT_LABELS = {name: label for name, label in _LABELS.items() if name.startswith("test")}
 
 
