@@ -1,9 +1,10 @@
 """Batched recognition: images -> model outputs -> extracted LaTeX -> the Uni-MuMER prediction JSON.
 
-Greedy decoding by default (deterministic; the published predictions were sampled at temperature 0.95),
-sampling as an option, left padding, the plain recognition prompt. Over large test sets the run is resumable:
+Decoding settings come from one place, :func:`decoding`: greedy by default (deterministic; the published
+predictions were sampled at temperature 0.95), the official script's sampling or beam search as options, never
+a checkpoint's own defaults. Left padding, the training prompt. Over large test sets the run is resumable:
 each finished batch is appended to ``<out>.partial.jsonl`` and ids already done are skipped on restart.
-An optional vLLM backend is used when asked for and installed.
+An optional vLLM backend (same settings) is used when asked for and installed.
 """
 
 from __future__ import annotations
