@@ -28,12 +28,15 @@ MAX_NEW_TOKENS = {"vanilla": 512, "tree": 2048, "can": 1024, "error_find": 768, 
 
 
 def _open_image(image):
+    """RGB, resized into the training pixel range (``model.fit_pixels``) so the model sees what it trained on."""
     from PIL import Image
+
+    from .model import fit_pixels
 
     if isinstance(image, (str, Path)):
         with Image.open(image) as im:
-            return im.convert("RGB")
-    return image.convert("RGB")
+            return fit_pixels(im.convert("RGB"))
+    return fit_pixels(image.convert("RGB"))
 
 
 def chat(image, prompt: str) -> list[dict]:
