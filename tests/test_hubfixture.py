@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from unimumer_lib.hubfixture import ADDED_TOKENS, FIRST_ADDED_ID, build_fixture
-from unimumer_lib.model import PAPER_MAX_PIXELS, ImageOnlyQwen2_5_VLProcessor, load_model, save
+from unimumer_lib.hubfixture import ADDED_TOKENS, FIRST_ADDED_ID, PREPROCESSOR, build_fixture
+from unimumer_lib.model import ImageOnlyQwen2_5_VLProcessor, load_model, save
 from unimumer_lib.tasks import TASKS
 from crohme_tasks import task_rows
 
@@ -60,7 +60,7 @@ def test_loads_like_the_hub_id_processor_before_weights(hub, tmp_path):
     model, processor = load_model(hub)  # the call a user makes with "Qwen/Qwen2.5-VL-3B-Instruct"
     assert importlib.util.find_spec("torchvision") is not None or isinstance(processor, ImageOnlyQwen2_5_VLProcessor)
     assert processor.tokenizer("Hello")["input_ids"] == [9707]
-    assert processor.image_processor.size["longest_edge"] == PAPER_MAX_PIXELS
+    assert processor.image_processor.size["longest_edge"] == PREPROCESSOR["max_pixels"]  # the cap: fit_pixels
     assert model.generation_config.repetition_penalty == 1.0 and not model.generation_config.do_sample
     assert model.config.text_config.vocab_size == 151936
     # no weights and a broken image-processor file: the processor error comes first, no weights were needed
@@ -76,7 +76,7 @@ def test_saved_folder_has_the_legacy_files(hub, tmp_path):
     model, processor = load_model(hub, dtype="float32")
     out = save(model, processor, tmp_path / "final")
     legacy = json.loads((out / "preprocessor_config.json").read_text())
-    assert legacy["image_processor_type"] == "Qwen2VLImageProcessor" and legacy["max_pixels"] == PAPER_MAX_PIXELS
+    assert legacy["image_processor_type"] == "Qwen2VLImageProcessor" and legacy["max_pixels"] == PREPROCESSOR["max_pixels"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hidden_size"] == cfg["text_config"]["hidden_size"] and cfg["rope_scaling"]["type"] == "mrope"
     assert json.loads((out / "generation_config.json").read_text()).get("repetition_penalty", 1.0) == 1.0

@@ -48,7 +48,9 @@ def encoded(crohme_root, tmp_path_factory):
     """{task: [(ours (ids, labels), LLaMA-Factory's (ids, labels))]} for PER_TASK real records per task."""
     processor_cls, get_template = _llamafactory()
     folder = tmp_path_factory.mktemp("lf")
-    records = sample_caption_set(crohme_root / "train", folder / "set", PER_TASK + 10, height=64, seed=3)
+    # a few images above the 262,144-pixel cap first: both sides must shrink them to the same grid
+    records = (sample_caption_set(crohme_root / "train", folder / "big", 3, min_tokens=8, height=700, seed=5)
+               + sample_caption_set(crohme_root / "train", folder / "set", PER_TASK + 10, height=64, seed=3))
     rows = rows_of([(r.id, r.caption, r.image_path) for r in records], PER_TASK)
     paths = write_task_files(folder / "tasks", rows)
     model, processor = load_model(build_fixture(), dtype="float32")

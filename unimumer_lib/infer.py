@@ -1,9 +1,10 @@
 """Batched recognition: images -> model outputs -> extracted LaTeX -> the Uni-MuMER prediction JSON.
 
-Greedy decoding by default (deterministic; the published predictions were sampled at temperature 0.95),
-sampling as an option, left padding, the plain recognition prompt. Over large test sets the run is resumable:
+Decoding settings come from one place, :func:`decoding`: greedy by default (deterministic; the published
+predictions were sampled at temperature 0.95), the official script's sampling or beam search as options, never
+a checkpoint's own defaults. Left padding, the training prompt. Over large test sets the run is resumable:
 each finished batch is appended to ``<out>.partial.jsonl`` and ids already done are skipped on restart.
-An optional vLLM backend is used when asked for and installed.
+An optional vLLM backend (same settings) is used when asked for and installed.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ MAX_NEW_TOKENS = {"vanilla": 512, "tree": 2048, "can": 1024, "error_find": 768, 
 
 
 def _open_image(image):
+    """RGB, resized into the training pixel range (``model.fit_pixels``) so the model sees what it trained on."""
     from PIL import Image
+
+    from .model import fit_pixels
 
     if isinstance(image, (str, Path)):
         with Image.open(image) as im:
-            return im.convert("RGB")
-    return image.convert("RGB")
+            return fit_pixels(im.convert("RGB"))
+    return fit_pixels(image.convert("RGB"))
 
 
 def chat(image, prompt: str) -> list[dict]:

@@ -20,6 +20,7 @@ from .latex import ACCENTS, BIG_OPERATORS, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_
 from .records import atomic_write_text
 
 PAPER_MAX_PIXELS = 262_144  # Uni-MuMER: at most 512*512 pixels per image
+MIN_PIXELS = 32 * 32  # LLaMA-Factory's default image_min_pixels
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
                        "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
@@ -59,11 +60,13 @@ AutoProcessor.register(_ImageOnlyProcessorKey, ImageOnlyQwen2_5_VLProcessor, exi
 
 
 def load_model(path_or_id: str | Path, dtype: str | torch.dtype = "auto", attn_implementation: str | None = None,
-               min_pixels: int | None = None, max_pixels: int | None = PAPER_MAX_PIXELS, device_map=None,
+               min_pixels: int | None = None, max_pixels: int | None = None, device_map=None,
                quantization_config=None):
     """(model, processor) from a local folder or hub id; ``"tiny"``/``"small"`` build a fresh offline model.
 
-    The processor is resolved first, so a missing dependency fails before gigabytes of weights are read. The
+    The processor is resolved first, so a missing dependency fails before gigabytes of weights are read; its
+    pixel bounds stay the checkpoint's unless given (the paper's 262,144-pixel cap is applied to the images
+    themselves by :func:`fit_pixels`, as LLaMA-Factory does). The
     checkpoint's sampling defaults (the hub ships repetition_penalty 1.05, do_sample, top_k 1) are replaced by
     neutral ones: decoding settings are always passed explicitly (``infer.decoding``).
     """
@@ -93,7 +96,7 @@ def neutral_generation_config(tokenizer) -> GenerationConfig:
                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.pad_token_id)
 
 
-def load_processor(path_or_id: str | Path, min_pixels: int | None = None, max_pixels: int | None = PAPER_MAX_PIXELS):
+def load_processor(path_or_id: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
     """The checkpoint's processor; the image-only one when the stock processor cannot be built (its video half
     needs torchvision) or the folder only yields a bare tokenizer."""
     try:
@@ -126,6 +129,25 @@ def read_chat_template(path_or_id: str | Path) -> str | None:
             text = Path(found).read_text(encoding="utf-8")
             return json.loads(text)["chat_template"] if name.endswith(".json") else text
     return None
+
+
+def fit_pixels(image, max_pixels: int = PAPER_MAX_PIXELS, min_pixels: int = MIN_PIXELS):
+    """Resize a PIL image the way LLaMA-Factory's Qwen2-VL plugin does before the image processor sees it
+    (Uni-MuMER's training path): scale into [min_pixels, max_pixels] (int-truncated sides), each side at least
+    28, aspect ratio at most 200; RGB. The processor then only rounds the sides to its patch grid."""
+    import math
+
+    for bound, outside in ((max_pixels, lambda a: a > max_pixels), (min_pixels, lambda a: a < min_pixels)):
+        if outside(image.width * image.height):
+            scale = math.sqrt(bound / (image.width * image.height))
+            image = image.resize((int(image.width * scale), int(image.height * scale)))
+    if min(image.width, image.height) < 28:
+        image = image.resize((max(image.width, 28), max(image.height, 28)))
+    if image.width / image.height > 200:
+        image = image.resize((image.height * 180, image.height))
+    if image.height / image.width > 200:
+        image = image.resize((image.width, image.width * 180))
+    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 def set_pixel_bounds(processor, min_pixels: int | None = None, max_pixels: int | None = None) -> None:

@@ -83,7 +83,8 @@ def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limi
     """A ``datasets.Dataset`` in TRL vision format from one or more sharegpt JSON files.
 
     ``ratios`` maps a file stem (e.g. ``"tree"``) to the fraction of its rows to keep (sampled with ``seed``).
-    Images stay paths until a batch is built (``Image`` feature), so million-row mixtures fit in memory.
+    Images stay paths until a batch is built (``Image`` feature), so million-row mixtures fit in memory; then
+    they are resized into the paper's pixel range (``model.fit_pixels``).
     """
     import random
 
@@ -104,7 +105,16 @@ def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limi
     if limit is not None:
         rows = rows[:limit]
     ds = Dataset.from_list(rows)
-    return ds.cast_column("images", List(Image()))
+    return ds.cast_column("images", List(Image())).with_transform(_fit_images)
+
+
+def _fit_images(batch: dict) -> dict:
+    """Dataset transform: every image resized into the paper's pixel range as LLaMA-Factory does it."""
+    from .model import fit_pixels
+
+    if "images" in batch:
+        batch["images"] = [[fit_pixels(im) for im in images] for images in batch["images"]]
+    return batch
 
 
 def task_of(example: dict) -> str:
