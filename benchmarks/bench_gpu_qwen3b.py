@@ -2,13 +2,15 @@
 
 The config below is the published Qwen/Qwen2.5-VL-3B-Instruct config.json, written inline. Measures, at the
 paper's image size (512x512 = 262,144 pixels -> 324 visual tokens) with a vanilla-task-length answer:
-  * full fine-tuning step throughput (bf16, gradient checkpointing, AdamW), samples/s, tokens/s, peak memory
-  * LoRA (r=64, all linear layers of the language model) training throughput
+  * full fine-tuning as the paper preset trains: fp32 master weights + AdamW, bf16 autocast, gradient
+    checkpointing -- samples/s, tokens/s, peak memory, MFU (6 x params x tokens / time / peak bf16 FLOP/s)
+  * LoRA (r=64, all linear layers of the language model, bf16 base) training throughput
   * greedy generation throughput (new tokens/s) at a few batch sizes
 Random weights never emit EOS on purpose, so generation runs a fixed number of new tokens.
 
-    python benchmarks/bench_gpu_qwen3b.py                 # on a GPU; prints a Markdown table
-    python benchmarks/bench_gpu_qwen3b.py --smoke         # 2-layer version on CPU: checks the script only
+    python benchmarks/bench_gpu_qwen3b.py                        # on a GPU; prints a Markdown table
+    python benchmarks/bench_gpu_qwen3b.py --fixture --device cpu # the shrunk hub fixture on CPU: checks the script
+    python benchmarks/bench_gpu_qwen3b.py --smoke                # 2-layer 3B-width model on CPU
 Paste the printed table (with the device line) into benchmarks/README.md.
 """
 
@@ -45,7 +47,17 @@ PROMPT_TOKENS = 40   # the system turn + the vanilla prompt, in Qwen tokens
 ANSWER_TOKENS = 48   # a CROHME caption averages ~25 LaTeX tokens; Qwen's BPE splits them into ~1.5-2 ids
 
 
-def build(smoke: bool, attn: str, device: str, dtype: torch.dtype):
+# Dense bf16 peak FLOP/s of common training GPUs (for MFU); override with --peak-tflops.
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0}
+
+
+def build(smoke: bool, attn: str, device: str, dtype: torch.dtype, fixture: bool = False):
+    if fixture:
+        from unimumer_lib.hubfixture import build_fixture
+        from unimumer_lib.model import load_model
+
+        model, _ = load_model(build_fixture(), dtype=dtype, attn_implementation=attn)
+        return model.to(device)
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in QWEN25_VL_3B.items()}
     if smoke:
         cfg["text_config"].update(num_hidden_layers=2)
@@ -90,7 +102,8 @@ def peak_gb(device) -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
 
 
-def bench_train(model, batch, side, device, dtype, steps, warmup, lr=1e-5):
+def bench_train(model, batch, side, device, dtype, steps, warmup, lr=1e-5, autocast=True):
+    """``autocast``: bf16 compute over the model's own (fp32 master) weights, as the paper preset trains."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, fused=device == "cuda")
     inputs, n_img = batch_inputs(batch, side, device, dtype)
@@ -101,7 +114,8 @@ def bench_train(model, batch, side, device, dtype, steps, warmup, lr=1e-5):
         if i == warmup:
             sync(device)
             start = time.perf_counter()
-        loss = model(**inputs).loss
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
+            loss = model(**inputs).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -109,8 +123,10 @@ def bench_train(model, batch, side, device, dtype, steps, warmup, lr=1e-5):
     wall = time.perf_counter() - start
     seq = inputs["input_ids"].shape[1]
     del opt
-    return {"samples/s": batch * steps / wall, "tokens/s": batch * seq * steps / wall, "s/step": wall / steps,
-            "peak GB": peak_gb(device), "seq": seq, "image tokens": n_img, "loss": float(loss)}
+    tokens_s = batch * seq * steps / wall
+    return {"samples/s": batch * steps / wall, "tokens/s": tokens_s, "s/step": wall / steps,
+            "peak GB": peak_gb(device), "seq": seq, "image tokens": n_img, "loss": float(loss.detach()),
+            "train FLOP/s": 6 * sum(p.numel() for p in model.parameters()) * tokens_s}
 
 
 def bench_generate(model, batch, side, device, dtype, new_tokens):
@@ -142,44 +158,53 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list of full,lora,generate to skip")
+    ap.add_argument("--fixture", action="store_true", help="the shrunk hub fixture (unimumer_lib.hubfixture)")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU (for MFU)")
     args = ap.parse_args()
-    device = "cpu" if args.smoke or not torch.cuda.is_available() else "cuda"
+    cuda = torch.cuda.is_available() and args.device != "cpu" and not args.smoke
+    device = "cuda" if cuda else "cpu"
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    if args.smoke:
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), float("nan"))
+    if args.smoke or (args.fixture and device == "cpu"):
         args.full_batch, args.lora_batch, args.steps, args.warmup, args.side = 1, 1, 1, 1, 112
         args.gen_batches, args.new_tokens = "2", 4
     skip = set(args.skip.split(","))
-    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    print(f"device: {name}; torch {torch.__version__}; attention {args.attn}; image {args.side}x{args.side}; "
-          f"{'SMOKE (2 layers)' if args.smoke else 'Qwen2.5-VL-3B architecture, random weights'}")
+    what = ("hub fixture (shrunk)" if args.fixture else "SMOKE (2 layers)" if args.smoke
+            else "Qwen2.5-VL-3B architecture, random weights")
+    print(f"device: {name}; torch {torch.__version__}; attention {args.attn}; image {args.side}x{args.side}; {what}")
     rows = []
     if "full" not in skip:
-        model = build(args.smoke, args.attn, device, dtype)
+        model = build(args.smoke, args.attn, device, torch.float32, args.fixture)  # fp32 master weights
         n = sum(p.numel() for p in model.parameters())
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-        r = bench_train(model, args.full_batch, args.side, device, dtype, args.steps, args.warmup)
-        rows.append((f"full FT (bf16 weights+AdamW, grad ckpt), {n / 1e9:.2f} B params, batch {args.full_batch}", r))
+        r = bench_train(model, args.full_batch, args.side, device, torch.float32, args.steps, args.warmup)
+        r["MFU %"] = 100 * r["train FLOP/s"] / (peak * 1e12)
+        rows.append((f"full FT (fp32 master + AdamW, bf16 autocast, grad ckpt), {n / 1e9:.2f} B params, "
+                     f"batch {args.full_batch}", r))
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
     if "lora" not in skip:
         from peft import LoraConfig, get_peft_model
 
-        model = build(args.smoke, args.attn, device, dtype)
+        model = build(args.smoke, args.attn, device, dtype, args.fixture)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
         lora = LoraConfig(r=64, lora_alpha=128, lora_dropout=0.0, task_type="CAUSAL_LM",
                           target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
         model = get_peft_model(model, lora)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        r = bench_train(model, args.lora_batch, args.side, device, dtype, args.steps, args.warmup, lr=2e-4)
+        r = bench_train(model, args.lora_batch, args.side, device, dtype, args.steps, args.warmup, lr=2e-4,
+                        autocast=device == "cuda")
         rows.append((f"LoRA r=64 ({trainable / 1e6:.0f} M trainable), batch {args.lora_batch}", r))
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
     if "generate" not in skip:
-        model = build(args.smoke, args.attn, device, dtype)
+        model = build(args.smoke, args.attn, device, dtype, args.fixture)
         for b in [int(x) for x in args.gen_batches.split(",")]:
             r = bench_generate(model, b, args.side, device, dtype, args.new_tokens)
             rows.append((f"greedy generation, batch {b}, {args.new_tokens} new tokens", r))
@@ -187,6 +212,7 @@ def main() -> None:
     for label, r in rows:
         tput = ", ".join(f"{r[k]:.1f} {k}" for k in ("samples/s", "tokens/s", "new tokens/s", "images/s") if k in r)
         extra = f" (seq {r['seq']}, {r['image tokens']} image tokens, {r['s/step']:.2f} s/step)" if "seq" in r else ""
+        extra += f", MFU {r['MFU %']:.1f}%" if "MFU %" in r else ""
         print(f"| {label} | {tput}{extra} | {r['peak GB']:.1f} GB |")
 
 

@@ -25,3 +25,8 @@ def crohme_root():
 @pytest.fixture(scope="session")
 def reference_predictions():
     return _require(config.reference_predictions(), "reference predictions")
+
+
+@pytest.fixture(scope="session")
+def normalization_sample():
+    return _require(config.normalization_sample(), "published normalisation sample")

@@ -60,7 +60,7 @@ def test_record_without_image_is_kept_with_a_reason(setup, tmp_path):
 
 def test_sampling_returns_several_outputs(setup):
     records, _, model, processor = setup
-    outs = generate(model, processor, [records[0].image_path], max_new_tokens=6, do_sample=True,
+    outs = generate(model, processor, [records[0].image_path], max_new_tokens=6, sampling="sample",
                     temperature=1.5, num_return_sequences=3)
     assert len(outs) == 1 and len(outs[0]) == 3
 

@@ -8,8 +8,8 @@ from PIL import Image
 from transformers import AutoProcessor
 
 from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
-from unimumer_lib.model import (PAPER_MAX_PIXELS, QWEN_SPECIAL_TOKENS, SIZES, ImageOnlyQwen2_5_VLProcessor, load_model,
-                                num_parameters, save, set_pixel_bounds, tiny_model)
+from unimumer_lib.model import (PAPER_MAX_PIXELS, QWEN_SPECIAL_TOKENS, SIZES, ImageOnlyQwen2_5_VLProcessor, fit_pixels,
+                                load_model, num_parameters, save, set_pixel_bounds, tiny_model)
 from unimumer_lib.tasks import PROMPTS
 
 
@@ -91,6 +91,14 @@ def test_pixel_bounds(tiny):
     grid = processor.image_processor(images=[big], return_tensors="pt")["image_grid_thw"][0]
     patch = processor.image_processor.patch_size
     assert int(grid[1] * grid[2]) * patch * patch <= PAPER_MAX_PIXELS
+
+
+def test_fit_pixels_caps_like_llamafactory():
+    fitted = fit_pixels(Image.new("L", (2048, 1024)))  # 2,097,152 pixels: scaled by sqrt(1/8), sides truncated
+    assert fitted.size == (724, 362) and fitted.mode == "RGB" and 724 * 362 <= PAPER_MAX_PIXELS
+    assert fit_pixels(Image.new("RGB", (300, 10))).size == (300, 28)  # no side under 28
+    small = Image.new("RGB", (100, 60))
+    assert fit_pixels(small) is small
 
 
 def test_unknown_size_is_rejected():

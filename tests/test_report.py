@@ -140,3 +140,19 @@ def test_normalize_never_invents_tokens(tmp_path, capsys):
     assert row["unbalanced"] == 1 and row["exprate"] == 50.0
     assert cli.main(["eval", str(path), "--normalize"]) == 0
     assert "1 gt/pred texts with unbalanced braces" in capsys.readouterr().err
+
+
+def test_structure_classes_and_exprate_by_structure():
+    from unimumer_lib.report import structure_classes, structure_table
+
+    assert structure_classes(r"\frac { x ^ { 2 } } { \sqrt { y } }") == ["fraction", "root", "script", "depth 2"]
+    assert structure_classes("x + 1") == ["depth 0"]
+    assert structure_classes(r"\begin {matrix} a \\ b \end {matrix}") == ["matrix", "depth 0"]
+    assert structure_classes("{ { { a } } } _ 1") == ["script", "depth ≥3"]
+    preds = [Prediction("a", r"\frac { 1 } { 2 }", r"\frac { 1 } { 2 }"), Prediction("b", r"\frac { 1 } { x }", "1"),
+             Prediction("c", "x ^ { 2 }", "x ^ { 2 }")]
+    table = structure_table(preds).set_index("structure")
+    assert table.loc["fraction"].tolist() == [2, 50.0]
+    assert table.loc["script"].tolist() == [1, 100.0]
+    assert table.loc["depth 1"].tolist() == [3, pytest.approx(200 / 3)]
+    assert table.loc["root", "n"] == 0 and pd.isna(table.loc["root", "exprate"])

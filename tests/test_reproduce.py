@@ -75,13 +75,40 @@ def test_figures_are_written(run_dir):
     assert all(f.stat().st_size > 2000 for f in figures)
 
 
-def test_failing_notebook_is_named(tmp_path, capsys):
-    # A missing data root makes notebook 01 fail: the command names the notebook and the cell.
-    (tmp_path / "data" / "train").mkdir(parents=True)
-    assert reproduce.reproduce("ci", tmp_path / "run", data=str(tmp_path / "data")) == 1
-    assert "01_data_exploration.ipynb: cell" in capsys.readouterr().err
+def test_failing_notebook_is_named(tmp_path):
+    # A task folder without task files makes notebook 03 fail: the error names the notebook and the cell.
+    with pytest.raises(reproduce.NotebookFailed, match=r"03_sft_trl.ipynb: cell \d+ .*no <task>.json files"):
+        reproduce.run_notebook("03_sft_trl.ipynb", tmp_path, {"data_dir": str(tmp_path / "empty")})
 
 
 def test_unknown_profile_is_rejected():
     with pytest.raises(ValueError, match="unknown profile"):
         reproduce.reproduce("huge")
+
+
+def test_inputs_are_checked_before_any_notebook(tmp_path, crohme_root, capsys):
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "a.inkml").write_bytes((crohme_root / "test2014" / "18_em_0.inkml").read_bytes())
+    assert cli.main(["reproduce", "--profile", "paper-dry", "--data", str(data), "--out", str(tmp_path / "run")]) == 2
+    assert "no test split with .inkml files beside train/" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before the run folder or any notebook
+
+
+def test_a_foreign_folder_is_not_taken_over(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["reproduce", "--profile", "ci", "--out", str(tmp_path)]) == 2
+    assert "holds no run.json" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_arms_are_vanilla_plus_their_auxiliary_tasks():
+    assert reproduce.arm_tasks("vanilla") == ["vanilla"]
+    assert reproduce.arm_tasks("edl") == ["vanilla", "error_find", "error_fix"]
+    assert reproduce.arm_tasks("edl+tree") == reproduce.arm_tasks("tree+edl") == ["vanilla", "tree", "error_find",
+                                                                                   "error_fix"]
+    assert reproduce.arm_tasks("all") == ["vanilla", "tree", "error_find", "error_fix", "can"]
+    assert reproduce.parse_arms(None) == ["vanilla", "tree", "edl", "can", "all"]
+    for bad in ("tree+cot", "", "vanilla,vanilla"):
+        with pytest.raises(ValueError):
+            reproduce.parse_arms(bad if "," in bad else [bad])

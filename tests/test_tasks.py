@@ -14,7 +14,7 @@ from unimumer_lib.edl import apply_corrections
 from unimumer_lib.records import IMAGE_TOKEN, read_sharegpt
 from unimumer_lib.tasks import (DATASET_INFO, FORMULA_SEPARATOR, PROMPTS, TASK_REJECTS, TASKS, build_task_files,
                                 caption_row, caption_rows, dataset_info, mixture, read_task_rejects, split_answer,
-                                target_lengths, task_of, to_dataset)
+                                HeldOutImageLeak, target_lengths, task_of, to_dataset)
 
 # Pasted from issue 4 ("…" stands for this opening in the first three).
 OPENING = "I have an image of a handwritten mathematical expression"
@@ -90,7 +90,7 @@ def test_cli_caption_tasks(caption_dir, tmp_path, capsys):
 
 def test_prediction_tasks_on_reference(reference_predictions, tmp_path):
     summary = build_task_files(tmp_path, ["error_find", "error_fix"], predictions=reference_predictions,
-                               progress=False)
+                               progress=False, allow_test_images=True)
     assert summary == {t: {"read": 986, "written": 159, "rejected": 827} for t in ("error_find", "error_fix")}
     find, fix = read_sharegpt(tmp_path / "error_find.json"), read_sharegpt(tmp_path / "error_fix.json")
     preds = {p["img_id"]: p for p in json.loads(reference_predictions.read_text(encoding="utf-8"))}
@@ -144,8 +144,10 @@ def test_second_run_into_the_same_folder_keeps_earlier_tasks(caption_dir, refere
     out = tmp_path / "tasks"
     build_task_files(out, ["vanilla", "tree"], captions=caption_dir, progress=False)
     assert cli.main(["tasks", "--from-predictions", str(reference_predictions), "--tasks", "error_find,error_fix",
-                     "--out", str(out)]) == 0
-    assert "error_fix: read 986 = written 159 + rejected 827" in capsys.readouterr().out
+                     "--out", str(out), "--allow-test-images"]) == 0
+    captured = capsys.readouterr()
+    assert "error_fix: read 986 = written 159 + rejected 827" in captured.out
+    assert "WARNING: " in captured.err and "986 of 986 records are images of a test split" in captured.err
     tasks_rejected = Counter(t for _, t, _ in read_task_rejects(out / TASK_REJECTS))
     assert tasks_rejected == {"vanilla": 1, "tree": 2, "error_find": 827, "error_fix": 827}
     info = json.loads((out / DATASET_INFO).read_text())
@@ -155,3 +157,21 @@ def test_second_run_into_the_same_folder_keeps_earlier_tasks(caption_dir, refere
     lengths = target_lengths(rows)
     assert len(lengths) == 3 + 2 + 159 + 159
     assert lengths.groupby("task")["chars"].max()["vanilla"] == len(r"\frac { a } { b }")
+
+
+def test_training_rows_from_test_predictions_are_refused(reference_predictions, crohme_root, tmp_path, capsys):
+    out = tmp_path / "tasks"
+    assert cli.main(["tasks", "--from-predictions", str(reference_predictions), "--tasks", "error_find,error_fix",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{reference_predictions}: 986 of 986 records are images of a test split" in err and "test2014" in err
+    assert not out.exists()
+    # captions of a prepared test split are refused too, by id and by the split folder in the image path
+    split = tmp_path / "prepared" / "test2016"
+    (split / "images").mkdir(parents=True)
+    (split / "caption.txt").write_text("UN_101_em_0\tx + 1\n")
+    Image.new("L", (8, 8), 255).save(split / "images" / "UN_101_em_0.png")
+    with pytest.raises(HeldOutImageLeak, match=r"caption.txt: 1 of 1 records .*'UN_101_em_0' in test2016"):
+        build_task_files(out, ["vanilla"], captions=split / "caption.txt", test_roots=[crohme_root], progress=False)
+    with pytest.raises(HeldOutImageLeak, match="in test2016"):
+        build_task_files(out, ["vanilla"], captions=split / "caption.txt", test_roots=[], progress=False)

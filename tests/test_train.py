@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,8 +16,9 @@ from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.model import tiny_model
 from unimumer_lib.records import sharegpt_row
 from unimumer_lib.tasks import PROMPTS, caption_rows, write_task_files
-from unimumer_lib.train import (LOSS_HISTORY_FILE, PAPER_EFFECTIVE_BATCH, load_sharegpt_dataset, make_config,
-                                plot_loss, read_loss_history, sharegpt_to_trl, train)
+from unimumer_lib.train import (LOSS_HISTORY_FILE, PAPER_EFFECTIVE_BATCH, PRESET_DIR, PRESETS, known_settings,
+                                load_sharegpt_dataset, make_config, one_gpu_unless_launched, plot_loss,
+                                read_config_file, read_loss_history, sharegpt_to_trl, train)
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 QUIET = dict(disable_tqdm=True, save_steps=10**6)
@@ -97,11 +99,30 @@ def test_lora_trains_only_adapters(crohme6, tmp_path):
 
 
 def test_paper_preset_matches_the_paper(tmp_path):
-    cfg = make_config("paper", tmp_path, devices=8, use_cpu=True, bf16=False)  # bf16 itself needs an accelerator
+    for devices in (1, 2, 4, 8):
+        cfg = make_config("paper", tmp_path, devices=devices, use_cpu=True)
+        assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * devices == PAPER_EFFECTIVE_BATCH
     assert cfg.learning_rate == 1e-5 and cfg.lr_scheduler_type == "cosine" and cfg.num_train_epochs == 1
-    assert cfg.warmup_steps == 0.1 and cfg.max_length == 2048 and cfg.gradient_checkpointing
-    assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * 8 == PAPER_EFFECTIVE_BATCH
-    assert cfg.assistant_only_loss
+    assert cfg.warmup_steps == 0.1 and cfg.max_length == 2048 and cfg.gradient_checkpointing and cfg.bf16
+    assert cfg.assistant_only_loss and cfg.save_total_limit == 2 and cfg.report_to in ("none", [])
+
+
+def test_presets_are_valid_sft_configs_and_config_files_override(tmp_path):
+    for name in PRESETS:
+        assert set(read_config_file(PRESET_DIR / f"{name}.yaml")) <= known_settings(), name
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("learning_rate: 2.0e-5\nreport_to: tensorboard\n")
+    cfg = make_config("paper", tmp_path, devices=4, config=read_config_file(extra), use_cpu=True)
+    assert cfg.learning_rate == 2e-5 and cfg.report_to == ["tensorboard"]
+    extra.write_text("learning_rat: 1\n")
+    with pytest.raises(ValueError, match="mine.yaml: unknown setting.*learning_rat"):
+        read_config_file(extra)
+
+
+def test_one_process_never_wraps_several_gpus_in_data_parallel(capsys):
+    args = SimpleNamespace(n_gpu=4, _n_gpu=4)
+    one_gpu_unless_launched(args)
+    assert args._n_gpu == 1 and "accelerate launch" in capsys.readouterr().out
 
 
 def test_bad_training_file_names_the_file(tmp_path):

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .normalize import STYLES
+from .prepare import KINDS as PREPARE_KINDS
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -23,7 +26,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .predictions import prediction_files
-    from .report import UNBALANCED, evaluate_files, format_results, write_results_files
+    from .report import REMOVED, UNBALANCED, evaluate_files, format_results, write_results_files
 
     paths = prediction_files(args.predictions)
     _refuse_overwriting_inputs(args.out, paths)
@@ -33,14 +36,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
         print(text)
-    if args.normalize:
-        for row in rows:
-            if row[UNBALANCED]:
-                print(f"{row['file']}: {row[UNBALANCED]} gt/pred texts with unbalanced braces scored as they are "
-                      "(--normalize does not invent tokens)", file=sys.stderr)
+    for row in rows if args.normalize else []:
+        if row.get(UNBALANCED):
+            print(f"{row['file']}: {row[UNBALANCED]} gt/pred texts with unbalanced braces scored as they are "
+                  "(--normalize does not invent tokens)", file=sys.stderr)
+        if row.get(REMOVED):
+            print(f"{row['file']}: {row[REMOVED]} items removed by the published normalisation protocol, not scored "
+                  "(unimumer normalize lists them with the rule)", file=sys.stderr)
     if args.write_results or args.results_dir:
         for path in write_results_files(rows, Path(args.results_dir) if args.results_dir else None):
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    from .normalize import normalize_file
+
+    _refuse_overwriting_inputs(args.out, [Path(args.predictions)])
+    summary = normalize_file(Path(args.predictions), Path(args.out), style=args.style)
+    print(f"read {summary['read']} = kept {summary['kept']} + removed {summary['removed']}"
+          + "".join(f"\n  {rule}: {n}" for rule, n in summary["rules"].items()))
+    if summary["removed"]:
+        print(f"removed items and reasons: {summary['removed_file']}")
     return 0
 
 
@@ -52,10 +69,12 @@ def _refuse_overwriting_inputs(out, inputs: list[Path]) -> None:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .tasks import build_task_files
 
+    test_roots = [Path(r) for r in args.test_root] if args.test_root else None
     summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
-                               prefix=args.prefix, seed=args.seed, root=args.root)
+                               prefix=args.prefix, seed=args.seed, root=args.root, test_roots=test_roots,
+                               allow_test_images=args.allow_test_images)
     for task, s in summary.items():
         print(f"{task}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
     if not any(s["written"] for s in summary.values()):
@@ -73,10 +92,26 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from .infer import run
+
+    rows = run(args.model, args.data, args.out, backend=args.backend, batch_size=args.batch_size, root=args.root,
+               task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    failed = sum(1 for r in rows if r.get("error"))
+    print(f"infer: {len(rows)} records -> {args.out} ({len(rows) - failed} predicted, {failed} without an image)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import main as train_main
+
+    return train_main(args)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data)
+    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare", parents=[debug], help="InkML folders -> images + caption.txt per split")
-    s.add_argument("kind", choices=["crohme"], help="input layout (CROHME-style InkML split folders)")
-    s.add_argument("--src", required=True, help="folder holding split folders (train/, test2014/, ...)")
+    s.add_argument("kind", choices=PREPARE_KINDS,
+                   help="input layout: InkML split folders, CROHME (truth + MathML) or MathWriting (normalizedLabel)")
+    s.add_argument("--src", required=True,
+                   help="folder holding split folders (CROHME: train/, test2014/, ...; MathWriting: train/, valid/, "
+                        "test/, synthetic/, symbols/)")
     s.add_argument("--out", required=True)
     s.add_argument("--splits", type=_csv, default=None, help="comma-separated splits (default: all found)")
     s.add_argument("--no-images", action="store_true", help="write captions only")
@@ -103,13 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("predictions", nargs="+")
     s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table")
     s.add_argument("--out", default=None, help="write here instead of stdout")
-    s.add_argument("--normalize", action="store_true",
-                   help="normalise gt and pred before scoring (texts with unbalanced braces stay as they are)")
+    s.add_argument("--normalize", nargs="?", const="crohme", default=None, choices=STYLES,
+                   help="normalise gt and pred before scoring: crohme (the literature's captions, the default "
+                        "when the flag has no value; texts with unbalanced braces stay as they are) or unimumer "
+                        "(the published CROHME 2023 / MathWriting protocol, which also leaves out the items it "
+                        "removes)")
     s.add_argument("--by-dataset", action="store_true", help="also one row per 'dataset' value of the records")
     s.add_argument("--write-results", action="store_true",
                    help="write <name>_results.txt (the official layout) beside each prediction file")
     s.add_argument("--results-dir", default=None, help="write the <name>_results.txt files here instead")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("normalize", parents=[debug], help="normalise a prediction JSON to a published convention")
+    s.add_argument("predictions")
+    s.add_argument("--style", choices=STYLES, default="unimumer")
+    s.add_argument("--out", required=True, help="normalised prediction JSON (removed items listed beside it)")
+    s.set_defaults(func=cmd_normalize)
 
     s = sub.add_parser("tasks", parents=[debug], help="build multi-task training data (LLaMA-Factory JSON)")
     src = s.add_mutually_exclusive_group(required=True)
@@ -121,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--test-root", action="append", default=None,
+                   help="folder whose test*/ splits must never enter training (repeatable; default: the CROHME root)")
+    s.add_argument("--allow-test-images", action="store_true",
+                   help="build rows from test-split images anyway (warns loudly; the test set is then not held out)")
     s.set_defaults(func=cmd_tasks)
 
     s = sub.add_parser("synth", parents=[debug], help="synthetic handwritten expressions (InkML + captions.tsv)")
@@ -131,12 +182,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="write into a non-empty --out, clearing what synth made there")
     s.set_defaults(func=cmd_synth)
 
+    from .infer import SAMPLING
+    from .tasks import TASKS
+    from .train import add_train_arguments
+
+    s = sub.add_parser("train", parents=[debug], help="fine-tune a Qwen-VL model on task files (TRL SFT)")
+    add_train_arguments(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("infer", parents=[debug], help="recognise images with a checkpoint -> Uni-MuMER prediction JSON")
+    s.add_argument("--model", required=True, help="checkpoint folder or hub id (e.g. phxember/Uni-MuMER-Qwen2.5-VL-3B)")
+    s.add_argument("--data", required=True, help="split folder (caption.txt + images/ or img/) or a prompt JSON")
+    s.add_argument("--root", default=None, help="base folder of a prompt JSON's relative image paths")
+    s.add_argument("--out", required=True, help="prediction JSON to write")
+    s.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
+    s.add_argument("--max-new-tokens", type=int, default=None, help="default: per task (official: 2048)")
+    s.add_argument("--num-beams", type=int, default=1)
+    s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy")
+    s.set_defaults(func=cmd_infer)
+
     from .reproduce import PROFILES
 
-    s = sub.add_parser("reproduce", parents=[debug], help="run notebooks 01-05 with papermill for a profile")
+    s = sub.add_parser("reproduce", parents=[debug], help="run the notebooks with papermill for a profile")
     s.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
-    s.add_argument("--data", default=None, help="'synthetic' (default) or a CROHME root folder")
+    s.add_argument("--data", default=None,
+                   help="'synthetic' or a CROHME root folder (default: synthetic; paper profiles: the CROHME root)")
+    s.add_argument("--arms", default=None,
+                   help="paper profiles: comma-separated arms (default vanilla,tree,edl,can,all; e.g. tree+edl)")
     s.set_defaults(func=cmd_reproduce)
     return p
 

@@ -24,6 +24,13 @@ def reference_predictions() -> Path:
     return reference_dir() / "crohme_2014_pred.json"
 
 
+def normalization_sample() -> Path:
+    """The 10% sample of published normalised pairs: $UNIMUMER_NORMALIZATION_SAMPLE or
+    ../shared/data/reference/normalization-sample (crohme2023_test.json, mathwriting_test.json)."""
+    default = SHARED_DATA / "reference" / "normalization-sample"
+    return Path(os.environ.get("UNIMUMER_NORMALIZATION_SAMPLE", default))
+
+
 def runs_dir() -> Path:
     """Where executed notebooks, prepared data and checkpoints go (git-ignored)."""
     return Path(os.environ.get("UNIMUMER_RUNS", REPO_ROOT / "runs"))

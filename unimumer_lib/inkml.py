@@ -252,9 +252,14 @@ def read_inkml_folder(folder) -> tuple[list[Ink], list[Reject]]:
 
 
 def caption_of(ink: Ink) -> str:
-    """The literature-format caption of an ink (derived from its MathML, else its raw LaTeX)."""
+    """The literature-format caption of an ink (derived from its MathML, else its raw LaTeX; a MathWriting file
+    has neither, and its label is the caption: see ``mathwriting_caption``)."""
     from .latex import canonical_caption
 
+    if ink.latex is None and ink.mathml is None:
+        if mathwriting_label(ink) is None:
+            raise ValueError(f"no truth annotation, MathML, {' or '.join(MATHWRITING_LABELS)}")
+        return mathwriting_caption(ink)
     return canonical_caption(ink.mathml, ink.latex)
 
 
@@ -315,3 +320,44 @@ def write_inkml(path, ink: Ink) -> Path:
     from .records import atomic_write_text
 
     return atomic_write_text(Path(path), ink_to_xml(ink))
+
+
+# ---- MathWriting ---------------------------------------------------------------------------------
+# Google's MathWriting (2024) InkML: <annotation type="label"> (the LaTeX as written), "normalizedLabel" (the
+# dataset's own normalised label), other annotations (sampleId, splitTagOriginal, inkCreationMethod, ...) and
+# <trace>s of "x y t" points, no traceFormat. ``ink_from_xml`` reads it as it is (labels and metadata land in
+# ``Ink.annotations``); folders train/, valid/, test/, synthetic/, symbols/ are splits as CROHME's are.
+
+MATHWRITING_LABELS = ("normalizedLabel", "label")  # preferred first
+MATHWRITING_TIME_STEP = 10.0  # ms between written points: Ink keeps no time channel
+
+
+def mathwriting_label(ink: Ink) -> str | None:
+    """The MathWriting label of an ink: its normalizedLabel when present and not empty, else its label."""
+    return next((ink.annotations[k] for k in MATHWRITING_LABELS if ink.annotations.get(k)), None)
+
+
+def mathwriting_caption(ink: Ink) -> str:
+    """The label as space-separated tokens (``latex.tokenize``): ``\\frac{a}{12}`` -> ``\\frac { a } { 1 2 }``."""
+    from .latex import tokenize
+
+    label = mathwriting_label(ink)
+    if label is None:
+        raise ValueError(f"no {' or '.join(MATHWRITING_LABELS)} annotation")
+    return " ".join(tokenize(label))
+
+
+def ink_to_mathwriting_xml(ink: Ink) -> str:
+    """Serialise an Ink in MathWriting's layout (annotations, then "x y t" traces with evenly spaced times)."""
+    root = etree.Element(f"{{{INKML_NS}}}ink", nsmap={None: INKML_NS})
+    for kind, text in ink.annotations.items():
+        _element(root, "annotation", text, type=kind)
+    t = 0.0
+    for arr in ink.traces.values():
+        times = t + MATHWRITING_TIME_STEP * np.arange(len(arr))
+        t = float(times[-1]) + MATHWRITING_TIME_STEP if len(arr) else t
+        _element(root, "trace", ",".join(f"{x:.7g} {y:.7g} {s:g}" for (x, y), s in zip(arr.tolist(), times)))
+    for el in root:
+        el.tail = "\n"
+    root.text = "\n"
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="unicode") + "\n"

@@ -41,6 +41,15 @@ def distinct_errors(samples: list[dict]) -> list[dict]:
     return keep
 
 
+def mining_decoding(tokenizer, samples: int = 4, temperature: float = 1.0, top_p: float = 1.0,
+                    max_new_tokens: int = 256):
+    """The sampling settings of k-fold mining: plain temperature/top-p sampling, no top-k, no repetition penalty."""
+    from .infer import decoding
+
+    return decoding(tokenizer, "sample", max_new_tokens, num_return_sequences=samples, temperature=temperature,
+                    top_p=top_p)
+
+
 def sample_outputs(model, processor, items: list[tuple[str, str, str]], samples: int = 4,
                    temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 8, max_new_tokens: int = 256,
                    fold: int = 0, progress: bool = True) -> list[dict]:
@@ -49,11 +58,11 @@ def sample_outputs(model, processor, items: list[tuple[str, str, str]], samples:
 
     from .infer import extract, generate
 
+    settings = mining_decoding(processor.tokenizer, samples, temperature, top_p, max_new_tokens)
     rows = []
     for i in tqdm(range(0, len(items), batch_size), desc=f"fold {fold} sampling", disable=not progress):
         batch = items[i:i + batch_size]
-        outs = generate(model, processor, [img for _, _, img in batch], max_new_tokens=max_new_tokens,
-                        do_sample=True, temperature=temperature, top_p=top_p, num_return_sequences=samples)
+        outs = generate(model, processor, [img for _, _, img in batch], settings=settings)
         for (key, caption, image), texts in zip(batch, outs):
             rows += [{"img_id": key, "gt": caption, "pred": extract(t, "vanilla"), "image_path": image,
                       "raw": t, "fold": fold, "sample": j} for j, t in enumerate(texts)]

@@ -8,16 +8,20 @@ one insists on a video processor, which needs torchvision) -- all offline, in se
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForImageTextToText, AutoProcessor, PretrainedConfig, Qwen2_5_VLConfig,
-                          Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2Tokenizer,
+from transformers import (AutoModelForImageTextToText, AutoProcessor, GenerationConfig, PretrainedConfig,
+                          Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2Tokenizer,
                           Qwen2VLImageProcessorPil)
 
 from .latex import ACCENTS, BIG_OPERATORS, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, SCRIPT_TOKENS
+from .records import atomic_write_text
 
 PAPER_MAX_PIXELS = 262_144  # Uni-MuMER: at most 512*512 pixels per image
+MIN_PIXELS = 32 * 32  # LLaMA-Factory's default image_min_pixels
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
                        "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
                        "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -57,11 +61,19 @@ AutoProcessor.register(_ImageOnlyProcessorKey, ImageOnlyQwen2_5_VLProcessor, exi
 
 
 def load_model(path_or_id: str | Path, dtype: str | torch.dtype = "auto", attn_implementation: str | None = None,
-               min_pixels: int | None = None, max_pixels: int | None = PAPER_MAX_PIXELS, device_map=None,
+               min_pixels: int | None = None, max_pixels: int | None = None, device_map=None,
                quantization_config=None):
-    """(model, processor) from a local folder or hub id; ``"tiny"``/``"small"`` build a fresh offline model."""
+    """(model, processor) from a local folder or hub id; ``"tiny"``/``"small"`` build a fresh offline model.
+
+    The processor is resolved first, so a missing dependency fails before gigabytes of weights are read; its
+    pixel bounds stay the checkpoint's unless given (the paper's 262,144-pixel cap is applied to the images
+    themselves by :func:`fit_pixels`, as LLaMA-Factory does). The
+    checkpoint's sampling defaults (the hub ships repetition_penalty 1.05, do_sample, top_k 1) are replaced by
+    neutral ones: decoding settings are always passed explicitly (``infer.decoding``).
+    """
     if str(path_or_id) in SIZES:
         return tiny_model(str(path_or_id))
+    processor = load_processor(path_or_id, min_pixels, max_pixels)
     kwargs = {"dtype": dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -70,9 +82,73 @@ def load_model(path_or_id: str | Path, dtype: str | torch.dtype = "auto", attn_i
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     model = AutoModelForImageTextToText.from_pretrained(str(path_or_id), **kwargs)
-    processor = AutoProcessor.from_pretrained(str(path_or_id))
-    set_pixel_bounds(processor, min_pixels, max_pixels)
+    model.generation_config = neutral_generation_config(processor.tokenizer)
     return model, processor
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Generation stops on ``<|im_end|>`` (end of the assistant turn) or ``<|endoftext|>``."""
+    return [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+
+
+def neutral_generation_config(tokenizer) -> GenerationConfig:
+    """Greedy, no repetition penalty, Qwen stop tokens: what a saved checkpoint carries and generate falls back on."""
+    return GenerationConfig(do_sample=False, repetition_penalty=1.0, eos_token_id=stop_token_ids(tokenizer),
+                            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.pad_token_id)
+
+
+def load_processor(path_or_id: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
+    """The checkpoint's processor; the image-only one when the stock processor cannot be built (its video half
+    needs torchvision) or the folder only yields a bare tokenizer."""
+    try:
+        processor = AutoProcessor.from_pretrained(str(path_or_id))
+    except ImportError:
+        processor = None
+    if processor is None or not hasattr(processor, "image_processor"):
+        processor = image_only_processor(path_or_id)
+    set_pixel_bounds(processor, min_pixels, max_pixels)
+    return processor
+
+
+def image_only_processor(path_or_id: str | Path) -> ImageOnlyQwen2_5_VLProcessor:
+    """Image processor + tokenizer + chat template of a checkpoint, assembled without the video processor."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
+    image_processor = AutoImageProcessor.from_pretrained(str(path_or_id))
+    return ImageOnlyQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                        chat_template=read_chat_template(path_or_id) or tokenizer.chat_template)
+
+
+def read_chat_template(path_or_id: str | Path) -> str | None:
+    """The chat template a checkpoint ships in ``chat_template.jinja`` or ``chat_template.json`` (None if neither)."""
+    from transformers.utils import cached_file
+
+    for name in ("chat_template.jinja", "chat_template.json"):
+        found = cached_file(str(path_or_id), name, _raise_exceptions_for_missing_entries=False)
+        if found:
+            text = Path(found).read_text(encoding="utf-8")
+            return json.loads(text)["chat_template"] if name.endswith(".json") else text
+    return None
+
+
+def fit_pixels(image, max_pixels: int = PAPER_MAX_PIXELS, min_pixels: int = MIN_PIXELS):
+    """Resize a PIL image the way LLaMA-Factory's Qwen2-VL plugin does before the image processor sees it
+    (Uni-MuMER's training path): scale into [min_pixels, max_pixels] (int-truncated sides), each side at least
+    28, aspect ratio at most 200; RGB. The processor then only rounds the sides to its patch grid."""
+    import math
+
+    for bound, outside in ((max_pixels, lambda a: a > max_pixels), (min_pixels, lambda a: a < min_pixels)):
+        if outside(image.width * image.height):
+            scale = math.sqrt(bound / (image.width * image.height))
+            image = image.resize((int(image.width * scale), int(image.height * scale)))
+    if min(image.width, image.height) < 28:
+        image = image.resize((max(image.width, 28), max(image.height, 28)))
+    if image.width / image.height > 200:
+        image = image.resize((image.height * 180, image.height))
+    if image.height / image.width > 200:
+        image = image.resize((image.width, image.width * 180))
+    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 def set_pixel_bounds(processor, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
@@ -180,18 +256,56 @@ def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_
                                 paper_white=paper_white)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, size, vision_init))
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.do_sample = False
+    model.generation_config = neutral_generation_config(tokenizer)
     return model, processor
 
 
 def save(model, processor, out: str | Path) -> Path:
-    """Save model + processor so ``load_model(out)`` gets both back."""
+    """Save model + processor so ``load_model(out)`` gets both back, and transformers 4.5x / vLLM can read it."""
     out = Path(out)
     model.save_pretrained(out)
-    processor.save_pretrained(out)
+    save_processor(processor, out)
+    add_legacy_config(out)
     return out
+
+
+def save_processor(processor, out: str | Path) -> None:
+    """``processor.save_pretrained`` plus the files transformers 4.5x and vLLM read instead of
+    ``processor_config.json``/``chat_template.jinja``: ``preprocessor_config.json`` and ``chat_template.json``."""
+    out = Path(out)
+    processor.save_pretrained(out)
+    ip = processor.image_processor
+    size = dict(getattr(ip, "size", None) or {})
+    legacy = {**ip.to_dict(), "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
+              "min_pixels": size.get("shortest_edge"), "max_pixels": size.get("longest_edge")}
+    legacy.pop("_processor_class", None)
+    atomic_write_text(out / "preprocessor_config.json", json.dumps(legacy, indent=2) + "\n")
+    if processor.chat_template:
+        atomic_write_text(out / "chat_template.json", json.dumps({"chat_template": processor.chat_template}) + "\n")
+
+
+# Text-model fields transformers < 4.53 (and vLLM on it) read from the top level of a Qwen2.5-VL config.json.
+LEGACY_TEXT_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers",
+                    "num_key_value_heads", "vocab_size", "rms_norm_eps", "max_position_embeddings", "hidden_act",
+                    "attention_dropout", "initializer_range", "sliding_window", "use_sliding_window",
+                    "max_window_layers", "bos_token_id", "eos_token_id")
+
+
+def add_legacy_config(out: str | Path) -> None:
+    """Copy the nested ``text_config`` fields to the top level of ``config.json`` (the pre-5 flat layout)."""
+    path = Path(out) / "config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    text = cfg.get("text_config") or {}
+    for key in LEGACY_TEXT_KEYS:
+        if key in text:
+            cfg.setdefault(key, text[key])
+    rope = text.get("rope_parameters") or {}
+    if "mrope_section" in rope:
+        cfg.setdefault("rope_theta", rope.get("rope_theta"))
+        cfg.setdefault("rope_scaling", {"type": "mrope", "mrope_section": rope["mrope_section"]})
+    if "dtype" in cfg:
+        cfg.setdefault("torch_dtype", cfg["dtype"])
+    atomic_write_text(path, json.dumps(cfg, indent=2) + "\n")
 
 
 def num_parameters(model) -> int:

@@ -36,6 +36,8 @@ PREPARE_VERSION = 1  # bump when captions or rendering change, so reruns re-rend
 PNG_OPTIONS = {"compress_level": 3}
 JOURNAL_FILE = ".prepare-items.jsonl"  # per-image freshness records of a run still going (or killed)
 BAD_NAME_CHARS = ("\t", "\n", "\r")  # caption.txt is "<id>\t<caption>" lines
+# Layouts ``prepare`` reads: split folders of InkML either way; the caption follows the file (``inkml.caption_of``).
+KINDS = ("crohme", "mathwriting")
 
 
 def find_splits(src) -> dict[str, Path]:

@@ -280,7 +280,8 @@ def read_prompt_json(path, root=None) -> list[Record]:
 
     The caption is the last assistant message; the id is the image file stem; image paths (e.g.
     ``./data/CROHME/2014/images/18_em_0.jpg``) resolve against ``root`` (see ``resolve_image``).
-    A row without messages or an assistant answer raises, naming the file and row.
+    A row without a messages list raises, naming the file and row; a row without an assistant answer (a test
+    set shipped without ground truth) gets the caption "".
     """
     path = Path(path)
     records, seen = [], {}
@@ -289,9 +290,9 @@ def read_prompt_json(path, root=None) -> list[Record]:
         if not isinstance(messages, list):
             raise ValueError(f"{path}: row {i}: expected an object with a '{SHAREGPT_MESSAGES}' list")
         answers = [m for m in messages if isinstance(m, dict) and _message_field(m, _ROLE_KEYS) in _ASSISTANT_ROLES]
-        caption = _message_field(answers[-1], _CONTENT_KEYS) if answers else None
+        caption = _message_field(answers[-1], _CONTENT_KEYS) if answers else ""
         if not isinstance(caption, str):
-            raise ValueError(f"{path}: row {i}: no assistant message holding the ground truth")
+            raise ValueError(f"{path}: row {i}: the assistant message holds no text")
         images = row.get(SHAREGPT_IMAGES) or []
         first = images[0] if images and isinstance(images[0], str) else None
         key = Path(first).stem if first else f"row{i}"

@@ -23,10 +23,11 @@ from .records import atomic_write_text
 FORMATS = ("table", "csv", "md", "latex", "json")
 HEADERS = {"file": "File", "n": "N", "exprate": "ExpRate", "le1": "≤1", "le2": "≤2", "le3": "≤3",
            "edit_score": "Edit score", "bleu4": "BLEU-4", "cer": "CER", "cer_char": "CER_char",
-           "structure_rate": "Structure rate", "unbalanced": "Unbalanced"}
+           "structure_rate": "Structure rate", "unbalanced": "Unbalanced", "removed": "Removed"}
 CER_NOTE = ("CER: the published 'Character Error Rate', token edits / reference characters (a fraction); "
             "CER_char: character edits / reference characters (%).")
 UNBALANCED = "unbalanced"  # with normalize: texts left as they are because their braces do not balance
+REMOVED = "removed"  # with normalize="unimumer": items the published protocol leaves out of the scores
 RESULTS_SUFFIX = "_results.txt"
 _RULE = "=" * 60
 DATASETS = ("CROHME 2014", "CROHME 2016", "CROHME 2019", "HME100K")
@@ -43,9 +44,16 @@ def normalize_texts(texts: list[str]) -> tuple[list[str], int]:
     return out, sum(not braces_balanced(t) for t in texts)
 
 
-def score_predictions(preds: list[Prediction], normalize: bool = False) -> dict:
-    """Metrics of a list of predictions. ``normalize`` maps gt and pred through ``latex.normalize`` first and
-    adds ``unbalanced``: how many gt + pred texts were left as they are (see ``normalize_texts``)."""
+def score_predictions(preds: list[Prediction], normalize: bool | str | None = False) -> dict:
+    """Metrics of a list of predictions. ``normalize`` names a ``normalize.STYLES`` style applied to gt and pred
+    first: ``crohme`` (or True) maps them through ``latex.normalize`` and adds ``unbalanced``, how many gt + pred
+    texts were left as they are (see ``normalize_texts``); ``unimumer`` is the published CROHME 2023 /
+    MathWriting protocol (``normalize.py``) and adds ``removed``, how many items it leaves out of the scores."""
+    if normalize == "unimumer":
+        from .normalize import normalize_predictions
+
+        kept, removed = normalize_predictions(preds, normalize)
+        return {**metrics.score([p.gt for p in kept], [p.pred for p in kept]), REMOVED: len(removed)}
     gts = [p.gt for p in preds]
     hyps = [p.pred for p in preds]
     if not normalize:
@@ -54,7 +62,7 @@ def score_predictions(preds: list[Prediction], normalize: bool = False) -> dict:
     return {**metrics.score(gts, hyps), UNBALANCED: bad_gt + bad_pred}
 
 
-def evaluate_files(paths: list[Path], normalize: bool = False, by_dataset: bool = False) -> list[dict]:
+def evaluate_files(paths: list[Path], normalize: bool | str | None = False, by_dataset: bool = False) -> list[dict]:
     """One row per prediction file: ``{"file", **metrics.score}``. With ``by_dataset``, files whose records carry
     a ``dataset`` key also get one row per dataset, ``file`` being ``PATH#DATASET``."""
     rows = []
@@ -105,7 +113,7 @@ def write_results_files(rows: list[dict], folder: Path | None = None) -> list[Pa
 
 
 def _columns(rows: list[dict]) -> list[str]:
-    return ["file", *metrics.RESULT_KEYS, *([UNBALANCED] if any(UNBALANCED in r for r in rows) else [])]
+    return ["file", *metrics.RESULT_KEYS, *(k for k in (UNBALANCED, REMOVED) if any(k in r for r in rows))]
 
 
 def results_frame(rows: list[dict]) -> pd.DataFrame:
@@ -184,3 +192,110 @@ def main_table_text(table: pd.DataFrame, fmt: str = "md") -> str:
     flat.columns = ["Model"] + [f"{d} {m}" for d, m in table.columns]
     return markdown(flat)
 
+
+
+# ---------------------------------------------------------------- the paper run's tables (reproduce --profile paper*)
+
+TABLE_FORMATS = {"csv": "csv", "md": "md", "tex": "latex"}
+# Structure classes of a ground-truth caption (ExpRate by structure): which LaTeX tokens put it in the class.
+STRUCTURE_CLASSES = {"fraction": ("\\frac",), "root": ("\\sqrt",), "script": ("^", "_"),
+                     "matrix": ("\\begin", "\\\\")}
+DEPTH_BUCKETS = ((0, "depth 0"), (1, "depth 1"), (2, "depth 2"), (3, "depth ≥3"))
+
+
+def prediction_path(root: Path | str, arm: str, test: str) -> Path:
+    """``<root>/<arm>/<test>.json``: where the paper run keeps an arm's predictions on a test split."""
+    return Path(root) / arm / f"{test}.json"
+
+
+def arm_results(root: Path | str, arms: list[str], tests: Mapping[str, str]) -> dict[str, dict[str, dict]]:
+    """{arm: {dataset label: metrics row}} of every arm's prediction file on every test split (``tests`` maps
+    the split name to its label, e.g. test2014 -> CROHME 2014)."""
+    return {arm: {label: evaluate_files([prediction_path(root, arm, test)])[0] for test, label in tests.items()}
+            for arm in arms}
+
+
+def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[str, str]) -> pd.DataFrame:
+    """The main table of a paper run: published rows, then one row ``names[arm]`` per arm (ExpRate/≤1/≤2 per
+    test set)."""
+    tables = [main_table(dict(rows), model=names[arm], include_published=i == 0)
+              for i, (arm, rows) in enumerate(results.items())]
+    return pd.concat(tables)[tables[0].columns]
+
+
+def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
+    """Rows: arms; columns: ExpRate per test set. ``published.csv`` holds no ablation rows, so none are added."""
+    table = pd.DataFrame({arm: {label: row["exprate"] for label, row in rows.items()}
+                          for arm, rows in results.items()}).T
+    table.index.name = "arm"
+    table.columns = [f"{label} {HEADERS['exprate']}" for label in table.columns]
+    return table
+
+
+def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """(dataset, metric) columns -> "dataset metric" strings, for CSV."""
+    out = table.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [f"{d} {m}" for d, m in out.columns]
+    return out
+
+
+def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Path]:
+    """``out/<name>.csv`` (4 decimals), ``.md`` and ``.tex`` (2 decimals); returns {format: path}."""
+    from .records import atomic_write_text
+
+    flat = flat_columns(table)
+    texts = {"csv": flat.to_csv(float_format="%.4f"),
+             "md": main_table_text(table) if isinstance(table.columns, pd.MultiIndex)
+             else markdown(flat.reset_index()),
+             "tex": main_table_text(table, "latex") if isinstance(table.columns, pd.MultiIndex)
+             else _latex_symbols(flat.to_latex(float_format="%.2f", na_rep="--", escape=True))}
+    return {fmt: atomic_write_text(Path(out) / f"{name}.{fmt}", text) for fmt, text in texts.items()}
+
+
+def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, str], names: Mapping[str, str],
+                       out: Path | str) -> dict[str, dict[str, Path]]:
+    """``main`` and ``ablation`` tables (csv, md, tex) of a paper run from its prediction files."""
+    results = arm_results(root, arms, tests)
+    return {"main": write_table(paper_main_table(results, names), out, "main"),
+            "ablation": write_table(ablation_table(results), out, "ablation")}
+
+
+def read_table_csv(path: Path | str) -> pd.DataFrame:
+    """A table written by ``write_table`` (first column = row names)."""
+    return pd.read_csv(path, index_col=0)
+
+
+def structure_classes(caption: str) -> list[str]:
+    """Structure classes of a caption: fraction / root / script / matrix when it has them, and its depth bucket."""
+    from .prepare import brace_depth
+
+    tokens = caption.split()
+    classes = [name for name, marks in STRUCTURE_CLASSES.items() if any(t in marks for t in tokens)]
+    depth = brace_depth(tokens)
+    return classes + [next(label for bound, label in reversed(DEPTH_BUCKETS) if depth >= bound)]
+
+
+def structure_table(preds: list[Prediction]) -> pd.DataFrame:
+    """ExpRate by structure class of the ground truth (a prediction counts in every class it has):
+    columns structure, n, exprate (percent)."""
+    rows = []
+    order = list(STRUCTURE_CLASSES) + [label for _, label in DEPTH_BUCKETS]
+    for name in order:
+        subset = [p for p in preds if name in structure_classes(p.gt)]
+        rate = score_predictions(subset)["exprate"] if subset else float("nan")
+        rows.append({"structure": name, "n": len(subset), "exprate": rate})
+    return pd.DataFrame(rows, columns=["structure", "n", "exprate"])
+
+
+def plot_structure(table: pd.DataFrame, title: str = "ExpRate by structure"):
+    """Bar chart of ``structure_table`` with the sample count on each bar; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(table.structure, table.exprate.fillna(0))
+    for x, (rate, n) in enumerate(zip(table.exprate.fillna(0), table.n)):
+        ax.annotate(f"n={n}", (x, rate), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+    ax.set(ylabel="ExpRate (%)", ylim=(0, 105), title=title)
+    fig.tight_layout()
+    return fig

@@ -1,12 +1,28 @@
-"""Headless reproduction: run notebooks 01 -> 05 with papermill under a named profile of parameters."""
+"""Headless reproduction: run the notebooks with papermill under a named profile of parameters.
+
+Two pipelines. ``ci``/``smoke``: notebooks 01 -> 05 once (prepare, caption tasks, SFT, inference on one test
+split, analysis). ``paper``/``paper-dry``: the paper -- prepare train and every test split, build vanilla/tree/can
+from train, k-fold EDL mining on train only, one SFT per arm (notebook 03 run once per arm), inference of every
+arm on every test split into ``predictions/<arm>/<test>.json``, the main and ablation tables, figures of the
+main arm per test split (notebook 05 run once per test split).
+
+The run folder records its profile and parameters in ``run.json`` and refuses another profile or other
+parameters. Every finished step is recorded there with a hash of its parameters, so a rerun (or a run that was
+interrupted) skips finished notebooks -- a finished arm is not retrained -- and starts at the first unfinished one.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from . import config
+from .families import TEST_SPLIT_LABELS
+from .records import atomic_write_text
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
 
@@ -26,13 +42,14 @@ def _isolate_home(run_dir: Path) -> None:
     os.environ.pop("MPLBACKEND", None)
 
 
-def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
-    """Execute ``notebooks/<name>`` into ``run_dir/notebooks/<name>``; raise NotebookFailed naming the cell."""
+def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None = None, tag: str = "") -> Path:
+    """Execute ``notebooks/<name>`` into ``run_dir/notebooks/<name>`` (``<stem>.<tag>.ipynb`` with a tag, so a
+    notebook run once per arm keeps every executed copy); raise NotebookFailed naming the cell."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     _isolate_home(run_dir)
-    out = run_dir / "notebooks" / name
+    out = run_dir / "notebooks" / (f"{Path(name).stem}.{tag}.ipynb" if tag else name)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(str(NOTEBOOKS_DIR / name), str(out), parameters=parameters, kernel_name="python3",
@@ -44,11 +61,12 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
     return out
 
 
-# Each profile: data sizes, training settings, the model and the main-table row label. `paper` carries the
-# paper's settings for a GPU. `smoke` and `cpu` train the CPU reading recipe of benchmarks/bench_generalise.py
-# (tiny model, `cpu-read` preset, vanilla task, every training sample seen about once). `threads`: torch threads
-# of the notebook kernels (OMP_NUM_THREADS unless already set): the tiny model's matrices are too small for a
-# second thread to pay off, and its spin-waiting burns the core whenever anything else runs.
+# Each profile: data sizes, training settings and the model. Profiles with pipeline="paper" run the paper's
+# pipeline (arms, k-fold mining, every test split); the others run notebooks 01 -> 05 once.
+# `smoke` and `cpu` train the CPU reading recipe of benchmarks/bench_generalise.py (tiny model, `cpu-read` preset,
+# vanilla task, every training sample seen about once). `threads`: torch threads of the notebook kernels
+# (OMP_NUM_THREADS unless already set): the tiny model's matrices are too small for a second thread to pay off,
+# and its spin-waiting burns the core whenever anything else runs. `label`: the main-table row.
 PROFILES = {
     "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
                max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
@@ -59,19 +77,55 @@ PROFILES = {
     "cpu": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
                 max_steps=9000, tasks=["vanilla"], batch_size=16, max_new_tokens=128, threads=1,
                 label="ours (cpu, tiny CPU model, {train})"),
-    "paper": dict(synth_train=20000, synth_test=1000, sample_size=None, height=128,
-                  model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1,
-                  tasks=["vanilla", "tree", "can"], batch_size=32, max_new_tokens=512,
-                  label="ours (paper recipe, {train})"),
+    # The paper: Qwen2.5-VL-3B-Instruct, full fine-tuning, 1 epoch per arm over all of CROHME train, k-fold mining
+    # with the same recipe (k=5, 4 samples per held-out image at temperature 1.0: our choices, see the README).
+    "paper": dict(pipeline="paper", synth_train=20000, synth_test=1000, sample_size=None, height=128,
+                  model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1, batch_size=32,
+                  max_new_tokens=512, mine_k=5, mine_samples=4, mine_temperature=1.0, mine_max_steps=-1,
+                  mine_max_new_tokens=512),
+    # The same code path on CPU in minutes: the tiny offline model, the first 30 files of every split, few steps.
+    "paper-dry": dict(pipeline="paper", synth_train=30, synth_test=30, sample_size=30, height=48, model="tiny",
+                      preset="cpu-smoke", max_steps=12, batch_size=30, max_new_tokens=32, mine_k=2, mine_samples=2,
+                      mine_temperature=1.0, mine_max_steps=8, mine_max_new_tokens=32),
 }
 TEST_SPLIT_CROHME = "test2014"
-# Column names of the main table (report.published() uses the same dataset names).
-DATASET_LABELS = {"test": "synthetic", "test2014": "CROHME 2014"}
+# Column names of the tables (report.published() uses the same dataset names).
+DATASET_LABELS = {"test": "synthetic", **TEST_SPLIT_LABELS}  # test2014 ... test2023 (families.py)
+ARMS = ("vanilla", "tree", "edl", "can", "all")
+MAIN_ARM = "all"
+# Auxiliary tasks an arm name adds to vanilla ("all" = every one; "tree+edl" = vanilla + tree + EDL).
+AUX_TASKS = {"tree": ("tree",), "edl": ("error_find", "error_fix"), "can": ("can",)}
+RUN_FILE = "run.json"
 TRAIN_LABELS = {True: "synthetic", False: "CROHME train"}  # the training data of a run, by "tested on synthetic"
 
 
+class RunFolderMismatch(ValueError):
+    """The run folder holds another profile, other parameters, or files that are not a run's."""
+
+
+def arm_tasks(arm: str) -> list[str]:
+    """Training tasks of an arm: vanilla plus the named auxiliary tasks (``all`` = tree+edl+can)."""
+    names = list(AUX_TASKS) if arm == MAIN_ARM else [n for n in arm.split("+") if n != "vanilla"]
+    unknown = [n for n in names if n not in AUX_TASKS]
+    if unknown or not arm:
+        raise ValueError(f"unknown arm {arm!r}: use vanilla, all, or auxiliary tasks {'+'.join(AUX_TASKS)} "
+                         f"joined with '+'")
+    return ["vanilla"] + [t for n in AUX_TASKS if n in names for t in AUX_TASKS[n]]
+
+
+def parse_arms(text: str | list[str] | None) -> list[str]:
+    """``"vanilla,tree,all"`` -> checked arm names (default: the five arms of the ablation)."""
+    arms = list(ARMS) if not text else [a.strip() for a in (text.split(",") if isinstance(text, str) else text)]
+    for arm in arms:
+        arm_tasks(arm)
+    if len(set(arms)) != len(arms):
+        raise ValueError(f"arm named twice in {arms}")
+    return arms
+
+
 def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Synthesise train and test InkML splits (distinct seeds) under ``run_dir/raw``; reuse them if present.
+    """Synthesise train and test InkML splits (distinct seeds) under ``run_dir/raw``; reuse them if present
+    (run.json guarantees they were made for this profile).
 
     The test split is held out: its samples whose caption also occurs in train are dropped (a few spare
     samples are drawn so that ``n_test`` remain), and the caption sets are asserted disjoint.
@@ -106,8 +160,70 @@ def _hold_out(folder: Path, train: dict[str, str], test: dict[str, str], n: int)
         raise ValueError(f"only {len(keep)} of {n} synthetic test captions are absent from train")
 
 
+def find_test_splits(data_root: Path) -> list[str]:
+    """Test split folders holding InkML under a data root (test, test2014, test2016, test2019, ...)."""
+    from .prepare import find_splits
+    from .tasks import TEST_SPLIT_NAME
+
+    return [name for name in find_splits(data_root) if TEST_SPLIT_NAME.fullmatch(name)]
+
+
+def check_inputs(data_root: Path, paper: bool) -> list[str]:
+    """Fail before any notebook runs unless ``data_root`` has InkML in train/ and a test split; returns the
+    test splits the pipeline uses (every one for the paper pipeline, test2014 or test otherwise)."""
+    from .prepare import find_splits
+
+    splits = find_splits(data_root)
+    if "train" not in splits:
+        raise FileNotFoundError(f"{data_root}: no train/ split with .inkml files (expected a CROHME-style root)")
+    tests = find_test_splits(data_root)
+    if not paper:
+        tests = [t for t in (TEST_SPLIT_CROHME, "test") if t in tests][:1]
+    if not tests:
+        raise FileNotFoundError(f"{data_root}: no test split with .inkml files beside train/ "
+                                f"(expected {TEST_SPLIT_CROHME}/ or test*/ folders); found {sorted(splits) or 'none'}")
+    return tests
+
+
+def run_record(profile: str, data: str) -> dict:
+    """What a run folder is for: its profile, the profile's parameters and the data it reads."""
+    return {"profile": profile, "data": data, "parameters": PROFILES[profile]}
+
+
+def open_run(run_dir: Path, record: dict) -> dict:
+    """Claim ``run_dir`` for ``record`` (refusing another profile/parameters or a foreign folder); returns the
+    run state ``{**record, "done": {step: parameter hash}}``."""
+    state_path = run_dir / RUN_FILE
+    if state_path.exists():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        held = {k: state.get(k) for k in record}
+        if held != json.loads(json.dumps(record)):
+            diff = sorted(k for k in record["parameters"] if held["parameters"].get(k) != record["parameters"][k]) \
+                if held["profile"] == record["profile"] else ["profile"]
+            raise RunFolderMismatch(
+                f"{run_dir} holds a run of profile {held['profile']!r} on data {held['data']!r}; this run asks for "
+                f"profile {record['profile']!r} on data {record['data']!r} (differs in: "
+                f"{', '.join(diff) or 'data'}). Use another --out, or delete {run_dir} to start over.")
+        return state
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunFolderMismatch(f"{run_dir} is not empty and holds no {RUN_FILE}: not a run folder of this tool; "
+                                f"use an empty or new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {**record, "done": {}}
+    save_state(run_dir, state)
+    return state
+
+
+def save_state(run_dir: Path, state: dict) -> None:
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(state, indent=1, default=str) + "\n")
+
+
+def _digest(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split: str, figures: Path) -> list:
-    """(notebook, parameters) in pipeline order; each notebook reads what the previous one wrote."""
+    """(notebook, parameters) in pipeline order for ci/smoke; each notebook reads what the previous one wrote."""
     p = PROFILES[profile]
     prepared, tasks_dir, sft, tables = (run_dir / "prepared", run_dir / "tasks", run_dir / "sft",
                                         run_dir / "tables")
@@ -117,7 +233,8 @@ def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split
                                            out_dir=str(prepared), figures_dir=figs, height=p["height"])),
         ("02_task_synthesis.ipynb", dict(captions_path=str(prepared / "train" / "caption.txt"),
                                          out_dir=str(tasks_dir), figures_dir=figs,
-                                         ratios={t: 1.0 for t in p["tasks"]})),
+                                         ratios={t: 1.0 for t in p["tasks"]},
+                                         test_roots=[str(data_root), str(prepared)])),
         ("03_sft_trl.ipynb", dict(train_json=[str(tasks_dir / "tasks" / f"{t}.json") for t in p["tasks"]],
                                   preset=p["preset"], model_path=p["model"], out_dir=str(sft),
                                   figures_dir=figs, max_steps=p["max_steps"])),
@@ -132,31 +249,117 @@ def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split
     ]
 
 
-def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None = None) -> int:
-    """Run notebooks 01 -> 05; tables land in ``out/tables``, figures in ``out/figures``.
+def basic_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str]) -> list[tuple]:
+    """ci/smoke as steps: (key, notebook, parameters, tag, dependencies)."""
+    names = notebook_parameters(profile, run_dir, data_root, tests[0], run_dir / "figures")
+    keys = [Path(name).stem for name, _ in names]
+    return [(key, name, params, "", keys[:i]) for i, (key, (name, params)) in enumerate(zip(keys, names))]
 
-    ``data`` is "synthetic" (default: the embedded generator) or a CROHME root with train/ and test2014/.
-    Returns 0, or 1 after printing which notebook and cell failed.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
-    run_dir = (Path(out) if out else config.runs_dir() / profile).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], arms: list[str]) -> list[tuple]:
+    """The paper pipeline as steps: (key, notebook, parameters, tag, dependencies)."""
     p = PROFILES[profile]
-    if p.get("threads"):
-        os.environ.setdefault("OMP_NUM_THREADS", str(p["threads"]))
-    if data in (None, "synthetic"):
-        data_root, test_split = synthetic_root(run_dir, p["synth_train"], p["synth_test"]), "test"
-    else:
-        data_root, test_split = Path(data).resolve(), TEST_SPLIT_CROHME
-        if not (data_root / "train").is_dir():
-            raise FileNotFoundError(f"{data_root}: no train/ split folder (expected a CROHME-style InkML root)")
-    for name, params in notebook_parameters(profile, run_dir, data_root, test_split, run_dir / "figures"):
-        print(f"[reproduce:{profile}] {name}", flush=True)
+    prepared, tasks_dir, preds, figures = (run_dir / "prepared", run_dir / "tasks", run_dir / "predictions",
+                                           run_dir / "figures")
+    labels = {t: DATASET_LABELS.get(t, t) for t in tests}
+    main_arm = MAIN_ARM if MAIN_ARM in arms else arms[-1]
+    steps = [
+        ("01", "01_data_exploration.ipynb", dict(data_root=str(data_root), sample_size=p["sample_size"],
+                                                 out_dir=str(prepared), figures_dir=str(figures), height=p["height"]),
+         "", []),
+        ("02", "02_task_synthesis.ipynb", dict(
+            captions_path=str(prepared / "train" / "caption.txt"), out_dir=str(run_dir), figures_dir=str(figures),
+            test_roots=[str(data_root), str(prepared)], mine_k=p["mine_k"], mine_model=p["model"],
+            mine_preset=p["preset"], mine_max_steps=p["mine_max_steps"], mine_samples=p["mine_samples"],
+            mine_temperature=p["mine_temperature"], mine_max_new_tokens=p["mine_max_new_tokens"],
+            mine_batch_size=p["batch_size"]), "", ["01"]),
+    ]
+    for arm in arms:
+        steps.append((f"03[{arm}]", "03_sft_trl.ipynb", dict(
+            train_json=[str(tasks_dir / f"{t}.json") for t in arm_tasks(arm)], preset=p["preset"],
+            model_path=p["model"], out_dir=str(run_dir / "sft" / arm), figures_dir=str(figures / arm),
+            max_steps=p["max_steps"]), arm, ["02"]))
+    for arm in arms:
+        steps.append((f"04[{arm}]", "04_inference_evaluation.ipynb", dict(
+            model_path=str(run_dir / "sft" / arm / "final"), test_dirs={t: str(prepared / t) for t in tests},
+            predictions_dir=str(preds / arm), pred_paths=[], datasets=list(labels.values()),
+            model_name=arm_model_name(profile, arm), out_dir=str(run_dir / "results" / arm),
+            batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"]), arm, ["01", f"03[{arm}]"]))
+    steps.append(("tables", "04_inference_evaluation.ipynb", dict(
+        pred_paths=[str(preds / main_arm / f"{t}.json") for t in tests], datasets=list(labels.values()),
+        model_name=arm_model_name(profile, main_arm), out_dir=str(run_dir / "tables"), paper_arms=arms,
+        predictions_root=str(preds), tests=labels, profile=profile, main_arm=main_arm, figures_dir=str(figures)),
+        "tables", [f"04[{arm}]" for arm in arms]))
+    for t in tests:
+        steps.append((f"05[{t}]", "05_error_analysis.ipynb", dict(
+            pred_path=str(preds / main_arm / f"{t}.json"), images_dir=str(prepared / t / "images"),
+            out_dir=str(run_dir / "analysis" / t), figures_dir=str(figures / main_arm / t)), t, [f"04[{main_arm}]"]))
+    return steps
+
+
+def arm_model_name(profile: str, arm: str) -> str:
+    """Row name of an arm in the tables."""
+    return f"ours ({profile}, {arm})"
+
+
+def run_steps(steps: list[tuple], run_dir: Path, state: dict, profile: str) -> int:
+    """Run the steps not finished earlier with the same parameters (or whose dependencies ran now)."""
+    ran: set[str] = set()
+    for key, name, params, tag, needs in steps:
+        digest = _digest({"notebook": name, "parameters": params})
+        what = f"{name}" + (f" [{tag}]" if tag else "")
+        if state["done"].get(key) == digest and not ran & set(needs):
+            verb = "not retrained" if name.startswith("03_") else "skipped"
+            print(f"[reproduce:{profile}] {what}: finished earlier with the same parameters, {verb}", flush=True)
+            continue
+        print(f"[reproduce:{profile}] {what}", flush=True)
+        if "predictions_dir" in params and ran & set(needs):  # a retrained model: its old predictions are stale
+            shutil.rmtree(params["predictions_dir"], ignore_errors=True)
+        state["done"].pop(key, None)
+        save_state(run_dir, state)
         try:
-            run_notebook(name, run_dir, params)
+            run_notebook(name, run_dir, params, tag=tag)
         except NotebookFailed as err:
             print(f"[reproduce:{profile}] FAILED in {err}", file=sys.stderr)
             return 1
+        state["done"][key] = digest
+        save_state(run_dir, state)
+        ran.add(key)
+    return 0
+
+
+def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None = None,
+              arms: str | list[str] | None = None) -> int:
+    """Run the profile's notebooks; tables land in ``out/tables``, figures in ``out/figures``.
+
+    ``data`` is "synthetic" (the embedded generator; the default of ci/smoke) or a CROHME-style root with train/
+    and test splits (the default of the paper profiles: ``config.crohme_root()``). ``arms`` (paper pipeline):
+    comma-separated arm names, default the five of the ablation. Returns 0, or 1 after printing which notebook
+    and cell failed; a refused run folder or missing input raises before any notebook runs.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
+    p = PROFILES[profile]
+    if p.get("threads"):
+        os.environ.setdefault("OMP_NUM_THREADS", str(p["threads"]))
+    paper = p.get("pipeline") == "paper"
+    if arms and not paper:
+        raise ValueError(f"--arms needs a paper profile ({', '.join(k for k, v in PROFILES.items() if v.get('pipeline'))})")
+    arms = parse_arms(arms) if paper else None
+    run_dir = (Path(out) if out else config.runs_dir() / profile).resolve()
+    if data is None and paper:
+        data = str(config.crohme_root())
+    synthetic = data in (None, "synthetic")
+    data_root = None if synthetic else Path(data).resolve()
+    if data_root is not None:
+        tests = check_inputs(data_root, paper)
+    state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root)))
+    if synthetic:
+        data_root = synthetic_root(run_dir, p["synth_train"], p["synth_test"])
+        tests = check_inputs(data_root, paper)
+    steps = (paper_steps(profile, run_dir, data_root, tests, arms) if paper
+             else basic_steps(profile, run_dir, data_root, tests))
+    if run_steps(steps, run_dir, state, profile):
+        return 1
     print(f"[reproduce:{profile}] done: tables in {run_dir / 'tables'}, figures in {run_dir / 'figures'}")
     return 0

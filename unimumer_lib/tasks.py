@@ -12,14 +12,16 @@ import csv
 import io
 import json
 import random
+import re
+import sys
 from pathlib import Path
 from typing import Iterable
 
 from tqdm.auto import tqdm
 
 from . import edl
-from .records import (IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, atomic_write_text, load_records, read_any, sharegpt_row,
-                      write_sharegpt)
+from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, atomic_write_text, load_records,
+                      read_any, read_captions, sharegpt_row, write_sharegpt)
 from .tree import TreeError, count_text, tree_text
 
 PROMPT_PREFIX = "I have an image of a handwritten mathematical expression"
@@ -240,6 +242,51 @@ def caption_items(captions, require_images: bool = True, root=None) -> tuple[lis
     return items, missing
 
 
+TEST_SPLIT_NAME = re.compile(r"test\d*")  # test, test2014, test2016, test2019: folders holding test images
+
+
+class HeldOutImageLeak(ValueError):
+    """Training rows were asked for from images of a test split."""
+
+
+def held_out_index(roots=()) -> dict[str, str]:
+    """{image id: split} of every test split (a folder named like ``test2014``) directly under each root:
+    InkML file stems of a CROHME root, or the ids of a prepared ``caption.txt`` split."""
+    from .inkml import find_inkml
+
+    index = {}
+    for root in map(Path, roots):
+        for split in sorted(d for d in (root.iterdir() if root.is_dir() else ()) if d.is_dir()
+                            and TEST_SPLIT_NAME.fullmatch(d.name)):
+            captions = split / CAPTION_FILE
+            ids = list(read_captions(captions)) if captions.is_file() else [p.stem for p in find_inkml(split)]
+            index.update((key, split.name) for key in ids)
+    return index
+
+
+def held_out_split_of(key: str, image: str, index: dict[str, str]) -> str | None:
+    """The test split an image belongs to (by id, or by a ``test*`` folder in its path), else None."""
+    if key in index:
+        return index[key]
+    return next((part for part in Path(image).parts[:-1] if TEST_SPLIT_NAME.fullmatch(part)), None)
+
+
+def check_no_test_images(items, source, index: dict[str, str], allow: bool = False) -> int:
+    """Refuse (HeldOutImageLeak naming ``source`` and the count) when any (id, image) item is a test image;
+    with ``allow`` print a loud warning instead. Returns the number of test images found."""
+    items = list(items)
+    found = [(key, split) for key, image in items if (split := held_out_split_of(key, image, index))]
+    if not found:
+        return 0
+    message = (f"{source}: {len(found)} of {len(items)} records are images of a test split (e.g. {found[0][0]!r} "
+               f"in {found[0][1]}); training rows built from them would leak the test set into training")
+    if not allow:
+        raise HeldOutImageLeak(message + " (refused; --allow-test-images overrides)")
+    print(f"WARNING: {message}. Proceeding because test images were explicitly allowed: results on that "
+          f"test set are no longer a held-out evaluation.", file=sys.stderr, flush=True)
+    return len(found)
+
+
 def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
     summary = {}
     for t in tasks:
@@ -251,8 +298,8 @@ def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
 
 
 def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", seed: int = 0,
-                     confusions=None, require_images: bool = True, progress: bool = True,
-                     root=None) -> dict[str, dict]:
+                     confusions=None, require_images: bool = True, progress: bool = True, root=None,
+                     test_roots=None, allow_test_images: bool = False) -> dict[str, dict]:
     """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
 
     From ``captions`` (any ``records.load_records`` layout; image paths of a prompt JSON resolve against
@@ -260,8 +307,15 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
     from injected errors when a ``confusions`` table is given (seeded, marked synthetic).  From
     ``predictions`` (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions; correct
     ones are rejected as "no error".
+
+    Leak guard: inputs whose id is in a test split of ``test_roots`` (default: the CROHME root,
+    ``held_out_index``) or whose image lies in a ``test*`` folder raise HeldOutImageLeak before anything is
+    written (``allow_test_images``: a loud warning instead).
     """
+    from . import config
+
     tasks = _check_tasks(tasks)
+    index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
     if (captions is None) == (predictions is None):
         raise ValueError("give exactly one of captions= or predictions=")
     if predictions is not None:
@@ -270,6 +324,7 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
         from .predictions import read_predictions  # the prediction file format lives there
 
         preds = read_predictions(predictions, allow_duplicates=True)
+        check_no_test_images([(p.img_id, p.image_path) for p in preds], predictions, index, allow_test_images)
         ok = [p for p in preds if p.gt.split() != p.pred.split()]
         records = edl.edl_records(tqdm(ok, desc="error records", disable=not progress))
         rejects = [(p.img_id, t, "prediction equals the ground truth: no error") for p in preds
@@ -279,6 +334,7 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
         return _summary(tasks, len(preds), rows, rejects)
 
     items, missing = caption_items(captions, require_images, root)
+    check_no_test_images([(key, image) for key, _, image in items], captions, index, allow_test_images)
     rejects = [(key, t, reason) for key, reason in missing for t in tasks]
     rows, caption_rejects = caption_rows(items, [t for t in tasks if t in CAPTION_TASKS], progress)
     rejects += caption_rejects

@@ -12,43 +12,45 @@ import json
 import os
 from pathlib import Path
 
+from .config import REPO_ROOT
 from .records import (CONTENT_KEY, IMAGE_TOKEN, ROLE_ASSISTANT, ROLE_KEY, ROLE_SYSTEM, ROLE_USER, SHAREGPT_IMAGES,
-                      SHAREGPT_MESSAGES, read_sharegpt)
+                      SHAREGPT_MESSAGES, _umask, atomic_write_text, read_sharegpt)
 
 LOSS_HISTORY_FILE = "loss_history.json"
+RUN_CONFIG_FILE = "run_config.json"
 FINAL_DIR = "final"
 _ROLES = {ROLE_USER: "user", ROLE_ASSISTANT: "assistant", ROLE_SYSTEM: "system"}
 PAPER_EFFECTIVE_BATCH = 512
+PRESET_DIR = REPO_ROOT / "configs" / "sft"
+EXTRA_KEYS = ("effective_batch", "lora", "quantize")  # preset keys that are not SFTConfig fields
+REPORT_TO = ("none", "tensorboard", "wandb")
 
-# Each preset: SFTConfig fields plus "lora" (peft LoraConfig kwargs or None) and "quantize" (4-bit QLoRA).
-PRESETS: dict[str, dict] = {
-    "paper": dict(learning_rate=1e-5, lr_scheduler_type="cosine", warmup_steps=0.1, num_train_epochs=1,
-                  per_device_train_batch_size=4, effective_batch=PAPER_EFFECTIVE_BATCH, bf16=True, max_length=2048,
-                  gradient_checkpointing=True, weight_decay=0.0, save_steps=500, logging_steps=10,
-                  lora=None, quantize=False),
-    "single-gpu-lora": dict(learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03, num_train_epochs=1,
-                            per_device_train_batch_size=4, effective_batch=64, bf16=True, max_length=2048,
-                            gradient_checkpointing=True, save_steps=500, logging_steps=10,
-                            lora=dict(r=64, lora_alpha=128, lora_dropout=0.05, target_modules="all-linear"),
-                            quantize=False),
-    "single-gpu-qlora": dict(learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03, num_train_epochs=1,
-                             per_device_train_batch_size=4, effective_batch=64, bf16=True, max_length=2048,
-                             gradient_checkpointing=True, save_steps=500, logging_steps=10,
-                             lora=dict(r=64, lora_alpha=128, lora_dropout=0.05, target_modules="all-linear"),
-                             quantize=True),
-    # CPU: bf16 and gradient checkpointing off (TRL's defaults fail or double the step time there); a tiny
-    # random model needs a far larger learning rate than a pretrained one.
-    "cpu-smoke": dict(learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=0.05, num_train_epochs=1,
-                      per_device_train_batch_size=8, effective_batch=8, bf16=False, max_length=None,
-                      gradient_checkpointing=False, use_cpu=True, save_steps=50, logging_steps=5,
-                      lora=None, quantize=False),
-    # CPU, a tiny model learning to read from scratch (benchmarks/bench_generalise.py): 1e-3 learns glyphs fastest
-    # (3e-3 and 1e-2 slower, 3e-4 no better); the vanilla task only, on unique synthetic samples.
-    "cpu-read": dict(learning_rate=1e-3, lr_scheduler_type="cosine", warmup_steps=0.05, num_train_epochs=1,
-                     per_device_train_batch_size=8, effective_batch=8, bf16=False, max_length=None,
-                     gradient_checkpointing=False, use_cpu=True, save_steps=500, logging_steps=25,
-                     lora=None, quantize=False),
-}
+
+def read_config_file(path: str | Path, check: bool = True) -> dict:
+    """A preset/config YAML: SFTConfig fields plus ``EXTRA_KEYS``; unknown keys raise naming the file."""
+    import yaml
+
+    path = Path(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(data) - known_settings()) if check else []
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)} (SFTConfig fields or {EXTRA_KEYS})")
+    return data
+
+
+def known_settings() -> set[str]:
+    import dataclasses
+
+    from trl import SFTConfig
+
+    return {f.name for f in dataclasses.fields(SFTConfig)} | set(EXTRA_KEYS)
+
+
+# Presets: configs/sft/<name>.yaml, the single source of the recipes (paper, single-gpu-lora, ...).
+# (checked against SFTConfig by the tests, not at import, so ``unimumer --help`` stays fast)
+PRESETS: dict[str, dict] = {p.stem: read_config_file(p, check=False) for p in sorted(PRESET_DIR.glob("*.yaml"))}
 
 
 def resolve_image(path: str, base: Path) -> str:
@@ -76,11 +78,13 @@ def sharegpt_to_trl(row: dict, base: Path | None = None) -> dict:
     return {"images": [resolve_image(p, base) for p in row.get(SHAREGPT_IMAGES, [])], "messages": messages}
 
 
-def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limit: int | None = None):
+def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limit: int | None = None,
+                          shuffle: bool = True):
     """A ``datasets.Dataset`` in TRL vision format from one or more sharegpt JSON files.
 
     ``ratios`` maps a file stem (e.g. ``"tree"``) to the fraction of its rows to keep (sampled with ``seed``).
-    Images stay paths until a batch is built (``Image`` feature), so million-row mixtures fit in memory.
+    Images stay paths until a batch is built (``Image`` feature), so million-row mixtures fit in memory; then
+    they are resized into the paper's pixel range (``model.fit_pixels``).
     """
     import random
 
@@ -96,11 +100,21 @@ def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limi
         rows += part
     if not rows:
         raise ValueError(f"no training records in {paths}")
-    random.Random(seed).shuffle(rows)
+    if shuffle:
+        random.Random(seed).shuffle(rows)
     if limit is not None:
         rows = rows[:limit]
     ds = Dataset.from_list(rows)
-    return ds.cast_column("images", List(Image()))
+    return ds.cast_column("images", List(Image())).with_transform(_fit_images)
+
+
+def _fit_images(batch: dict) -> dict:
+    """Dataset transform: every image resized into the paper's pixel range as LLaMA-Factory does it."""
+    from .model import fit_pixels
+
+    if "images" in batch:
+        batch["images"] = [[fit_pixels(im) for im in images] for images in batch["images"]]
+    return batch
 
 
 def task_of(example: dict) -> str:
@@ -132,29 +146,44 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def make_config(preset: str, out_dir: str | Path, devices: int | None = None, **overrides):
-    """SFTConfig for a preset; ``overrides`` replace any field (``max_steps``, ``learning_rate``, ...).
+def resolve_settings(preset: str, config: dict | None = None, **overrides) -> dict:
+    """Preset, then a config file's settings, then keyword overrides (``None`` values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    settings = {**PRESETS[preset], **(config or {})}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
 
-    The effective batch (per device x accumulation x ``devices``, default $WORLD_SIZE) is kept at the preset's value.
+
+def make_config(preset: str, out_dir: str | Path, devices: int | None = None, config: dict | None = None,
+                **overrides):
+    """SFTConfig for a preset (+ a config file's settings, + ``overrides`` of any field).
+
+    The effective batch (per device x accumulation x ``devices``, default $WORLD_SIZE) is kept at the
+    preset's ``effective_batch`` (a note is printed when the per-step batch does not divide it).
     """
     from trl import SFTConfig
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    cfg = {k: v for k, v in PRESETS[preset].items() if k not in ("lora", "quantize")}
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = resolve_settings(preset, config, **overrides)
     effective = cfg.pop("effective_batch")
-    if "gradient_accumulation_steps" not in overrides:
-        cfg["gradient_accumulation_steps"] = max(1, effective // (cfg["per_device_train_batch_size"] * (devices or world_size())))
+    for key in ("lora", "quantize"):
+        cfg.pop(key)
+    per_step = cfg["per_device_train_batch_size"] * (devices or world_size())
+    if "gradient_accumulation_steps" not in overrides and not (config or {}).get("gradient_accumulation_steps"):
+        cfg["gradient_accumulation_steps"] = max(1, effective // per_step)
+        if cfg["gradient_accumulation_steps"] * per_step != effective:
+            print(f"note: preset {preset!r} asks for an effective batch of {effective}; {per_step} per step "
+                  f"x {cfg['gradient_accumulation_steps']} accumulation gives "
+                  f"{per_step * cfg['gradient_accumulation_steps']}")
     cfg.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
     cfg.setdefault("logging_first_step", True)
-    return SFTConfig(output_dir=str(out_dir), assistant_only_loss=True, report_to="none", save_strategy="steps",
+    cfg.setdefault("report_to", "none")
+    return SFTConfig(output_dir=str(out_dir), assistant_only_loss=True, save_strategy="steps",
                      remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, **cfg)
 
 
-def lora_config(preset: str, **overrides):
-    """peft LoraConfig of a preset (None for full fine-tuning)."""
-    spec = PRESETS[preset]["lora"]
+def lora_config(spec: dict | None, **overrides):
+    """peft LoraConfig from a preset's ``lora`` entry (None for full fine-tuning)."""
     if spec is None and not overrides:
         return None
     from peft import LoraConfig
@@ -162,41 +191,59 @@ def lora_config(preset: str, **overrides):
     return LoraConfig(task_type="CAUSAL_LM", **{**(spec or {}), **overrides})
 
 
-def _load(model_path, preset: str):
+def _load(model_path, settings: dict):
+    """Model + processor for training. Full fine-tuning loads fp32: the optimizer then updates fp32 master
+    weights while bf16 autocasts the compute (a bf16-loaded model loses lr-1e-5 updates to rounding).
+    LoRA keeps the frozen base in bf16; QLoRA quantises it to 4 bits. ``settings``: resolved preset + overrides."""
     from .model import load_model, tiny_model
 
     if str(model_path) in ("tiny", "small"):
         return tiny_model(str(model_path))
+    import torch
+
     kwargs = {}
-    if PRESETS[preset]["quantize"]:
-        import torch
+    if settings.get("quantize"):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
-    dtype = "bfloat16" if PRESETS[preset].get("bf16") else "float32"
+        if torch.cuda.is_available():  # 4-bit weights are made on the GPU this process trains on
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    # DeepSpeed's bf16 optimizer keeps its own fp32 master copy, so bf16 weights suffice there (and halve host RAM).
+    owns_master = settings.get("lora") is not None or settings.get("deepspeed")
+    dtype = "bfloat16" if owns_master and settings.get("bf16") else "float32"
     return load_model(model_path, dtype=dtype, **kwargs)
+
+
+def one_gpu_unless_launched(args) -> None:
+    """A single process never wraps the model in DataParallel (it splits pixel_values by rows, breaking the
+    image/token match, and multiplies the batch); it trains on one GPU and says how to use all of them."""
+    if args.n_gpu > 1 and world_size() == 1:
+        print(f"{args.n_gpu} GPUs visible but one process: training on GPU 0 only. To use all of them: "
+              f"accelerate launch --config_file configs/accelerate_multi_gpu.yaml --num_processes {args.n_gpu} "
+              f"-m unimumer_lib.cli train ...")
+        args._n_gpu = 1
 
 
 def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str | Path = "runs/sft",
           max_steps: int | None = None, resume: bool | str = False, ratios: dict | None = None, seed: int = 0,
           model=None, processor=None, lora: dict | None = None, freeze_vision: bool = False, callbacks=None,
-          **overrides) -> dict:
+          config: dict | None = None, **overrides) -> dict:
     """Fine-tune and save the final model + processor to ``out_dir/final``; returns a summary dict.
 
     ``train_json``: sharegpt JSON path(s) or an already built TRL-format Dataset. ``model``/``processor``
     replace loading ``model_path``. ``resume``: True resumes from the last checkpoint in ``out_dir``, a path
     from that checkpoint. ``lora``: LoraConfig kwargs overriding the preset's (``{}`` turns LoRA on with defaults).
+    ``config``: settings from a config file, applied over the preset (``overrides`` apply over both).
     """
     import time
 
-    from trl import SFTTrainer
-
     out_dir = Path(out_dir)
+    settings = resolve_settings(preset, config)
     dataset = train_json if hasattr(train_json, "column_names") else load_sharegpt_dataset(train_json, ratios, seed)
     checkpoint = find_checkpoint(out_dir, resume)
     if model is None:
-        model, processor = _load(model_path, preset)
+        model, processor = _load(model_path, {**settings, **overrides, **({"lora": lora} if lora is not None else {})})
     if checkpoint and not (checkpoint / "adapter_config.json").exists():
         # The Trainer restores optimizer/scheduler/RNG but loads Qwen-VL weights with the wrong key layout
         # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
@@ -205,23 +252,86 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
         for p in model.model.visual.parameters():
             p.requires_grad = False
     if max_steps and max_steps > 0 and "logging_steps" not in overrides:  # enough points for a loss curve
-        overrides["logging_steps"] = max(1, min(PRESETS[preset]["logging_steps"], max_steps // 10))
-    args = make_config(preset, out_dir, max_steps=max_steps if max_steps is not None else -1, seed=seed,
-                       data_seed=seed, **overrides)
-    peft_config = lora_config(preset, **lora) if lora is not None else lora_config(preset)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                         peft_config=peft_config, callbacks=callbacks)
+        overrides["logging_steps"] = max(1, min(settings["logging_steps"], max_steps // 10))
+    trainer = make_trainer(model, processor, dataset, preset, out_dir, config, lora, callbacks,
+                           max_steps=max_steps if max_steps is not None else -1, seed=seed, data_seed=seed,
+                           **overrides)
+    args = trainer.args
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - start
     final = out_dir / FINAL_DIR
-    trainer.save_model(str(final))
-    processor.save_pretrained(str(final))
+    save_final(trainer, processor, final)
     history = [h for h in trainer.state.log_history if "loss" in h]
-    (out_dir / LOSS_HISTORY_FILE).write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    if trainer.is_world_process_zero():
+        atomic_write_text(out_dir / LOSS_HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
+        record_run(out_dir, args, preset, config, model_path, train_json)
     return {"final_dir": str(final), "global_step": trainer.state.global_step, "train_loss": result.training_loss,
             "last_loss": history[-1]["loss"] if history else None, "wall_s": wall, "records": len(dataset),
             "trainer": trainer, "model": trainer.model, "processor": processor}
+
+
+def respect_umask(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain ``open()`` would (0666 & ~umask): safetensors writes its
+    weights 0600, which another user or a serving container cannot read."""
+    mode = 0o666 & ~_umask()
+    for path in Path(folder).iterdir():
+        if path.is_file():
+            os.chmod(path, mode)
+
+
+def umask_callback():
+    """A TrainerCallback fixing the file modes of every checkpoint folder as it is saved (rank 0)."""
+    from transformers import TrainerCallback
+
+    class RespectUmask(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                respect_umask(folder)
+
+    return RespectUmask()
+
+
+def make_trainer(model, processor, dataset, preset: str, out_dir: str | Path, config: dict | None = None,
+                 lora: dict | None = None, callbacks=None, **overrides):
+    """The SFTTrainer of a preset (its collator builds the training sequences; see tests/test_llamafactory.py)."""
+    from trl import SFTTrainer
+
+    args = make_config(preset, out_dir, config=config, **overrides)
+    one_gpu_unless_launched(args)
+    spec = resolve_settings(preset, config)["lora"]
+    peft_config = lora_config(spec, **lora) if lora is not None else lora_config(spec)
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                      peft_config=peft_config, callbacks=[umask_callback(), *(callbacks or [])])
+
+
+def save_final(trainer, processor, final: Path) -> None:
+    """Weights through the Trainer (every rank takes part: ZeRO gathers shards); processor, legacy files and a
+    neutral generation config from rank 0 only."""
+    from .model import add_legacy_config, neutral_generation_config, save_processor
+
+    model = trainer.model
+    if hasattr(model, "generation_config"):
+        model.generation_config = neutral_generation_config(processor.tokenizer)
+    trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        save_processor(processor, final)
+        if (final / "config.json").exists():
+            add_legacy_config(final)
+        respect_umask(final)
+
+
+def record_run(out_dir: Path, args, preset: str, config: dict | None, model_path, data) -> None:
+    """``run_config.json``: preset, config-file settings, model, data, git commit and the resolved SFTConfig."""
+    import subprocess
+
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data if isinstance(data, (str, Path))
+                                                                              else "<dataset>")
+    record = {"preset": preset, "config": config or {}, "model": str(model_path), "data": data,
+              "git": sha or None, "world_size": world_size(), "sft_config": args.to_dict()}
+    atomic_write_text(out_dir / RUN_CONFIG_FILE, json.dumps(record, indent=1, default=str))
 
 
 def find_checkpoint(out_dir: Path, resume: bool | str) -> Path | None:
@@ -261,25 +371,62 @@ def plot_loss(history: list[dict], path: str | Path, title: str = "SFT training 
     return save_figure(fig, path, show=False)  # notebook 03 displays the saved file
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m unimumer_lib.train`` (also the target of ``accelerate launch``, see ``configs/``)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description="SFT on sharegpt task files with TRL")
+def add_train_arguments(ap) -> None:
+    """The ``unimumer train`` options (also ``python -m unimumer_lib.train``, the ``accelerate launch`` target)."""
     ap.add_argument("--data", nargs="+", required=True, help="<task>.json files or a task folder")
     ap.add_argument("--model", default="tiny", help="tiny | small | checkpoint folder | hub id")
-    ap.add_argument("--preset", default="cpu-smoke", choices=sorted(PRESETS))
+    ap.add_argument("--preset", default="cpu-smoke", choices=sorted(PRESETS),
+                    help=f"recipe from {PRESET_DIR.relative_to(REPO_ROOT)}/<name>.yaml")
+    ap.add_argument("--config", default=None, help="YAML of SFTConfig fields (+ effective_batch, lora, quantize) "
+                                                   "applied over the preset")
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--report-to", choices=REPORT_TO, default=None, help="default: the preset's, else none")
+    ap.add_argument("--deepspeed", default=None, help="DeepSpeed JSON (e.g. configs/ds_zero2.json; a relative "
+                                                      "path is looked up in the cwd, then the repo root)")
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+
+
+def deepspeed_file(path: str | None) -> str | None:
+    if path is None or Path(path).is_file():
+        return path
+    if (REPO_ROOT / path).is_file():
+        return str(REPO_ROOT / path)
+    raise FileNotFoundError(f"DeepSpeed config {path} not found (cwd or {REPO_ROOT})")
+
+
+def main(argv=None) -> int:
+    """Train from parsed ``unimumer train`` arguments or an argv list."""
+    import argparse
+
+    args = argv
+    if not isinstance(argv, argparse.Namespace):
+        ap = argparse.ArgumentParser(description="SFT on sharegpt task files with TRL")
+        add_train_arguments(ap)
+        args = ap.parse_args(argv)
     files = [f for d in args.data for f in (task_files(d) if Path(d).is_dir() else [Path(d)])]
+    config = read_config_file(args.config) if args.config else None
     result = train(files, model_path=args.model, preset=args.preset, out_dir=args.out, max_steps=args.max_steps,
-                   resume=args.resume, seed=args.seed)
-    plot_loss(read_loss_history(args.out), Path(args.out) / "loss_curve.png")
-    print(f"trained {result['global_step']} steps on {result['records']} records; saved to {result['final_dir']}")
+                   resume=args.resume, seed=args.seed, config=config, report_to=args.report_to,
+                   deepspeed=deepspeed_file(args.deepspeed))
+    if result["trainer"].is_world_process_zero():
+        history = read_loss_history(args.out)
+        if history:
+            plot_loss(history, Path(args.out) / "loss_curve.png")
+        print(f"trained {result['global_step']} steps on {result['records']} records; saved to {result['final_dir']}")
+    _finish_distributed()
     return 0
+
+
+def _finish_distributed() -> None:
+    """Under ``accelerate launch``: wait for every rank, then close the process group (a rank leaving early
+    aborts the others' gloo/NCCL teardown)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""`unimumer reproduce --profile paper-dry` on slices of real CROHME: every stage of the paper pipeline.
+
+Sizes (profile ``paper-dry``): the first 30 InkML files of train, test2014 and test2016; k=2 mining folds; the
+tiny offline model; five arms. The tables are checked for shape and against the prediction files, not for
+accuracy.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from unimumer_lib import cli, metrics, reproduce
+from unimumer_lib.predictions import read_predictions
+from unimumer_lib.records import read_captions, read_sharegpt
+from unimumer_lib.report import HEADERS, prediction_path, read_table_csv
+from unimumer_lib.tasks import EDL_TASKS, held_out_index
+
+PROFILE = "paper-dry"
+TESTS = {"test2014": "CROHME 2014", "test2016": "CROHME 2016"}
+
+
+def run(out, crohme_root, capsys, profile=PROFILE):
+    code = cli.main(["reproduce", "--profile", profile, "--data", str(crohme_root), "--out", str(out)])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, crohme_root):
+    out = tmp_path_factory.mktemp("paper_dry")
+    assert cli.main(["reproduce", "--profile", PROFILE, "--data", str(crohme_root), "--out", str(out)]) == 0
+    return out
+
+
+def scores(path):
+    preds = read_predictions(path)
+    return metrics.score([p.gt for p in preds], [p.pred for p in preds])
+
+
+def test_every_arm_predicted_every_test_split(run_dir):
+    for arm in reproduce.ARMS:
+        for test in TESTS:
+            preds = read_predictions(prediction_path(run_dir / "predictions", arm, test))
+            ids = read_captions(run_dir / "prepared" / test / "caption.txt")
+            assert sorted(p.img_id for p in preds) == sorted(ids)
+            assert len(ids) == reproduce.PROFILES[PROFILE]["sample_size"]
+
+
+def test_main_table_agrees_with_the_prediction_files(run_dir):
+    main = read_table_csv(run_dir / "tables" / "main.csv")
+    for label in TESTS.values():
+        assert {f"{label} {HEADERS[k]}" for k in ("exprate", "le1", "le2")} <= set(main.columns)
+    assert "Uni-MuMER-3B" in main.index  # published rows come first
+    for arm in reproduce.ARMS:
+        row = main.loc[reproduce.arm_model_name(PROFILE, arm)]
+        for test, label in TESTS.items():
+            expected = scores(prediction_path(run_dir / "predictions", arm, test))
+            for key in ("exprate", "le1", "le2"):
+                assert row[f"{label} {HEADERS[key]}"] == pytest.approx(expected[key], abs=1e-4)
+    assert "ours (paper-dry, all)" in (run_dir / "tables" / "main.md").read_text()
+    assert r"$\leq$1" in (run_dir / "tables" / "main.tex").read_text()
+
+
+def test_ablation_table_has_the_five_arms(run_dir):
+    ablation = read_table_csv(run_dir / "tables" / "ablation.csv")
+    assert list(ablation.index) == list(reproduce.ARMS)
+    assert list(ablation.columns) == [f"{label} ExpRate" for label in TESTS.values()]
+    for arm in reproduce.ARMS:
+        for test, label in TESTS.items():
+            expected = scores(prediction_path(run_dir / "predictions", arm, test))
+            assert ablation.loc[arm, f"{label} ExpRate"] == pytest.approx(expected["exprate"], abs=1e-4)
+
+
+def test_edl_rows_are_mined_from_training_images_only(run_dir, crohme_root):
+    train_images = {str(p) for p in (run_dir / "prepared" / "train" / "images").glob("*.png")}
+    test_ids = held_out_index([crohme_root])
+    assert set(test_ids.values()) == set(TESTS)
+    for task in EDL_TASKS:
+        rows = read_sharegpt(run_dir / "tasks" / f"{task}.json")
+        images = [img for r in rows for img in r["images"]]
+        assert images and set(images) <= train_images
+        assert not any(part.startswith("test") for img in images for part in img.split("/")[-3:-1])
+    mined = json.loads((run_dir / "mining" / "mined_predictions.json").read_text())
+    assert {row["fold"] for row in mined} == set(range(reproduce.PROFILES[PROFILE]["mine_k"]))
+    assert not {row["img_id"] for row in mined} & set(test_ids)
+
+
+def test_each_arm_trained_on_its_tasks(run_dir):
+    for arm in reproduce.ARMS:
+        book = json.loads((run_dir / "notebooks" / f"03_sft_trl.{arm}.ipynb").read_text())
+        cell = next(c for c in book["cells"] if "mixture_counts" in "".join(c["source"]))
+        counts = ast.literal_eval("".join(cell["outputs"][-1]["data"]["text/plain"]))
+        assert set(counts) == set(reproduce.arm_tasks(arm)) and all(counts.values())
+    assert (run_dir / "figures" / "all" / "test2016" / "exprate_by_structure.png").stat().st_size > 2000
+    assert (run_dir / "figures" / "all" / "test2014" / "exprate_by_length.png").stat().st_size > 2000
+
+
+def test_rerun_retrains_nothing_and_resumes_at_the_first_unfinished_step(run_dir, crohme_root, capsys):
+    finals = {arm: (run_dir / "sft" / arm / "final" / "model.safetensors").stat().st_mtime_ns
+              for arm in reproduce.ARMS}
+    state = json.loads((run_dir / reproduce.RUN_FILE).read_text())
+    del state["done"]["tables"]  # as if the run had been interrupted while writing the tables
+    (run_dir / reproduce.RUN_FILE).write_text(json.dumps(state))
+    code, log = run(run_dir, crohme_root, capsys)
+    assert code == 0
+    for arm in reproduce.ARMS:
+        assert f"03_sft_trl.ipynb [{arm}]: finished earlier with the same parameters, not retrained" in log
+    ran = [line for line in log.splitlines() if line.startswith("[reproduce:") and "finished earlier" not in line]
+    assert ran == ["[reproduce:paper-dry] 04_inference_evaluation.ipynb [tables]",
+                   f"[reproduce:paper-dry] done: tables in {run_dir / 'tables'}, figures in {run_dir / 'figures'}"]
+    assert finals == {arm: (run_dir / "sft" / arm / "final" / "model.safetensors").stat().st_mtime_ns
+                      for arm in reproduce.ARMS}
+
+
+def test_another_profile_into_the_same_folder_is_refused(run_dir, crohme_root, capsys):
+    code, log = run(run_dir, crohme_root, capsys, profile="ci")
+    assert code == 2
+    assert f"{run_dir} holds a run of profile 'paper-dry'" in log and "profile 'ci'" in log
+    assert json.loads((run_dir / reproduce.RUN_FILE).read_text())["profile"] == PROFILE
