@@ -108,3 +108,17 @@ def test_figure_is_written(tmp_path, crohme_root):
     path = tmp_path / "fig.png"
     synth.plot_synthetic_vs_crohme(path, crohme_root / "test2014", n=2)
     assert path.stat().st_size > 10_000
+
+
+def _cached_fonts(_):
+    return synth._font.cache_info().currsize
+
+
+def test_forked_workers_open_their_own_fonts():
+    # Inherited font files share one file offset between workers: concurrent glyph reads then fail.
+    import multiprocessing
+
+    synth.layout("x ^ { 2 } + \\alpha")
+    assert synth._font.cache_info().currsize > 0
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map(_cached_fonts, [0]) == [0]

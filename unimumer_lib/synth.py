@@ -292,6 +292,11 @@ def _font(fname: str):
     return FT2Font(fname)
 
 
+# Forked workers would share the parent's open font files, hence one file offset: concurrent glyph reads then
+# fail ("invalid outline"). matplotlib clears its own font cache at fork in the same way.
+os.register_at_fork(after_in_child=_font.cache_clear)
+
+
 def layout(caption: str) -> tuple[list[Glyph], list[tuple[int | None, tuple[float, float, float, float]]]]:
     """Lay a caption out with mathtext (y up, points): glyphs, and rules as (index of the radical sign whose
     overbar it is, or None for a fraction bar; box)."""
