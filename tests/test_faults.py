@@ -215,9 +215,14 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holder_is_taken_o
 
 
 def _start(args, out_glob: Path, timeout=30.0) -> subprocess.Popen:
-    """Start the CLI in its own process group and wait until it has written something matching ``out_glob``."""
+    """Start the CLI in its own process group and wait until it has written something matching ``out_glob``.
+
+    SIGINT starts at its default, as in a terminal: a shell running pytest in the background (``cmd &``) hands
+    its children an ignored SIGINT, and the Ctrl-C tests would then test nothing but that.
+    """
     proc = subprocess.Popen([sys.executable, "-m", "unimumer_lib.cli", *map(str, args)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     while not any(out_glob.parent.glob(out_glob.name)) or len(children(proc.pid)) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
