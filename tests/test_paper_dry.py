@@ -2,17 +2,22 @@
 
 Sizes (profile ``paper-dry``): the first 30 InkML files of train, test2014 and test2016; k=2 mining folds; the
 tiny offline model; five arms. The tables are checked for shape and against the prediction files, not for
-accuracy.
+accuracy. The run also gets a made-up HME100K root (12 train + 6 test JPEGs rendered from CROHME train inks,
+``caption.txt`` lines ``<id>.jpg\t<caption>`` and ``<split>_images/`` as HME100K ships them): the main arm is
+trained on its train split too and tested on its test split, the main table's HME100K column.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import shutil
 
 import pytest
 
 from unimumer_lib import cli, metrics, reproduce
+from unimumer_lib.families import FAMILIES
+from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.predictions import read_predictions
 from unimumer_lib.records import read_captions, read_sharegpt
 from unimumer_lib.report import HEADERS, prediction_path, read_table_csv
@@ -20,18 +25,39 @@ from unimumer_lib.tasks import EDL_TASKS, held_out_index
 
 PROFILE = "paper-dry"
 TESTS = {"test2014": "CROHME 2014", "test2016": "CROHME 2016"}
+HME100K = next(iter(FAMILIES["hme100k"].tests))  # the main-table column
+HME100K_SIZES = {"train": 12, "test": 6}
 
 
-def run(out, crohme_root, capsys, profile=PROFILE):
-    code = cli.main(["reproduce", "--profile", profile, "--data", str(crohme_root), "--out", str(out)])
+def run(out, crohme_root, capsys, profile=PROFILE, hme100k=None):
+    code = cli.main(["reproduce", "--profile", profile, "--data", str(crohme_root), "--out", str(out)]
+                    + (["--data-hme100k", str(hme100k)] if hme100k else []))
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, crohme_root):
+def hme100k_root(tmp_path_factory, crohme_root):
+    """An HME100K-style root: train/ and test/, each caption.txt (``train_0.jpg\t<caption>``) + <split>_images/."""
+    root = tmp_path_factory.mktemp("hme100k")
+    records = sample_caption_set(crohme_root / "train", root / "rendered", n=sum(HME100K_SIZES.values()), height=48,
+                                 seed=7)
+    for split, n in HME100K_SIZES.items():
+        picked, records = records[:n], records[n:]
+        (root / split / f"{split}_images").mkdir(parents=True)
+        lines = []
+        for i, r in enumerate(picked):
+            r.image.convert("RGB").save(root / split / f"{split}_images" / f"{split}_{i}.jpg", quality=90)
+            lines.append(f"{split}_{i}.jpg\t{r.caption}\n")
+        (root / split / "caption.txt").write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, crohme_root, hme100k_root):
     out = tmp_path_factory.mktemp("paper_dry")
-    assert cli.main(["reproduce", "--profile", PROFILE, "--data", str(crohme_root), "--out", str(out)]) == 0
+    assert cli.main(["reproduce", "--profile", PROFILE, "--data", str(crohme_root), "--out", str(out),
+                     "--data-hme100k", str(hme100k_root)]) == 0
     return out
 
 
@@ -62,6 +88,40 @@ def test_main_table_agrees_with_the_prediction_files(run_dir):
                 assert row[f"{label} {HEADERS[key]}"] == pytest.approx(expected[key], abs=1e-4)
     assert "ours (paper-dry, all)" in (run_dir / "tables" / "main.md").read_text()
     assert r"$\leq$1" in (run_dir / "tables" / "main.tex").read_text()
+
+
+def test_main_table_has_the_hme100k_column_of_the_main_arm(run_dir, hme100k_root):
+    preds = read_predictions(prediction_path(run_dir / "predictions", reproduce.MAIN_ARM, reproduce.HME100K_SPLIT))
+    ids = [line.split("\t")[0].removesuffix(".jpg")
+           for line in (hme100k_root / "test" / "caption.txt").read_text().splitlines()]
+    assert sorted(p.img_id for p in preds) == sorted(ids)
+    main = read_table_csv(run_dir / "tables" / "main.csv")
+    expected = scores(prediction_path(run_dir / "predictions", reproduce.MAIN_ARM, reproduce.HME100K_SPLIT))
+    row = main.loc[reproduce.arm_model_name(PROFILE, reproduce.MAIN_ARM)]
+    for key in ("exprate", "le1", "le2"):
+        assert row[f"{HME100K} {HEADERS[key]}"] == pytest.approx(expected[key], abs=1e-4)
+    assert main.loc[reproduce.arm_model_name(PROFILE, "vanilla"), f"{HME100K} ExpRate"] != \
+        main.loc[reproduce.arm_model_name(PROFILE, "vanilla"), f"{HME100K} ExpRate"]  # NaN: CROHME arms only
+    assert main.loc["Uni-MuMER-3B", f"{HME100K} ExpRate"] > 0  # the published row fills the same column
+
+
+def test_hme100k_model_trained_on_hme100k_train_only(run_dir, hme100k_root):
+    train_images = {str(p) for p in (run_dir / "hme100k_prepared" / "train" / "images").glob("*.jpg")}
+    assert len(train_images) == HME100K_SIZES["train"]
+    book = json.loads((run_dir / "notebooks" / "03_sft_trl.hme100k-all.ipynb").read_text())
+    cell = next(c for c in book["cells"] if "mixture_counts" in "".join(c["source"]))
+    counts = ast.literal_eval("".join(cell["outputs"][-1]["data"]["text/plain"]))
+    assert set(counts) == set(reproduce.arm_tasks(reproduce.MAIN_ARM)) and all(counts.values())
+    for task in reproduce.arm_tasks(reproduce.MAIN_ARM):
+        rows = read_sharegpt(run_dir / reproduce.HME100K_SPLIT / "tasks" / f"{task}.json")
+        assert rows and {img for r in rows for img in r["images"]} <= train_images
+
+
+def test_hme100k_root_without_test_captions_is_refused(tmp_path, crohme_root, hme100k_root, capsys):
+    (tmp_path / "hme").mkdir()
+    (tmp_path / "hme" / "train").symlink_to(hme100k_root / "train")
+    code, log = run(tmp_path / "out", crohme_root, capsys, hme100k=tmp_path / "hme")
+    assert code == 2 and "no test/caption.txt" in log and not (tmp_path / "out").exists()
 
 
 def test_ablation_table_has_the_five_arms(run_dir):
@@ -98,16 +158,17 @@ def test_each_arm_trained_on_its_tasks(run_dir):
     assert (run_dir / "figures" / "all" / "test2014" / "exprate_by_length.png").stat().st_size > 2000
 
 
-def test_rerun_retrains_nothing_and_resumes_at_the_first_unfinished_step(run_dir, crohme_root, capsys):
+def test_rerun_retrains_nothing_and_resumes_at_the_first_unfinished_step(run_dir, crohme_root, hme100k_root, capsys):
     finals = {arm: (run_dir / "sft" / arm / "final" / "model.safetensors").stat().st_mtime_ns
               for arm in reproduce.ARMS}
     state = json.loads((run_dir / reproduce.RUN_FILE).read_text())
     del state["done"]["tables"]  # as if the run had been interrupted while writing the tables
     (run_dir / reproduce.RUN_FILE).write_text(json.dumps(state))
-    code, log = run(run_dir, crohme_root, capsys)
+    code, log = run(run_dir, crohme_root, capsys, hme100k=hme100k_root)
     assert code == 0
     for arm in reproduce.ARMS:
         assert f"03_sft_trl.ipynb [{arm}]: finished earlier with the same parameters, not retrained" in log
+    assert "03_sft_trl.ipynb [hme100k-all]: finished earlier with the same parameters, not retrained" in log
     ran = [line for line in log.splitlines() if line.startswith("[reproduce:") and "finished earlier" not in line]
     assert ran == ["[reproduce:paper-dry] 04_inference_evaluation.ipynb [tables]",
                    f"[reproduce:paper-dry] done: tables in {run_dir / 'tables'}, figures in {run_dir / 'figures'}"]
@@ -115,8 +176,18 @@ def test_rerun_retrains_nothing_and_resumes_at_the_first_unfinished_step(run_dir
                       for arm in reproduce.ARMS}
 
 
-def test_another_profile_into_the_same_folder_is_refused(run_dir, crohme_root, capsys):
+def test_another_profile_into_the_same_folder_is_refused(run_dir, crohme_root, hme100k_root, capsys):
+    code, log = run(run_dir, crohme_root, capsys, profile="ci", hme100k=hme100k_root)
+    assert code == 2
+    assert "paper profile" in log  # --data-hme100k needs the paper pipeline
     code, log = run(run_dir, crohme_root, capsys, profile="ci")
     assert code == 2
     assert f"{run_dir} holds a run of profile 'paper-dry'" in log and "profile 'ci'" in log
+
+
+def test_another_hme100k_root_into_the_same_folder_is_refused(run_dir, crohme_root, hme100k_root, tmp_path,
+                                                             capsys):
+    shutil.copytree(hme100k_root, tmp_path / "other")  # the same files elsewhere: another run's data
+    code, log = run(run_dir, crohme_root, capsys, hme100k=tmp_path / "other")
+    assert code == 2 and "differs in: data_hme100k" in log and str(tmp_path / "other") in log
     assert json.loads((run_dir / reproduce.RUN_FILE).read_text())["profile"] == PROFILE

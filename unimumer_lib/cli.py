@@ -111,7 +111,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms)
+    return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms,
+                     data_hme100k=args.data_hme100k)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'synthetic' or a CROHME root folder (default: synthetic; paper profiles: the CROHME root)")
     s.add_argument("--arms", default=None,
                    help="paper profiles: comma-separated arms (default vanilla,tree,edl,can,all; e.g. tree+edl)")
+    s.add_argument("--data-hme100k", default=None, metavar="DIR",
+                   help="paper profiles: an HME100K-style root (train/ and test/, each caption.txt + jpg images); "
+                        "the 'all' arm is also trained on its train split and tested on its test split (the main "
+                        "table's HME100K column)")
     s.set_defaults(func=cmd_reproduce)
     return p
 

@@ -369,3 +369,29 @@ def inventory_frame(src):
                    for p in find_inkml(folder))
     return pd.DataFrame([{"split": s, "source": src_name, "files": n} for (s, src_name), n in sorted(rows.items())],
                         columns=["split", "source", "files"])
+
+
+# ---- caption folders (HME100K-style: caption.txt + jpg images) ----------------------------------
+
+def copy_caption_split(src, out_dir, limit: int | None = None) -> dict:
+    """Copy the first ``limit`` records (all with None) of a caption folder (``records.read_comer`` layout, e.g.
+    HME100K ``train/``) into ``out_dir``: ``caption.txt`` (ids without image suffix) + ``images/`` (files as
+    they are). A record whose image is missing is rejected into ``rejects.tsv``; read = written + rejected."""
+    import shutil
+
+    _check_limit(limit)
+    src, out_dir = Path(src), Path(out_dir)
+    records = read_comer(src)[:limit] if limit is not None else read_comer(src)
+    kept, rejects = [], []
+    for r in records:
+        if r.image_path is None:
+            rejects.append({"file": r.id, "reason": f"image not found in {src}"})
+            continue
+        image = Path(r.image_path)
+        (out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image, out_dir / IMAGES_DIR / f"{r.id}{image.suffix.lower()}")
+        kept.append(r)
+    write_captions(out_dir / CAPTION_FILE, kept)
+    lines = ["\t".join(REJECTS_HEADER)] + [f"{r['file']}\t{r['reason']}" for r in rejects]
+    atomic_write_text(out_dir / REJECTS_FILE, "\n".join(lines) + "\n")
+    return {"split": src.name, "read": len(records), "written": len(kept), "rejected": len(rejects)}

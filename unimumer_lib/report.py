@@ -220,7 +220,8 @@ def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[s
     test set)."""
     tables = [main_table(dict(rows), model=names[arm], include_published=i == 0)
               for i, (arm, rows) in enumerate(results.items())]
-    return pd.concat(tables)[tables[0].columns]
+    columns = list(dict.fromkeys(c for table in tables for c in table.columns))  # an arm may have more test sets
+    return pd.concat(tables)[columns]
 
 
 def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
@@ -254,10 +255,15 @@ def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Pa
 
 
 def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, str], names: Mapping[str, str],
-                       out: Path | str) -> dict[str, dict[str, Path]]:
-    """``main`` and ``ablation`` tables (csv, md, tex) of a paper run from its prediction files."""
+                       out: Path | str, main_tests: Mapping[str, str] | None = None,
+                       main_arm: str = "all") -> dict[str, dict[str, Path]]:
+    """``main`` and ``ablation`` tables (csv, md, tex) of a paper run from its prediction files. ``main_tests``
+    ({split: label}, e.g. hme100k -> HME100K): test sets only ``main_arm`` has, in the main table only."""
     results = arm_results(root, arms, tests)
-    return {"main": write_table(paper_main_table(results, names), out, "main"),
+    main = {arm: dict(rows) for arm, rows in results.items()}
+    if main_tests:
+        main[main_arm].update(arm_results(root, [main_arm], main_tests)[main_arm])
+    return {"main": write_table(paper_main_table(main, names), out, "main"),
             "ablation": write_table(ablation_table(results), out, "ablation")}
 
 

@@ -4,7 +4,10 @@ Two pipelines. ``ci``/``smoke``: notebooks 01 -> 05 once (prepare, caption tasks
 split, analysis). ``paper``/``paper-dry``: the paper -- prepare train and every test split, build vanilla/tree/can
 from train, k-fold EDL mining on train only, one SFT per arm (notebook 03 run once per arm), inference of every
 arm on every test split into ``predictions/<arm>/<test>.json``, the main and ablation tables, figures of the
-main arm per test split (notebook 05 run once per test split).
+main arm per test split (notebook 05 run once per test split). With an HME100K-style root (``--data-hme100k``):
+its train/ and test/ are copied in too, vanilla/tree/can and mined EDL rows are built from its train, the main
+arm alone is trained on them and recognises its test into ``predictions/all/hme100k.json``: the main table's
+HME100K column (the ablation stays CROHME-only, as in the paper).
 
 The run folder records its profile and parameters in ``run.json`` and refuses another profile or other
 parameters. Every finished step is recorded there with a hash of its parameters, so a rerun (or a run that was
@@ -16,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from . import config
-from .families import TEST_SPLIT_LABELS
+from .families import TEST_SPLIT_LABELS, dataset_label
 from .records import atomic_write_text
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
@@ -96,6 +98,8 @@ MAIN_ARM = "all"
 # Auxiliary tasks an arm name adds to vanilla ("all" = every one; "tree+edl" = vanilla + tree + EDL).
 AUX_TASKS = {"tree": ("tree",), "edl": ("error_find", "error_fix"), "can": ("can",)}
 RUN_FILE = "run.json"
+HME100K_SPLIT = "hme100k"  # predictions/<main arm>/hme100k.json; its main-table column is families' "HME100K"
+HME100K_SPLITS = ("train", "test")
 TRAIN_LABELS = {True: "synthetic", False: "CROHME train"}  # the training data of a run, by "tested on synthetic"
 
 
@@ -185,9 +189,19 @@ def check_inputs(data_root: Path, paper: bool) -> list[str]:
     return tests
 
 
-def run_record(profile: str, data: str) -> dict:
+def check_hme100k(root: Path) -> None:
+    """Fail before any notebook runs unless ``root`` has train/ and test/ folders each with a caption.txt."""
+    from .records import CAPTION_FILE
+
+    missing = [split for split in HME100K_SPLITS if not (root / split / CAPTION_FILE).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: no {' or '.join(f'{s}/{CAPTION_FILE}' for s in missing)} (expected an "
+                                f"HME100K-style root: train/ and test/, each caption.txt + its images)")
+
+
+def run_record(profile: str, data: str, data_hme100k: str | None = None) -> dict:
     """What a run folder is for: its profile, the profile's parameters and the data it reads."""
-    return {"profile": profile, "data": data, "parameters": PROFILES[profile]}
+    return {"profile": profile, "data": data, "data_hme100k": data_hme100k, "parameters": PROFILES[profile]}
 
 
 def open_run(run_dir: Path, record: dict) -> dict:
@@ -200,10 +214,13 @@ def open_run(run_dir: Path, record: dict) -> dict:
         if held != json.loads(json.dumps(record)):
             diff = sorted(k for k in record["parameters"] if held["parameters"].get(k) != record["parameters"][k]) \
                 if held["profile"] == record["profile"] else ["profile"]
+            diff += [k for k in ("data", "data_hme100k") if held[k] != record[k]]
+            hme = {k: f" + HME100K {r['data_hme100k']!r}" if r["data_hme100k"] else "" for k, r in
+                   (("held", held), ("asked", record))}
             raise RunFolderMismatch(
-                f"{run_dir} holds a run of profile {held['profile']!r} on data {held['data']!r}; this run asks for "
-                f"profile {record['profile']!r} on data {record['data']!r} (differs in: "
-                f"{', '.join(diff) or 'data'}). Use another --out, or delete {run_dir} to start over.")
+                f"{run_dir} holds a run of profile {held['profile']!r} on data {held['data']!r}{hme['held']}; this "
+                f"run asks for profile {record['profile']!r} on data {record['data']!r}{hme['asked']} (differs in: "
+                f"{', '.join(diff)}). Use another --out, or delete {run_dir} to start over.")
         return state
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunFolderMismatch(f"{run_dir} is not empty and holds no {RUN_FILE}: not a run folder of this tool; "
@@ -256,8 +273,10 @@ def basic_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str]) 
     return [(key, name, params, "", keys[:i]) for i, (key, (name, params)) in enumerate(zip(keys, names))]
 
 
-def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], arms: list[str]) -> list[tuple]:
-    """The paper pipeline as steps: (key, notebook, parameters, tag, dependencies)."""
+def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], arms: list[str],
+                hme100k: Path | None = None) -> list[tuple]:
+    """The paper pipeline as steps: (key, notebook, parameters, tag, dependencies); with an HME100K root, the
+    HME100K model's steps (``hme100k_steps``) come before the tables."""
     p = PROFILES[profile]
     prepared, tasks_dir, preds, figures = (run_dir / "prepared", run_dir / "tasks", run_dir / "predictions",
                                            run_dir / "figures")
@@ -267,13 +286,12 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
         ("01", "01_data_exploration.ipynb", dict(data_root=str(data_root), sample_size=p["sample_size"],
                                                  out_dir=str(prepared), figures_dir=str(figures), height=p["height"]),
          "", []),
-        ("02", "02_task_synthesis.ipynb", dict(
+        ("02", "02_task_synthesis.ipynb", mining_parameters(p) | dict(
             captions_path=str(prepared / "train" / "caption.txt"), out_dir=str(run_dir), figures_dir=str(figures),
-            test_roots=[str(data_root), str(prepared)], mine_k=p["mine_k"], mine_model=p["model"],
-            mine_preset=p["preset"], mine_max_steps=p["mine_max_steps"], mine_samples=p["mine_samples"],
-            mine_temperature=p["mine_temperature"], mine_max_new_tokens=p["mine_max_new_tokens"],
-            mine_batch_size=p["batch_size"]), "", ["01"]),
+            test_roots=[str(data_root), str(prepared)]), "", ["01"]),
     ]
+    if hme100k is not None:
+        steps[0][2].update(hme100k_root=str(hme100k), hme100k_out=str(run_dir / "hme100k_prepared"))
     for arm in arms:
         steps.append((f"03[{arm}]", "03_sft_trl.ipynb", dict(
             train_json=[str(tasks_dir / f"{t}.json") for t in arm_tasks(arm)], preset=p["preset"],
@@ -285,16 +303,52 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
             predictions_dir=str(preds / arm), pred_paths=[], datasets=list(labels.values()),
             model_name=arm_model_name(profile, arm), out_dir=str(run_dir / "results" / arm),
             batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"]), arm, ["01", f"03[{arm}]"]))
+    main_tests = {}
+    if hme100k is not None:
+        steps += hme100k_steps(profile, run_dir, data_root, hme100k)
+        main_tests = {HME100K_SPLIT: dataset_label(HME100K_SPLIT)}
     steps.append(("tables", "04_inference_evaluation.ipynb", dict(
         pred_paths=[str(preds / main_arm / f"{t}.json") for t in tests], datasets=list(labels.values()),
         model_name=arm_model_name(profile, main_arm), out_dir=str(run_dir / "tables"), paper_arms=arms,
-        predictions_root=str(preds), tests=labels, profile=profile, main_arm=main_arm, figures_dir=str(figures)),
-        "tables", [f"04[{arm}]" for arm in arms]))
+        predictions_root=str(preds), tests=labels, profile=profile, main_arm=main_arm, figures_dir=str(figures),
+        main_tests=main_tests), "tables", [f"04[{arm}]" for arm in arms] + [f"04[{t}]" for t in main_tests]))
     for t in tests:
         steps.append((f"05[{t}]", "05_error_analysis.ipynb", dict(
             pred_path=str(preds / main_arm / f"{t}.json"), images_dir=str(prepared / t / "images"),
             out_dir=str(run_dir / "analysis" / t), figures_dir=str(figures / main_arm / t)), t, [f"04[{main_arm}]"]))
     return steps
+
+
+def mining_parameters(p: dict) -> dict:
+    """Notebook 02's k-fold EDL mining parameters of a profile."""
+    return dict(mine_k=p["mine_k"], mine_model=p["model"], mine_preset=p["preset"], mine_max_steps=p["mine_max_steps"],
+                mine_samples=p["mine_samples"], mine_temperature=p["mine_temperature"],
+                mine_max_new_tokens=p["mine_max_new_tokens"], mine_batch_size=p["batch_size"])
+
+
+def hme100k_steps(profile: str, run_dir: Path, data_root: Path, hme100k: Path) -> list[tuple]:
+    """The HME100K model: tasks (with mined EDL) from HME100K train, the main arm trained on them with the same
+    recipe, recognition of HME100K test into ``predictions/<main arm>/hme100k.json``. Every HME100K and CROHME
+    test split is a leak-guard root."""
+    p = PROFILES[profile]
+    prepared, work, figures = run_dir / "hme100k_prepared", run_dir / HME100K_SPLIT, run_dir / "figures" / HME100K_SPLIT
+    test_roots = [str(hme100k), str(prepared), str(data_root), str(run_dir / "prepared")]
+    key = f"[{HME100K_SPLIT}]"
+    return [
+        ("02" + key, "02_task_synthesis.ipynb", mining_parameters(p) | dict(
+            captions_path=str(prepared / "train" / "caption.txt"), out_dir=str(work), figures_dir=str(figures),
+            test_roots=test_roots), HME100K_SPLIT, ["01"]),
+        ("03" + key, "03_sft_trl.ipynb", dict(
+            train_json=[str(work / "tasks" / f"{t}.json") for t in arm_tasks(MAIN_ARM)], preset=p["preset"],
+            model_path=p["model"], out_dir=str(work / "sft" / MAIN_ARM), figures_dir=str(figures / MAIN_ARM),
+            max_steps=p["max_steps"]), f"{HME100K_SPLIT}-{MAIN_ARM}", ["02" + key]),
+        ("04" + key, "04_inference_evaluation.ipynb", dict(
+            model_path=str(work / "sft" / MAIN_ARM / "final"), test_dirs={HME100K_SPLIT: str(prepared / "test")},
+            predictions_dir=str(run_dir / "predictions" / MAIN_ARM), pred_paths=[],
+            datasets=[dataset_label(HME100K_SPLIT)], model_name=arm_model_name(profile, MAIN_ARM),
+            out_dir=str(run_dir / "results" / HME100K_SPLIT), batch_size=p["batch_size"],
+            max_new_tokens=p["max_new_tokens"]), HME100K_SPLIT, ["01", "03" + key]),
+    ]
 
 
 def arm_model_name(profile: str, arm: str) -> str:
@@ -314,7 +368,9 @@ def run_steps(steps: list[tuple], run_dir: Path, state: dict, profile: str) -> i
             continue
         print(f"[reproduce:{profile}] {what}", flush=True)
         if "predictions_dir" in params and ran & set(needs):  # a retrained model: its old predictions are stale
-            shutil.rmtree(params["predictions_dir"], ignore_errors=True)
+            for split in params["test_dirs"]:  # (two models write into predictions/all: CROHME and HME100K)
+                for stale in Path(params["predictions_dir"]).glob(f"{split}.json*"):
+                    stale.unlink()
         state["done"].pop(key, None)
         save_state(run_dir, state)
         try:
@@ -329,12 +385,13 @@ def run_steps(steps: list[tuple], run_dir: Path, state: dict, profile: str) -> i
 
 
 def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None = None,
-              arms: str | list[str] | None = None) -> int:
+              arms: str | list[str] | None = None, data_hme100k: str | None = None) -> int:
     """Run the profile's notebooks; tables land in ``out/tables``, figures in ``out/figures``.
 
     ``data`` is "synthetic" (the embedded generator; the default of ci/smoke) or a CROHME-style root with train/
     and test splits (the default of the paper profiles: ``config.crohme_root()``). ``arms`` (paper pipeline):
-    comma-separated arm names, default the five of the ablation. Returns 0, or 1 after printing which notebook
+    comma-separated arm names, default the five of the ablation. ``data_hme100k`` (paper pipeline, needs the
+    ``all`` arm): an HME100K-style root (train/, test/) for the HME100K model and column. Returns 0, or 1 after printing which notebook
     and cell failed; a refused run folder or missing input raises before any notebook runs.
     """
     if profile not in PROFILES:
@@ -346,6 +403,12 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     if arms and not paper:
         raise ValueError(f"--arms needs a paper profile ({', '.join(k for k, v in PROFILES.items() if v.get('pipeline'))})")
     arms = parse_arms(arms) if paper else None
+    hme100k = Path(data_hme100k).resolve() if data_hme100k else None
+    if hme100k is not None:
+        if not paper or MAIN_ARM not in arms:
+            raise ValueError(f"--data-hme100k trains the {MAIN_ARM!r} arm of a paper profile: use --profile paper or "
+                             f"paper-dry with {MAIN_ARM!r} among --arms")
+        check_hme100k(hme100k)
     run_dir = (Path(out) if out else config.runs_dir() / profile).resolve()
     if data is None and paper:
         data = str(config.crohme_root())
@@ -353,11 +416,12 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     data_root = None if synthetic else Path(data).resolve()
     if data_root is not None:
         tests = check_inputs(data_root, paper)
-    state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root)))
+    state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root),
+                                         str(hme100k) if hme100k else None))
     if synthetic:
         data_root = synthetic_root(run_dir, p["synth_train"], p["synth_test"])
         tests = check_inputs(data_root, paper)
-    steps = (paper_steps(profile, run_dir, data_root, tests, arms) if paper
+    steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k) if paper
              else basic_steps(profile, run_dir, data_root, tests))
     if run_steps(steps, run_dir, state, profile):
         return 1
