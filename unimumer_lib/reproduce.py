@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import config
 from .families import TEST_SPLIT_LABELS, dataset_label
-from .records import atomic_write_text
+from .records import atomic_write_text, read_captions
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
 
@@ -143,14 +143,10 @@ def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> P
             summary = synthesize_dataset(n=n, seed=split_seed, out=tmp)
             if split == "test":
                 train_tsv = run_dir / "raw_train.tmp" / CAPTIONS_TSV
-                _hold_out(Path(summary["folder"]), _read_tsv(train_tsv), _read_tsv(tmp / CAPTIONS_TSV), n_test)
+                _hold_out(Path(summary["folder"]), read_captions(train_tsv), read_captions(tmp / CAPTIONS_TSV), n_test)
             root.mkdir(parents=True, exist_ok=True)
             Path(summary["folder"]).rename(root / split)
     return root
-
-
-def _read_tsv(path: Path) -> dict[str, str]:
-    return dict(line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines())
 
 
 def _hold_out(folder: Path, train: dict[str, str], test: dict[str, str], n: int) -> None:
