@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--scheduler", default=None)
     ap.add_argument("--warmup", type=float, default=None)
     ap.add_argument("--vision-init", type=float, default=None)
-    ap.add_argument("--paper-white", action="store_true", help="CLIP normalisation (white paper not 0), as before")
+    ap.add_argument("--clip-norm", action="store_true", help="CLIP normalisation (white paper not 0), as before")
     ap.add_argument("--patch", type=int, default=None)
     ap.add_argument("--rope-theta", type=float, default=None)
     ap.add_argument("--mrope", type=int, nargs=2, default=None, help="temporal and height rotary sections")
@@ -116,8 +116,8 @@ def main() -> None:
     dataset = load_sharegpt_dataset([files[t] for t in args.tasks], seed=args.seed)
 
     kw = {} if args.vision_init is None else {"vision_init": args.vision_init}
-    if args.paper_white:
-        kw["paper_white"] = True
+    if args.clip_norm:
+        kw["clip_norm"] = True
     variant = {k: v for k, v in (("rope_theta", args.rope_theta), ("mrope", args.mrope), ("patch", args.patch))
                if v is not None}
     if variant:  # a variant of the size preset, registered under the run's tag

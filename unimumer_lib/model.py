@@ -202,15 +202,15 @@ def build_tokenizer(vocab_size: int = 1024) -> Qwen2Tokenizer:
 
 
 def build_processor(tokenizer=None, patch: int = 8, min_pixels: int = 64 * 64,
-                    max_pixels: int = PAPER_MAX_PIXELS, paper_white: bool = True) -> ImageOnlyQwen2_5_VLProcessor:
+                    max_pixels: int = PAPER_MAX_PIXELS, clip_norm: bool = True) -> ImageOnlyQwen2_5_VLProcessor:
     """Image-only Qwen2.5-VL processor with the Qwen2.5-VL chat template (the one TRL ships).
 
-    ``paper_white=False`` normalises white paper to 0 (ink to -2) instead of using CLIP's mean and std: the patch
+    ``clip_norm=False`` normalises white paper to 0 (ink to -2) instead of using CLIP's mean and std: the patch
     embedding has no bias, so blank patches then enter the vision tower as zeros and only ink carries signal.
     """
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
-    norm = {} if paper_white else dict(image_mean=[1.0, 1.0, 1.0], image_std=[0.5, 0.5, 0.5])
+    norm = {} if clip_norm else dict(image_mean=[1.0, 1.0, 1.0], image_std=[0.5, 0.5, 0.5])
     image_processor = Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, temporal_patch_size=2,
                                                size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
                                                **norm)
@@ -241,11 +241,11 @@ def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1) -> Qwen
 
 
 def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_pixels: int = 64 * 64,
-               max_pixels: int = PAPER_MAX_PIXELS, paper_white: bool = False):
+               max_pixels: int = PAPER_MAX_PIXELS, clip_norm: bool = False):
     """(model, processor): a random-weight Qwen2.5-VL of preset ``size`` built offline in seconds.
 
     ``vision_init`` is the std of the vision tower's weights: with the default 0.02 a tiny model's image
-    features are too faint against the text and it learns one string for every image. ``paper_white=False``
+    features are too faint against the text and it learns one string for every image. ``clip_norm=False``
     (see ``build_processor``) makes blank paper zero. ``max_pixels`` is the paper's cap, the bound
     ``load_model`` applies at inference, so training and inference resize alike.
     """
@@ -253,7 +253,7 @@ def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_
         raise ValueError(f"unknown tiny model size {size!r}; choose from {sorted(SIZES)}")
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer, patch=SIZES[size]["patch"], min_pixels=min_pixels, max_pixels=max_pixels,
-                                paper_white=paper_white)
+                                clip_norm=clip_norm)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, size, vision_init))
     model.generation_config = neutral_generation_config(tokenizer)
