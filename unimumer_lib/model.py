@@ -36,9 +36,10 @@ TREE_WORDS = ("(above)", "(below)", "(sup)", "(sub)", "(right)", "(nextline)", "
 
 # Optional keys: "rope_theta" (default 10000) and "mrope" (temporal, height) rotary sections, width taking the rest.
 SIZES = {
-    # ~1.3M parameters: enough to memorise a few dozen captions; 16x16-pixel LLM tokens so small glyphs matter.
-    "tiny": dict(hidden=128, layers=2, heads=4, kv_heads=2, inter=256, v_hidden=96, v_depth=2, v_heads=4,
-                 v_inter=192, patch=8),
+    # 0.87M parameters; 16x16-pixel LLM tokens so small glyphs matter. rope_theta 20: mrope gives the image's width
+    # the lowest rotary frequencies, which at theta 10000 barely turn across a 60-token-wide image.
+    "tiny": dict(hidden=128, layers=2, heads=8, kv_heads=8, inter=256, v_hidden=96, v_depth=2, v_heads=4,
+                 v_inter=192, patch=8, rope_theta=20.0),
     "small": dict(hidden=256, layers=4, heads=4, kv_heads=2, inter=512, v_hidden=128, v_depth=4, v_heads=4,
                   v_inter=256, patch=8),
 }
@@ -218,7 +219,7 @@ def build_processor(tokenizer=None, patch: int = 8, min_pixels: int = 64 * 64,
                                         chat_template=qwen2_5_vl_chat_template)
 
 
-def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1) -> Qwen2_5_VLConfig:
+def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1, text_init: float = 0.1) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config of the given ``SIZES`` preset whose special-token ids match ``tokenizer``."""
     s = SIZES[size]
     head_dim = s["hidden"] // s["heads"]
@@ -227,7 +228,7 @@ def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1) -> Qwen
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     text = dict(vocab_size=len(tokenizer), hidden_size=s["hidden"], intermediate_size=s["inter"],
                 num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
-                max_position_embeddings=4096, tie_word_embeddings=True,
+                max_position_embeddings=4096, tie_word_embeddings=True, initializer_range=text_init,
                 rope_parameters={"rope_type": "default", "rope_theta": s.get("rope_theta", 10000.0),
                                  "mrope_section": [t_sec, h_sec, half - t_sec - h_sec]},
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
@@ -241,11 +242,13 @@ def tiny_config(tokenizer, size: str = "tiny", vision_init: float = 0.1) -> Qwen
 
 
 def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_pixels: int = 64 * 64,
-               max_pixels: int = PAPER_MAX_PIXELS, clip_norm: bool = False):
+               max_pixels: int = PAPER_MAX_PIXELS, clip_norm: bool = False, text_init: float = 0.1):
     """(model, processor): a random-weight Qwen2.5-VL of preset ``size`` built offline in seconds.
 
     ``vision_init`` is the std of the vision tower's weights: with the default 0.02 a tiny model's image
-    features are too faint against the text and it learns one string for every image. ``clip_norm=False``
+    features are too faint against the text and it learns one string for every image. ``text_init`` is the
+    std of the language model's weights: at the usual 0.02 its attention starts uniform over the ~60 prompt
+    tokens and the image, and it learns to read glyphs ~3x slower (benchmarks/bench_glyphs.py). ``clip_norm=False``
     (see ``build_processor``) makes blank paper zero. ``max_pixels`` is the paper's cap, the bound
     ``load_model`` applies at inference, so training and inference resize alike.
     """
@@ -255,7 +258,7 @@ def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_
     processor = build_processor(tokenizer, patch=SIZES[size]["patch"], min_pixels=min_pixels, max_pixels=max_pixels,
                                 clip_norm=clip_norm)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, size, vision_init))
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, size, vision_init, text_init))
     model.generation_config = neutral_generation_config(tokenizer)
     return model, processor
 
