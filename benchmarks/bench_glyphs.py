@@ -26,40 +26,12 @@ import torch
 
 from unimumer_lib.infer import exprate, predict
 from unimumer_lib.model import fit_pixels, tiny_model
-from unimumer_lib.records import Record
-from unimumer_lib.render import render_ink
 from unimumer_lib.reproduce import PROFILES
-from unimumer_lib.synth import handwrite, layout, sampler_vocabulary
+from unimumer_lib.synth import glyph_images, glyph_vocabulary
 from unimumer_lib.tasks import caption_rows, write_task_files
 from unimumer_lib.train import train
 
 RECIPE = PROFILES["smoke"]
-
-
-def glyph_classes() -> list[str]:
-    """Sampler tokens that are a symbol on their own (structure tokens such as ``{`` or ``\\frac`` are not)."""
-    out = []
-    for token in sorted(sampler_vocabulary()):
-        try:
-            layout(token)
-        except ValueError:
-            continue
-        if token not in ("{", "}", "\\limits"):
-            out.append(token)
-    return out
-
-
-def glyph_set(folder: Path, classes: list[str], n: int, seed: int, height: int) -> list[Record]:
-    """``n`` one-glyph images, each by its own writer of ``seed``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        symbol = classes[rng.integers(len(classes))]
-        path = folder / f"g{seed}_{i}.png"
-        render_ink(handwrite(symbol, rng), height=height).save(path)
-        records.append(Record(id=path.stem, caption=symbol, image_path=str(path)))
-    return records
 
 
 def vision_arm(train_set, test_set, classes, steps: int, batch: int, lr: float, seed: int) -> float:
@@ -117,9 +89,9 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench_glyphs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    work, classes = Path(args.work), glyph_classes()
-    train_set = glyph_set(work / "train", classes, args.train, args.seed, RECIPE["height"])
-    test_set = glyph_set(work / "test", classes, args.test, args.seed + 1, RECIPE["height"])
+    work, classes = Path(args.work), glyph_vocabulary()
+    train_set = glyph_images(work / "train", classes, args.train, args.seed, RECIPE["height"])
+    test_set = glyph_images(work / "test", classes, args.test, args.seed + 1, RECIPE["height"])
     print(f"{len(classes)} glyph classes, {len(train_set)} training images, {len(test_set)} of unseen writers; "
           f"{args.steps} steps of {args.batch} (chance {100 / len(classes):.1f}%)")
     t = time.perf_counter()

@@ -6,35 +6,19 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 import torch
 
 from unimumer_lib.infer import exprate, predict
 from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
 from unimumer_lib.model import tiny_model
-from unimumer_lib.records import Record
-from unimumer_lib.render import render_ink
 from unimumer_lib.reproduce import PROFILES, synthetic_root
-from unimumer_lib.synth import DIGITS, LETTERS, handwrite, sample_captions
+from unimumer_lib.synth import DIGITS, LETTERS, glyph_images, sample_captions
 from unimumer_lib.tasks import caption_rows, write_task_files
 from unimumer_lib.train import train
 
 RECIPE = PROFILES["smoke"]
 SYMBOLS = LETTERS[0][:10] + DIGITS[0]  # the ten most frequent letters and the ten digits
-
-
-def one_symbol_set(folder, n: int, seed: int) -> list[Record]:
-    """``n`` single-symbol expressions, each by its own synthetic writer of ``seed``, rendered as the recipe does."""
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        symbol = SYMBOLS[rng.integers(len(SYMBOLS))]
-        path = folder / f"s{seed}_{i}.png"
-        render_ink(handwrite(symbol, rng), height=RECIPE["height"]).save(path)
-        records.append(Record(id=path.stem, caption=symbol, image_path=str(path)))
-    return records
 
 
 @pytest.fixture
@@ -48,7 +32,8 @@ def one_thread():
 
 def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, one_thread):
     torch.manual_seed(0)
-    train_set, test_set = one_symbol_set(tmp_path / "train", 2000, seed=0), one_symbol_set(tmp_path / "test", 200, 1)
+    train_set = glyph_images(tmp_path / "train", SYMBOLS, 2000, seed=0, height=RECIPE["height"])
+    test_set = glyph_images(tmp_path / "test", SYMBOLS, 200, seed=1, height=RECIPE["height"])
     rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in train_set], RECIPE["tasks"], progress=False)
     files = write_task_files(tmp_path / "tasks", rows)
     model, processor = tiny_model(RECIPE["model"])
@@ -62,7 +47,7 @@ def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, one_thread):
     # One-token captions make <=1 vacuous (any one-token guess is within one edit), so the exact rate is compared.
     print(f"one-symbol ExpRate {exprate(preds):.2f}, blind {exprate(blind):.2f}, "
           f"distinct predictions {len({p['pred'] for p in preds})}")
-    assert exprate(preds) >= exprate(blind) + 0.12, (exprate(preds), exprate(blind))
+    assert exprate(preds) >= exprate(blind) + 0.3, (exprate(preds), exprate(blind))  # measured 0.84 vs 0.05
     assert len({p["pred"] for p in preds}) >= 5  # not one string for every image
 
 

@@ -122,3 +122,15 @@ def test_forked_workers_open_their_own_fonts():
     assert synth._font.cache_info().currsize > 0
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.map(_cached_fonts, [0]) == [0]
+
+
+def test_glyph_vocabulary_is_the_drawable_single_symbols(tmp_path):
+    glyphs = synth.glyph_vocabulary()
+    assert {"x", "2", "\\alpha", "+", "\\infty", "("} <= set(glyphs)
+    assert not {"{", "}", "^", "_", "\\frac", "\\sqrt", "\\limits"} & set(glyphs)
+    assert set(glyphs) < synth.sampler_vocabulary()
+    records = synth.glyph_images(tmp_path, glyphs, 30, seed=3, height=48)
+    again = synth.glyph_images(tmp_path / "again", glyphs, 30, seed=3, height=48)
+    assert [r.caption for r in records] == [r.caption for r in again]  # one writer per index, reproducible
+    assert len({r.caption for r in records}) > 10
+    assert all(open(r.image_path, "rb").read() == open(a.image_path, "rb").read() for r, a in zip(records, again))

@@ -524,6 +524,35 @@ def synthesize(index: int, seed: int = 0):
     raise ValueError(f"sample {index} of seed {seed}: no caption could be laid out in {MAX_TRIES} tries")
 
 
+def glyph_vocabulary() -> list[str]:
+    """The sampler's tokens that are a symbol on their own (not ``{``, ``^``, ``\\frac``, ``\\limits``...)."""
+    out = []
+    for token in sorted(sampler_vocabulary() - {"{", "}", "\\limits"}):
+        try:
+            layout(token)
+        except ValueError:
+            continue
+        out.append(token)
+    return out
+
+
+def glyph_images(folder, symbols: list[str], n: int, seed: int, height: int) -> list:
+    """``n`` one-symbol images (PNG in ``folder``), each by its own writer of ``seed``: records for reading checks."""
+    from .records import Record
+    from .render import render_ink
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        symbol = symbols[rng.integers(len(symbols))]
+        path = folder / f"g{seed}_{i}.png"
+        render_ink(handwrite(symbol, rng), height=height).save(path)
+        records.append(Record(id=path.stem, caption=symbol, image_path=str(path)))
+    return records
+
+
 def _write_one(job: tuple[int, int, str]) -> tuple[str, str, str | None]:
     """(index, seed, folder) -> (id, caption, None) or (id, "", reason)."""
     from .inkml import write_inkml
