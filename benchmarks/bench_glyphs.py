@@ -1,6 +1,6 @@
 """Where does the CPU recipe's learning stall? Single handwritten glyphs, read two ways by the same tiny model.
 
-Every training and test image is one symbol of the caption sampler's vocabulary (about 90 classes), written by a
+Every training and test image is one symbol of the caption sampler's vocabulary (103 classes), written by a
 synthetic writer (test writers unseen) and rendered at the recipe's height. Two arms, same steps and batch:
 
 * ``vision``: the tiny model's vision tower, mean-pooled, with a linear classifier on top (a plain torch loop):
@@ -29,7 +29,7 @@ from unimumer_lib.model import fit_pixels, tiny_model
 from unimumer_lib.reproduce import PROFILES
 from unimumer_lib.synth import glyph_images, glyph_vocabulary
 from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import train
+from unimumer_lib.train import PRESETS, train
 
 RECIPE = PROFILES["smoke"]
 
@@ -95,7 +95,8 @@ def main() -> None:
     print(f"{len(classes)} glyph classes, {len(train_set)} training images, {len(test_set)} of unseen writers; "
           f"{args.steps} steps of {args.batch} (chance {100 / len(classes):.1f}%)")
     t = time.perf_counter()
-    acc = vision_arm(train_set, test_set, classes, args.steps, args.batch, 1e-3, args.seed)
+    lr = PRESETS[RECIPE["preset"]]["learning_rate"]  # the recipe's, so both arms learn at the same rate
+    acc = vision_arm(train_set, test_set, classes, args.steps, args.batch, lr, args.seed)
     print(f"vision tower + linear head: {acc:.1f}% ({time.perf_counter() - t:.0f} s)")
     for text_init in args.text_init:
         t = time.perf_counter()

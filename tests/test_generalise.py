@@ -22,7 +22,7 @@ SYMBOLS = LETTERS[0][:10] + DIGITS[0]  # the ten most frequent letters and the t
 
 
 @pytest.fixture
-def one_thread():
+def recipe_threads():
     """The recipe's thread count (see reproduce.PROFILES["smoke"]["threads"]), restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(RECIPE["threads"])
@@ -30,7 +30,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, one_thread):
+def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, recipe_threads):
     torch.manual_seed(0)
     train_set = glyph_images(tmp_path / "train", SYMBOLS, 2000, seed=0, height=RECIPE["height"])
     test_set = glyph_images(tmp_path / "test", SYMBOLS, 200, seed=1, height=RECIPE["height"])
