@@ -108,6 +108,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main(args)
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from .pretrain import pretrain
+
+    torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads())
+    record = pretrain(Path(args.out), Path(args.work), n=args.n, steps=args.steps, size=args.size, seed=args.seed,
+                      curve_every=args.curve_every, resume=args.resume, workers=args.workers)
+    last = record["learning_curve"][-1] if record["learning_curve"] else None
+    print(f"pretrain: {record['steps']} steps on {record['stream']['written']} samples; base in {args.out}"
+          + (f"; held-out ExpRate {last['exprate']:.1f}% (n={last['n']})" if last else ""))
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
@@ -203,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-beams", type=int, default=1)
     s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy")
     s.set_defaults(func=cmd_infer)
+
+    s = sub.add_parser("pretrain", parents=[debug], help="pretrain the tiny base model on synthetic handwriting")
+    s.add_argument("--out", required=True, help="new or empty folder for the base (a Hugging Face model folder)")
+    s.add_argument("--work", required=True, help="folder for the sample stream, checkpoints and curve predictions")
+    s.add_argument("--n", type=int, default=64_000, help="unique synthetic training samples (default 64,000)")
+    s.add_argument("--steps", type=int, default=28_000, help="optimizer steps of 8 samples (default 28,000)")
+    s.add_argument("--size", default="tiny", help="model shape (unimumer_lib.model.SIZES)")
+    s.add_argument("--seed", type=int, default=0, help="initialisation and data-order seed")
+    s.add_argument("--curve-every", type=int, default=2_000, help="score the held-out set every N steps")
+    s.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
+    s.add_argument("--workers", type=int, default=None, help="processes making the sample stream (default: cores)")
+    s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work")
+    s.set_defaults(func=cmd_pretrain)
 
     from .reproduce import PROFILES
 
