@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
 
 from unimumer_lib.infer import predict
 from unimumer_lib.metrics import exprate_by_length, sample_distances, score
 from unimumer_lib.model import SIZES, num_parameters, tiny_model
 from unimumer_lib.prepare import load_split, prepare_split
+from unimumer_lib.pretrain import curve_callback
 from unimumer_lib.synth import synthesize_dataset
 from unimumer_lib.tasks import caption_rows, write_task_files
 from unimumer_lib.train import PRESETS, load_sharegpt_dataset, mixture_counts, train
@@ -52,25 +52,6 @@ def blind_control(gts: list[str], preds: list[str], seed: int = 0) -> dict:
     shuffled = preds[:]
     random.Random(seed).shuffle(shuffled)
     return score(gts, shuffled)
-
-
-class LearningCurve(TrainerCallback):
-    """Every ``every`` steps: greedy held-out ExpRate / <=1 / CER and distinct predictions, printed."""
-
-    def __init__(self, processor, records, work: Path, every: int, max_new_tokens: int):
-        self.processor, self.records, self.work, self.every = processor, records, work, every
-        self.max_new_tokens, self.points = max_new_tokens, []
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.every and state.global_step % self.every == 0:
-            model.eval()
-            preds = predict(model, self.processor, self.records, self.work / f"curve_{state.global_step}.json",
-                            batch_size=16, max_new_tokens=self.max_new_tokens, progress=False)
-            model.train()
-            m = score([p["gt"] for p in preds], [p["pred"] for p in preds])
-            self.points.append((state.global_step, m["exprate"], m["le1"], m["cer"], len({p["pred"] for p in preds})))
-            print(f"curve: step {state.global_step}: ExpRate {m['exprate']:.1f}% <=1 {m['le1']:.1f}% "
-                  f"CER {m['cer']:.1f}% distinct {self.points[-1][-1]}/{len(preds)}", flush=True)
 
 
 def main() -> None:
@@ -127,7 +108,7 @@ def main() -> None:
     overrides = dict(learning_rate=args.lr, lr_scheduler_type=args.scheduler, warmup_steps=args.warmup)
     if args.batch:
         overrides.update(per_device_train_batch_size=args.batch, gradient_accumulation_steps=1)
-    curve = LearningCurve(processor, test_records, work / args.tag, args.curve, args.max_new_tokens)
+    curve = curve_callback(processor, test_records, work / args.tag, args.curve, args.max_new_tokens)
     c1 = time.process_time()
     result = train(dataset, model=model, processor=processor, preset=args.preset, out_dir=work / args.tag / "sft",
                    max_steps=args.steps, seed=args.seed, save_steps=10**6, disable_tqdm=True, callbacks=[curve],

@@ -1,4 +1,5 @@
-"""The CPU reading recipe uses the image: trained briefly on synthetic handwriting, the tiny model recognises
+"""The CPU reading recipe (the tiny base's pretraining recipe, ``pretrain.RECIPE``) uses the image: trained
+briefly on synthetic handwriting, the tiny model recognises
 symbols written by unseen synthetic writers far better than a blind control (its predictions shuffled across
 the test images, i.e. what a model that ignores the image scores)."""
 
@@ -12,18 +13,18 @@ import torch
 from unimumer_lib.infer import exprate, predict
 from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
 from unimumer_lib.model import tiny_model
-from unimumer_lib.reproduce import PROFILES, synthetic_root
+from unimumer_lib.pretrain import RECIPE
+from unimumer_lib.reproduce import synthetic_root
 from unimumer_lib.synth import DIGITS, LETTERS, glyph_images, sample_captions
 from unimumer_lib.tasks import caption_rows, write_task_files
 from unimumer_lib.train import train
 
-RECIPE = PROFILES["smoke"]
 SYMBOLS = LETTERS[0][:10] + DIGITS[0]  # the ten most frequent letters and the ten digits
 
 
 @pytest.fixture
 def recipe_threads():
-    """The recipe's thread count (see reproduce.PROFILES["smoke"]["threads"]), restored afterwards."""
+    """The recipe's thread count (``pretrain.RECIPE["threads"]``), restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(RECIPE["threads"])
     yield
@@ -36,7 +37,7 @@ def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, recipe_threads)
     test_set = glyph_images(tmp_path / "test", SYMBOLS, 200, seed=1, height=RECIPE["height"])
     rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in train_set], RECIPE["tasks"], progress=False)
     files = write_task_files(tmp_path / "tasks", rows)
-    model, processor = tiny_model(RECIPE["model"])
+    model, processor = tiny_model(RECIPE["size"])
     result = train([files[t] for t in RECIPE["tasks"]], model=model, processor=processor, preset=RECIPE["preset"],
                    out_dir=tmp_path / "sft", max_steps=250, save_steps=10**6, disable_tqdm=True)
     preds = predict(result["model"], processor, test_set, tmp_path / "pred.json", batch_size=32, max_new_tokens=8,

@@ -127,11 +127,13 @@ def test_hme100k_root_without_test_captions_is_refused(tmp_path, crohme_root, hm
 def test_ablation_table_has_the_five_arms(run_dir):
     ablation = read_table_csv(run_dir / "tables" / "ablation.csv")
     assert list(ablation.index) == list(reproduce.ARMS)
-    assert list(ablation.columns) == [f"{label} ExpRate" for label in TESTS.values()]
+    metrics = ("exprate", "le1", "le2")
+    assert list(ablation.columns) == [f"{label} {HEADERS[k]}" for label in TESTS.values() for k in metrics]
     for arm in reproduce.ARMS:
         for test, label in TESTS.items():
             expected = scores(prediction_path(run_dir / "predictions", arm, test))
-            assert ablation.loc[arm, f"{label} ExpRate"] == pytest.approx(expected["exprate"], abs=1e-4)
+            for key in metrics:
+                assert ablation.loc[arm, f"{label} {HEADERS[key]}"] == pytest.approx(expected[key], abs=1e-4)
 
 
 def test_edl_rows_are_mined_from_training_images_only(run_dir, crohme_root):

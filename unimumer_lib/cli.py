@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="new or empty folder for the base (a Hugging Face model folder)")
     s.add_argument("--work", required=True, help="folder for the sample stream, checkpoints and curve predictions")
     s.add_argument("--n", type=int, default=64_000, help="unique synthetic training samples (default 64,000)")
-    s.add_argument("--steps", type=int, default=28_000, help="optimizer steps of 8 samples (default 28,000)")
+    s.add_argument("--steps", type=int, default=22_000, help="optimizer steps of 8 samples (default 22,000)")
     s.add_argument("--size", default="tiny", help="model shape (unimumer_lib.model.SIZES)")
     s.add_argument("--seed", type=int, default=0, help="initialisation and data-order seed")
     s.add_argument("--curve-every", type=int, default=2_000, help="score the held-out set every N steps")

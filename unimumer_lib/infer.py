@@ -185,7 +185,10 @@ def load_for_inference(model_path: str | Path):
 def run(model_path: str | Path, data: str | Path, out: str | Path, backend: str = "hf", batch_size: int = 8,
         root: str | Path | None = None, **knobs) -> list[dict]:
     """``unimumer infer``: read ``data`` (any layout ``records.load_records`` knows), recognise, write ``out``."""
+    from .model import resolve_model_path
+
     records = load_records(data, root)
+    model_path = resolve_model_path(model_path)  # a shipped name (tiny-base) -> its folder
     if backend == "vllm":
         from .model import load_processor
 

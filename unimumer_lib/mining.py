@@ -1,9 +1,12 @@
-"""Error-driven-learning data mined from models, as in the paper: k-fold train, sample held-out errors.
+"""Error-driven-learning data mined from models: sample outputs on images the model did not train on, keep errors.
 
-The training caption set is split into k seeded folds. For each fold a model is trained (``train.train``, any
-model/preset) on the other k-1 folds with the vanilla task, then several outputs per held-out image are
-sampled; every distinct output that differs from the caption becomes an error_find and an error_fix record
-(``edl`` alignment, through ``tasks.build_task_files``). Finished folds are kept, so a killed run resumes.
+Two sources of such a model. ``mine_errors`` is the paper's k-fold scheme: the training caption set is split
+into k seeded folds, a model is trained (``train.train``, any model/preset) on the other k-1 folds with the
+vanilla task, then several outputs per held-out image are sampled. ``mine_with_model`` samples a given model
+that never saw the training images at all -- the pretrained base on the fine-tuning set (the smoke and cpu
+profiles), which costs no extra training. Either way every distinct output that differs from the caption becomes
+an error_find and an error_fix record (``edl`` alignment, through ``tasks.build_task_files``). Finished folds
+are kept, so a killed run resumes.
 """
 
 from __future__ import annotations
@@ -109,10 +112,46 @@ def mine_errors(captions, out, k: int = 5, seed: int = 0, samples: int = 4, temp
         errors = distinct_errors(fold_samples)
         per_fold.append({"fold": f, "held_out": len(held), "samples": len(fold_samples), "errors": len(errors)})
         all_samples += errors
+    return _write_mined(out, all_samples, per_fold, progress)
+
+
+def _write_mined(out: Path, errors: list[dict], per_fold: list[dict], progress: bool) -> dict:
+    """``mined_predictions.json`` + the EDL task files of the distinct errors; the mining summary."""
     mined = out / MINED_PREDICTIONS
-    atomic_write_text(mined, json.dumps(all_samples, ensure_ascii=False, indent=1))
-    tasks = build_task_files(out, list(EDL_TASKS), predictions=mined, progress=progress) if all_samples else {}
-    return {"folds": per_fold, "errors": len(all_samples), "tasks": tasks, "mined": str(mined)}
+    atomic_write_text(mined, json.dumps(errors, ensure_ascii=False, indent=1))
+    tasks = build_task_files(out, list(EDL_TASKS), predictions=mined, progress=progress) if errors else {}
+    return {"folds": per_fold, "errors": len(errors), "tasks": tasks, "mined": str(mined)}
+
+
+def mine_with_model(captions, out, model_path: str, samples: int = 2, temperature: float = 1.0, top_p: float = 1.0,
+                    batch_size: int = 16, max_new_tokens: int = 256, limit: int | None = None, seed: int = 0,
+                    progress: bool = True) -> dict:
+    """EDL data from a model that never trained on the images of ``captions`` (e.g. ``"tiny-base"`` on the
+    fine-tuning set): ``samples`` outputs per image (``limit``: a seeded choice of that many images), the distinct
+    wrong ones as EDL rows. Same files and summary as ``mine_errors``, with one "fold" (``fold`` -1 in the rows)."""
+    import torch
+
+    from .infer import load_for_inference
+
+    out = Path(out)
+    items, missing = caption_items(captions)
+    if missing:
+        raise FileNotFoundError(f"{captions}: {len(missing)} image(s) missing, e.g. {missing[0][1]}")
+    if limit is not None and limit < len(items):
+        items = sorted(random.Random(seed).sample(items, limit))
+    done = out / "model" / FOLD_SAMPLES
+    if done.exists():
+        rows = json.loads(done.read_text(encoding="utf-8"))
+    else:
+        model, processor = load_for_inference(model_path)
+        torch.manual_seed(seed)
+        rows = sample_outputs(model, processor, items, samples, temperature, top_p, batch_size, max_new_tokens,
+                              fold=-1, progress=progress)
+        atomic_write_text(done, json.dumps(rows, ensure_ascii=False, indent=1))
+    errors = distinct_errors(rows)
+    per_fold = [{"fold": -1, "model": str(model_path), "held_out": len(items), "samples": len(rows),
+                 "errors": len(errors)}]
+    return _write_mined(out, errors, per_fold, progress)
 
 
 def sample_caption_set(split_dir, out, n: int, min_tokens: int = 1, max_tokens: int = 1000, height: int = 64,

@@ -45,6 +45,16 @@ SIZES = {
 }
 
 
+# Checkpoints shipped inside the package, loaded by name through the same ``from_pretrained`` as a hub checkpoint.
+# ``tiny-base``: the tiny shape pretrained on synthetic handwriting (``unimumer_lib.pretrain``, its model card).
+SHIPPED = {"tiny-base": Path(__file__).resolve().parent / "resources" / "tiny-base"}
+
+
+def resolve_model_path(path_or_id: str | Path) -> str | Path:
+    """A shipped checkpoint's folder for its name (``"tiny-base"``); any other path or hub id unchanged."""
+    return SHIPPED.get(str(path_or_id), path_or_id)
+
+
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL processor without the video half, so it works without torchvision."""
 
@@ -64,7 +74,8 @@ AutoProcessor.register(_ImageOnlyProcessorKey, ImageOnlyQwen2_5_VLProcessor, exi
 def load_model(path_or_id: str | Path, dtype: str | torch.dtype = "auto", attn_implementation: str | None = None,
                min_pixels: int | None = None, max_pixels: int | None = None, device_map=None,
                quantization_config=None):
-    """(model, processor) from a local folder or hub id; ``"tiny"``/``"small"`` build a fresh offline model.
+    """(model, processor) from a local folder or hub id; ``"tiny"``/``"small"`` build a fresh offline model and
+    a ``SHIPPED`` name (``"tiny-base"``) loads the checkpoint that comes with the package.
 
     The processor is resolved first, so a missing dependency fails before gigabytes of weights are read; its
     pixel bounds stay the checkpoint's unless given (the paper's 262,144-pixel cap is applied to the images
@@ -74,6 +85,7 @@ def load_model(path_or_id: str | Path, dtype: str | torch.dtype = "auto", attn_i
     """
     if str(path_or_id) in SIZES:
         return tiny_model(str(path_or_id))
+    path_or_id = resolve_model_path(path_or_id)
     processor = load_processor(path_or_id, min_pixels, max_pixels)
     kwargs = {"dtype": dtype}
     if attn_implementation:
@@ -101,6 +113,7 @@ def neutral_generation_config(tokenizer) -> GenerationConfig:
 def load_processor(path_or_id: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
     """The checkpoint's processor; the image-only one when the stock processor cannot be built (its video half
     needs torchvision) or the folder only yields a bare tokenizer."""
+    path_or_id = resolve_model_path(path_or_id)
     try:
         processor = AutoProcessor.from_pretrained(str(path_or_id))
     except ImportError:

@@ -29,10 +29,12 @@ PRETRAIN_SEED = 1_000_000  # shard i of the pretraining stream: seed PRETRAIN_SE
 SHARD_SIZE = 10_000
 HELD_OUT_SEED = 1  # the synthetic test seed of every profile (train uses seed 0)
 HELD_OUT_POOL = 3_000  # samples 0..HELD_OUT_POOL-1 of HELD_OUT_SEED: the held-out pool
-BASE_NAME = "tiny-base"
-BASE_DIR = Path(__file__).resolve().parent / "resources" / BASE_NAME
+BASE_NAME = "tiny-base"  # its folder: model.SHIPPED[BASE_NAME]
 PROFILE = "pretrain"
 HEIGHT = 64  # what the smoke/cpu profiles prepare their images at (``prepare --height 64``)
+# The pretraining recipe (``benchmarks/bench_generalise.py`` measured it): shape, preset, torch threads, task.
+RECIPE = dict(size="tiny", preset="cpu-read", threads=2, height=HEIGHT, tasks=["vanilla"])
+CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every caption trained on, one per line
 
 
 def check_seed(seed: int, what: str = "a synthetic split") -> int:
@@ -195,8 +197,26 @@ def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0) 
     return out
 
 
-def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: str = "tiny", seed: int = 0,
-             curve_every: int = 2_000, curve_n: int = 200, preset: str = "cpu-read", save_steps: int = 2_000,
+def write_caption_list(stream: Path, out: Path) -> Path:
+    """``out/pretraining_captions.txt.gz``: the distinct captions of the stream, sorted (the disjointness tests
+    read it)."""
+    import gzip
+
+    from .records import atomic_write_bytes, read_captions
+
+    captions = sorted(set(read_captions(Path(stream) / "caption.txt").values()))
+    return atomic_write_bytes(Path(out) / CAPTION_LIST, gzip.compress(("\n".join(captions) + "\n").encode(), mtime=0))
+
+
+def read_caption_list(folder: Path) -> set[str]:
+    """The captions a pretrained base was trained on (its ``pretraining_captions.txt.gz``)."""
+    import gzip
+
+    return set(gzip.decompress((Path(folder) / CAPTION_LIST).read_bytes()).decode().splitlines())
+
+
+def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: str = RECIPE["size"], seed: int = 0,
+             curve_every: int = 2_000, curve_n: int = 200, preset: str = RECIPE["preset"], save_steps: int = 2_000,
              resume: bool = False, workers: int | None = None) -> dict:
     """Pretrain the tiny model on ``n`` unique synthetic samples for ``steps`` steps; write the base to ``out``.
 
@@ -231,6 +251,7 @@ def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: 
     for path in final.iterdir():
         if path.is_file() and path.name != "training_args.bin":  # a pickle; run_config.json records the settings
             shutil.copy2(path, out / path.name)
+    write_caption_list(work / "stream", out)
     history = read_loss_history(work / "sft")
     record = {
         "profile": PROFILE, "commit": git_commit(), "size": size, "shape": SIZES[size],

@@ -225,12 +225,26 @@ def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[s
 
 
 def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
-    """Rows: arms; columns: ExpRate per test set. ``published.csv`` holds no ablation rows, so none are added."""
-    table = pd.DataFrame({arm: {label: row["exprate"] for label, row in rows.items()}
-                          for arm, rows in results.items()}).T
+    """Rows: arms; columns: ExpRate, ≤1, ≤2 per test set. ``published.csv`` holds no ablation rows, so none are
+    added."""
+    table = pd.DataFrame({arm: {f"{label} {HEADERS[key]}": row[key] for label, row in rows.items()
+                                for key in MAIN_METRICS} for arm, rows in results.items()}).T
     table.index.name = "arm"
-    table.columns = [f"{label} {HEADERS['exprate']}" for label in table.columns]
     return table
+
+
+def paired_table(root: Path | str, base: str, arm: str, tests: Mapping[str, str], seed: int = 0) -> pd.DataFrame:
+    """``arm`` − ``base`` per test set and metric (ExpRate, ≤1, ≤2) over the same expressions: both rates, the
+    difference in points with its paired bootstrap 95 % interval, fixed/broken counts, McNemar's exact p."""
+    from .compare import compare
+
+    rows = []
+    for test, label in tests.items():
+        a, b = (read_predictions(prediction_path(root, x, test)) for x in (base, arm))
+        for key in MAIN_METRICS:
+            rows.append({"test set": label, **compare(a, b, key, seed=seed).as_row(), "metric": HEADERS[key]})
+    table = pd.DataFrame(rows).set_index("test set")
+    return table.rename(columns={"A": base, "B": arm, "B - A": f"{arm} - {base}"})
 
 
 def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -256,15 +270,20 @@ def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Pa
 
 def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, str], names: Mapping[str, str],
                        out: Path | str, main_tests: Mapping[str, str] | None = None,
-                       main_arm: str = "all") -> dict[str, dict[str, Path]]:
+                       main_arm: str = "all", base_arm: str = "vanilla") -> dict[str, dict[str, Path]]:
     """``main`` and ``ablation`` tables (csv, md, tex) of a paper run from its prediction files. ``main_tests``
-    ({split: label}, e.g. hme100k -> HME100K): test sets only ``main_arm`` has, in the main table only."""
+    ({split: label}, e.g. hme100k -> HME100K): test sets only ``main_arm`` has, in the main table only. With both
+    ``base_arm`` and ``main_arm`` among the arms, ``ablation_paired``: main − base with its paired bootstrap
+    interval (``paired_table``)."""
     results = arm_results(root, arms, tests)
     main = {arm: dict(rows) for arm, rows in results.items()}
     if main_tests:
         main[main_arm].update(arm_results(root, [main_arm], main_tests)[main_arm])
-    return {"main": write_table(paper_main_table(main, names), out, "main"),
-            "ablation": write_table(ablation_table(results), out, "ablation")}
+    written = {"main": write_table(paper_main_table(main, names), out, "main"),
+               "ablation": write_table(ablation_table(results), out, "ablation")}
+    if base_arm in arms and main_arm in arms and base_arm != main_arm:
+        written["ablation_paired"] = write_table(paired_table(root, base_arm, main_arm, tests), out, "ablation_paired")
+    return written
 
 
 def read_table_csv(path: Path | str) -> pd.DataFrame:

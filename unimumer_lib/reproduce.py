@@ -64,22 +64,26 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 
 
 # Each profile: data sizes, training settings and the model. Profiles with pipeline="paper" run the paper's
-# pipeline (arms, k-fold mining, every test split); the others run notebooks 01 -> 05 once.
-# `smoke` and `cpu` train the CPU reading recipe of benchmarks/bench_generalise.py (tiny model, `cpu-read` preset,
-# vanilla task, every training sample seen about once). `threads`: torch threads of the notebook kernels
-# (OMP_NUM_THREADS unless already set): on 2 idle cores a second thread trains the tiny model 1.45x faster
-# (0.133 vs 0.193 s per step), which buys the smoke run 2,200 steps in the time 1,500 took. `label`: the
-# main-table row.
+# pipeline (arms, EDL mining, every test split); the others (ci) run notebooks 01 -> 05 once.
+# `smoke` and `cpu` are the paper's experiment in miniature on CPU: they fine-tune the shipped pretrained tiny base
+# (`tiny-base`, unimumer_lib/pretrain.py), as the paper fine-tunes a Qwen2.5-VL that already reads; `zero_shot`
+# adds the base's own row (no SFT, as the paper's zero-shot rows); EDL rows are the base's sampled errors on the
+# training images, which it never saw (`mine_from_model`: no k-fold training needed, since the base was not trained
+# on them). `data`: the default --data ("synthetic"; paper profiles: the CROHME root). `arms`: the default arms; `test_splits`: the test splits used (default every one found).
+# `threads`: torch threads of the notebook kernels (OMP_NUM_THREADS unless already set): on 2 idle cores a second
+# thread trains the tiny model 1.45x faster. `label`: the main-table row of the ci pipeline.
+_BASE_EDL = dict(mine_k=0, mine_from_model="tiny-base", mine_samples=2, mine_temperature=1.0, mine_max_steps=-1,
+                 mine_max_new_tokens=96)
 PROFILES = {
     "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
                max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
                label="ours (ci, tiny CPU model, {train})"),
-    "smoke": dict(synth_train=17600, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
-                  max_steps=2200, tasks=["vanilla"], batch_size=16, max_new_tokens=96, threads=2,
-                  label="ours (smoke, tiny CPU model, {train})"),
-    "cpu": dict(synth_train=12000, synth_test=200, sample_size=None, height=64, model="tiny", preset="cpu-read",
-                max_steps=9000, tasks=["vanilla"], batch_size=16, max_new_tokens=128, threads=2,
-                label="ours (cpu, tiny CPU model, {train})"),
+    "smoke": dict(pipeline="paper", data="synthetic", arms=("vanilla", "all"), zero_shot=True, synth_train=3000, synth_test=500,
+                  sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=700, batch_size=16,
+                  max_new_tokens=96, threads=2, **_BASE_EDL, mine_limit=1500),
+    "cpu": dict(pipeline="paper", arms=("all",), zero_shot=True, test_splits=("test2014",), synth_train=12000,
+                synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=6000,
+                batch_size=16, max_new_tokens=128, threads=2, **_BASE_EDL, mine_limit=3000),
     # The paper: Qwen2.5-VL-3B-Instruct, full fine-tuning, 1 epoch per arm over all of CROHME train, k-fold mining
     # with the same recipe (k=5, 4 samples per held-out image at temperature 1.0: our choices, see the README).
     "paper": dict(pipeline="paper", synth_train=20000, synth_test=1000, sample_size=None, height=128,
@@ -96,6 +100,7 @@ TEST_SPLIT_CROHME = "test2014"
 DATASET_LABELS = {"test": "synthetic", **TEST_SPLIT_LABELS}  # test2014 ... test2023 (families.py)
 ARMS = ("vanilla", "tree", "edl", "can", "all")
 MAIN_ARM = "all"
+ZERO_SHOT = "zero-shot"  # the untrained model's row beside the arms (profiles with zero_shot)
 # Auxiliary tasks an arm name adds to vanilla ("all" = every one; "tree+edl" = vanilla + tree + EDL).
 AUX_TASKS = {"tree": ("tree",), "edl": ("error_find", "error_fix"), "can": ("can",)}
 RUN_FILE = "run.json"
@@ -133,12 +138,19 @@ def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> P
     (run.json guarantees they were made for this profile).
 
     The test split is held out: its samples whose caption also occurs in train are dropped (a few spare
-    samples are drawn so that ``n_test`` remain), and the caption sets are asserted disjoint.
+    samples are drawn so that ``n_test`` remain), and the caption sets are asserted disjoint. It is drawn from
+    the tiny base's held-out pool (``pretrain.HELD_OUT_SEED``), whose captions pretraining left out; no seed
+    lies in the pretraining range.
     """
+    from .pretrain import HELD_OUT_POOL, HELD_OUT_SEED, check_seed
     from .synth import CAPTIONS_TSV, synthesize_dataset
 
     root = run_dir / "raw"
-    for split, n, split_seed in (("train", n_train, seed), ("test", n_test + n_test // 10 + 10, seed + 1)):
+    n_draw = n_test + n_test // 10 + 10
+    if seed + 1 != HELD_OUT_SEED or n_draw > HELD_OUT_POOL:  # the tiny base never saw these test captions
+        raise ValueError(f"the synthetic test split must be drawn from the pretraining held-out pool (seed "
+                         f"{HELD_OUT_SEED}, at most {HELD_OUT_POOL} samples); got seed {seed + 1}, {n_draw} samples")
+    for split, n, split_seed in (("train", n_train, check_seed(seed)), ("test", n_draw, check_seed(seed + 1))):
         if not (root / split).is_dir():
             tmp = run_dir / f"raw_{split}.tmp"
             summary = synthesize_dataset(n=n, seed=split_seed, out=tmp)
@@ -169,16 +181,19 @@ def find_test_splits(data_root: Path) -> list[str]:
     return [name for name in find_splits(data_root) if TEST_SPLIT_NAME.fullmatch(name)]
 
 
-def check_inputs(data_root: Path, paper: bool) -> list[str]:
+def check_inputs(data_root: Path, paper: bool, only: tuple[str, ...] | None = None) -> list[str]:
     """Fail before any notebook runs unless ``data_root`` has InkML in train/ and a test split; returns the
-    test splits the pipeline uses (every one for the paper pipeline, test2014 or test otherwise)."""
+    test splits the pipeline uses (every one for the paper pipeline, test2014 or test otherwise; ``only``: those
+    of the named splits that exist, else the synthetic ``test``)."""
     from .prepare import find_splits
 
     splits = find_splits(data_root)
     if "train" not in splits:
         raise FileNotFoundError(f"{data_root}: no train/ split with .inkml files (expected a CROHME-style root)")
     tests = find_test_splits(data_root)
-    if not paper:
+    if only:
+        tests = [t for t in tests if t in only] or [t for t in tests if t == "test"]
+    elif not paper:
         tests = [t for t in (TEST_SPLIT_CROHME, "test") if t in tests][:1]
     if not tests:
         raise FileNotFoundError(f"{data_root}: no test split with .inkml files beside train/ "
@@ -300,15 +315,24 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
             predictions_dir=str(preds / arm), pred_paths=[], datasets=list(labels.values()),
             model_name=arm_model_name(profile, arm), out_dir=str(run_dir / "results" / arm),
             batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"]), arm, ["01", f"03[{arm}]"]))
+    table_arms = list(arms)
+    if p.get("zero_shot"):  # the base itself, no SFT: the paper's zero-shot rows
+        table_arms.insert(0, ZERO_SHOT)
+        steps.append((f"04[{ZERO_SHOT}]", "04_inference_evaluation.ipynb", dict(
+            model_path=p["model"], test_dirs={t: str(prepared / t) for t in tests},
+            predictions_dir=str(preds / ZERO_SHOT), pred_paths=[], datasets=list(labels.values()),
+            model_name=arm_model_name(profile, ZERO_SHOT), out_dir=str(run_dir / "results" / ZERO_SHOT),
+            batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"]), ZERO_SHOT, ["01"]))
     main_tests = {}
     if hme100k is not None:
         steps += hme100k_steps(profile, run_dir, data_root, hme100k)
         main_tests = {HME100K_SPLIT: dataset_label(HME100K_SPLIT)}
     steps.append(("tables", "04_inference_evaluation.ipynb", dict(
         pred_paths=[str(preds / main_arm / f"{t}.json") for t in tests], datasets=list(labels.values()),
-        model_name=arm_model_name(profile, main_arm), out_dir=str(run_dir / "tables"), paper_arms=arms,
-        predictions_root=str(preds), tests=labels, profile=profile, main_arm=main_arm, figures_dir=str(figures),
-        main_tests=main_tests), "tables", [f"04[{arm}]" for arm in arms] + [f"04[{t}]" for t in main_tests]))
+        model_name=arm_model_name(profile, main_arm), out_dir=str(run_dir / "tables"), paper_arms=table_arms,
+        predictions_root=str(preds), tests=labels, main_arm=main_arm, figures_dir=str(figures),
+        arm_names={arm: arm_model_name(profile, arm) for arm in table_arms},
+        main_tests=main_tests), "tables", [f"04[{arm}]" for arm in table_arms] + [f"04[{t}]" for t in main_tests]))
     for t in tests:
         steps.append((f"05[{t}]", "05_error_analysis.ipynb", dict(
             pred_path=str(preds / main_arm / f"{t}.json"), images_dir=str(prepared / t / "images"),
@@ -320,7 +344,8 @@ def mining_parameters(p: dict) -> dict:
     """Notebook 02's k-fold EDL mining parameters of a profile."""
     return dict(mine_k=p["mine_k"], mine_model=p["model"], mine_preset=p["preset"], mine_max_steps=p["mine_max_steps"],
                 mine_samples=p["mine_samples"], mine_temperature=p["mine_temperature"],
-                mine_max_new_tokens=p["mine_max_new_tokens"], mine_batch_size=p["batch_size"])
+                mine_max_new_tokens=p["mine_max_new_tokens"], mine_batch_size=p["batch_size"],
+                mine_from_model=p.get("mine_from_model"), mine_limit=p.get("mine_limit"))
 
 
 def hme100k_steps(profile: str, run_dir: Path, data_root: Path, hme100k: Path) -> list[tuple]:
@@ -349,7 +374,9 @@ def hme100k_steps(profile: str, run_dir: Path, data_root: Path, hme100k: Path) -
 
 
 def arm_model_name(profile: str, arm: str) -> str:
-    """Row name of an arm in the tables."""
+    """Row name of an arm in the tables (the zero-shot row names the model)."""
+    if arm == ZERO_SHOT:
+        return f"{PROFILES[profile]['model']} ({profile}, zero-shot)"
     return f"ours ({profile}, {arm})"
 
 
@@ -399,7 +426,7 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     paper = p.get("pipeline") == "paper"
     if arms and not paper:
         raise ValueError(f"--arms needs a paper profile ({', '.join(k for k, v in PROFILES.items() if v.get('pipeline'))})")
-    arms = parse_arms(arms) if paper else None
+    arms = parse_arms(arms or p.get("arms")) if paper else None
     hme100k = Path(data_hme100k).resolve() if data_hme100k else None
     if hme100k is not None:
         if not paper or MAIN_ARM not in arms:
@@ -407,17 +434,17 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
                              f"paper-dry with {MAIN_ARM!r} among --arms")
         check_hme100k(hme100k)
     run_dir = (Path(out) if out else config.runs_dir() / profile).resolve()
-    if data is None and paper:
-        data = str(config.crohme_root())
+    if data is None:  # the profile's default data; paper profiles read the CROHME root
+        data = p.get("data") or (str(config.crohme_root()) if paper else None)
     synthetic = data in (None, "synthetic")
     data_root = None if synthetic else Path(data).resolve()
     if data_root is not None:
-        tests = check_inputs(data_root, paper)
+        tests = check_inputs(data_root, paper, p.get("test_splits"))
     state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root),
                                          str(hme100k) if hme100k else None))
     if synthetic:
         data_root = synthetic_root(run_dir, p["synth_train"], p["synth_test"])
-        tests = check_inputs(data_root, paper)
+        tests = check_inputs(data_root, paper, p.get("test_splits"))
     steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k) if paper
              else basic_steps(profile, run_dir, data_root, tests))
     if run_steps(steps, run_dir, state, profile):

@@ -1,0 +1,62 @@
+"""Paired comparison of two systems: fixed/broken counts, McNemar's exact p-value, the paired bootstrap interval."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from unimumer_lib.compare import align, compare, mcnemar_exact, paired_bootstrap
+from unimumer_lib.predictions import read_predictions
+
+
+def test_mcnemar_exact_matches_the_binomial_test_by_hand():
+    # 10 fixed, 2 broken: p = 2 * (C(12,0) + C(12,1) + C(12,2)) / 2^12 = 2 * 79 / 4096
+    assert mcnemar_exact(10, 2) == pytest.approx(158 / 4096)
+    assert mcnemar_exact(2, 10) == mcnemar_exact(10, 2)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 7) == pytest.approx(2 / 128)
+
+
+def test_paired_bootstrap_interval():
+    same = np.ones(50, dtype=bool)
+    assert paired_bootstrap(same, ~same) == (-100.0, -100.0, -100.0)  # no spread when every pair moves alike
+    rng = np.random.default_rng(1)
+    a = rng.random(2000) < 0.5
+    b = a.copy()
+    b[:200] = True  # B fixes some of A's errors among the first 200 and breaks none
+    diff, low, high = paired_bootstrap(a, b, samples=4000)
+    fixed = int((~a[:200]).sum())
+    assert diff == pytest.approx(100 * fixed / 2000)
+    # The paired standard error of a mean of 0/1 increments: sqrt(p(1-p)/n) with p = fixed/n.
+    se = 100 * np.sqrt((fixed / 2000) * (1 - fixed / 2000) / 2000)
+    assert low == pytest.approx(diff - 1.96 * se, abs=0.35 * se) and high == pytest.approx(diff + 1.96 * se, abs=0.35 * se)
+    assert low > 0
+
+
+def test_compare_the_published_predictions_with_a_perturbed_copy(reference_predictions):
+    preds = read_predictions(reference_predictions)
+    right = [i for i, p in enumerate(preds) if p.pred.split() == p.gt.split()]
+    wrong = [i for i, p in enumerate(preds) if p.pred.split() != p.gt.split()]
+    rng = random.Random(0)
+    broken, fixed = set(rng.sample(right, 40)), set(rng.sample(wrong, 15))
+    b = [{"img_id": p.img_id, "gt": p.gt, "pred": (p.pred + " x" if i in broken else p.gt if i in fixed else p.pred)}
+         for i, p in enumerate(preds)]
+    rng.shuffle(b)  # matched by img_id, not by position
+    result = compare(preds, b)
+    assert (result.n, result.fixed, result.broken) == (986, 15, 40)
+    assert result.rate_a == pytest.approx(100 * len(right) / 986)
+    assert result.diff == pytest.approx(100 * (15 - 40) / 986)
+    assert result.low < result.diff < result.high < 0
+    assert result.p_value == pytest.approx(mcnemar_exact(15, 40)) and result.p_value < 0.01
+    assert compare(preds, b, "le1").broken == 0  # one token appended is within one edit
+
+
+def test_align_refuses_different_expressions():
+    a = [{"img_id": "x", "gt": "a", "pred": "a"}]
+    with pytest.raises(ValueError, match="different expressions"):
+        align(a, [{"img_id": "y", "gt": "a", "pred": "a"}])
+    with pytest.raises(ValueError, match="occurs twice"):
+        align(a + a, a)
+

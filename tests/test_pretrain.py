@@ -1,0 +1,140 @@
+"""The shipped tiny base: it reads held-out synthetic handwriting, its data is disjoint from every test set, its
+run_config names what made it, and the smoke/cpu profiles fine-tune from it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+
+import pytest
+import torch
+from PIL import Image
+
+from unimumer_lib import cli, pretrain, reproduce
+from unimumer_lib.config import REPO_ROOT
+from unimumer_lib.infer import exprate, predict
+from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
+from unimumer_lib.mining import MINED_PREDICTIONS, mine_with_model
+from unimumer_lib.model import SHIPPED, load_model
+from unimumer_lib.predictions import read_predictions
+from unimumer_lib.records import write_comer
+
+BASE = SHIPPED[pretrain.BASE_NAME]
+RUN_CONFIG = json.loads((BASE / "run_config.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def base():
+    torch.manual_seed(0)
+    return load_model(pretrain.BASE_NAME, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """100 freshly synthesised held-out expressions (the held-out pool, past the learning curve's 200)."""
+    return pretrain.held_out_records(tmp_path_factory.mktemp("fresh"), 100, offset=1000)
+
+
+def as_split(folder, records):
+    """A prepared-style split (caption.txt + images/) of rendered records."""
+    return write_comer(folder, [replace(r, image=Image.open(r.image_path)) for r in records]).parent
+
+
+def test_shipped_base_is_a_hugging_face_folder():
+    names = {p.name for p in BASE.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json", "run_config.json",
+            "README.md", "preprocessor_config.json", pretrain.CAPTION_LIST} <= names
+    assert "training_args.bin" not in names  # no pickle is shipped
+    assert (BASE / "model.safetensors").stat().st_size < 8 * 2**20
+
+
+def test_shipped_base_reads_fresh_held_out_expressions(base, fresh, tmp_path):
+    model, processor = base
+    preds = predict(model, processor, fresh, tmp_path / "pred.json", batch_size=16, max_new_tokens=96,
+                    progress=False)
+    print(f"tiny-base on {len(preds)} fresh held-out expressions: ExpRate {exprate(preds):.2f}")
+    assert len(preds) == 100
+    assert exprate(preds) >= 0.25
+    assert len({p["pred"] for p in preds}) >= 0.9 * len({p["gt"] for p in preds})  # not a few strings
+
+
+def test_run_config_names_the_profile_and_the_commit_that_made_it():
+    assert RUN_CONFIG["profile"] == pretrain.PROFILE
+    commit = RUN_CONFIG["commit"]
+    assert commit and len(commit) == 40
+    # The commit is in this repository's history and holds the pretraining code that made the base.
+    tree = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit], cwd=REPO_ROOT, capture_output=True,
+                          text=True)
+    assert tree.returncode == 0, tree.stderr
+    assert "unimumer_lib/pretrain.py" in tree.stdout.split()
+    assert RUN_CONFIG["steps"] >= 10_000 and RUN_CONFIG["learning_curve"]
+    assert RUN_CONFIG["pretrain_seeds"] == pretrain.shard_seeds(RUN_CONFIG["stream"]["settings"]["n"])
+
+
+def test_pretraining_seeds_are_disjoint_from_every_profile_seed(tmp_path):
+    assert min(RUN_CONFIG["pretrain_seeds"]) >= pretrain.PRETRAIN_SEED
+    with pytest.raises(ValueError, match="pretraining range"):
+        pretrain.check_seed(pretrain.PRETRAIN_SEED + 3)
+    with pytest.raises(ValueError, match="pretraining range"):
+        reproduce.synthetic_root(tmp_path, n_train=10, n_test=5, seed=pretrain.PRETRAIN_SEED)
+    with pytest.raises(ValueError, match="held-out pool"):
+        reproduce.synthetic_root(tmp_path, n_train=10, n_test=5, seed=4)  # test seed 5 is not the pool's
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_synthetic_test_sets_share_no_caption_with_pretraining(tmp_path, profile):
+    trained = pretrain.read_caption_list(BASE)
+    assert len(trained) > 10_000
+    n_test = reproduce.PROFILES[profile]["synth_test"]
+    root = reproduce.synthetic_root(tmp_path, n_train=20, n_test=n_test)
+    test_captions = {caption_of(read_inkml(p)) for p in find_inkml(root / "test")}
+    assert len(test_captions) == len(find_inkml(root / "test")) == n_test >= 500
+    assert not test_captions & trained
+
+
+def test_stream_leaves_out_excluded_captions(tmp_path):
+    first = pretrain.make_stream(tmp_path / "a", 12, progress=False, workers=1)
+    captions = [line.split("\t")[1] for line in (tmp_path / "a" / "caption.txt").read_text().splitlines()]
+    assert first["written"] == 12 and first["settings"]["seeds"] == [pretrain.PRETRAIN_SEED]
+    second = pretrain.make_stream(tmp_path / "b", 12, exclude={captions[0], captions[5]}, progress=False, workers=1)
+    assert second["read"] == 12 == second["written"] + second["excluded_held_out"] + second["rejected"]
+    assert second["excluded_held_out"] >= 2
+    kept = (tmp_path / "b" / "caption.txt").read_text()
+    assert f"\t{captions[0]}\n" not in kept and len(list((tmp_path / "b" / "images").glob("*.png"))) == 10
+
+
+def test_infer_cli_runs_the_shipped_base_on_a_prepared_split(fresh, tmp_path, capsys):
+    split = as_split(tmp_path / "split", fresh[:5])
+    out = tmp_path / "pred.json"
+    assert cli.main(["infer", "--model", "tiny-base", "--data", str(split), "--out", str(out)]) == 0
+    preds = read_predictions(out)
+    assert [p.img_id for p in preds] == [r.id for r in fresh[:5]]
+    assert "5 records" in capsys.readouterr().out
+
+
+def test_base_mining_samples_errors_on_training_images(fresh, tmp_path):
+    split = as_split(tmp_path / "train", fresh[:12])
+    summary = mine_with_model(split, tmp_path / "mining", "tiny-base", samples=2, limit=10,
+                              max_new_tokens=96, progress=False)
+    (fold,) = summary["folds"]
+    assert fold["held_out"] == 10 and fold["samples"] == 20 and fold["model"] == "tiny-base"
+    mined = json.loads((tmp_path / "mining" / MINED_PREDICTIONS).read_text())
+    assert summary["errors"] == len(mined) > 0
+    assert all(r["pred"].split() != r["gt"].split() for r in mined)
+    assert {r["img_id"] for r in mined} <= {r.id for r in fresh[:12]}
+    for task in ("error_find", "error_fix"):
+        assert summary["tasks"][task]["written"] == len(mined)
+
+
+def test_smoke_profile_is_the_ablation_from_the_base(tmp_path):
+    p = reproduce.PROFILES["smoke"]
+    steps = reproduce.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], list(p["arms"]))
+    by_key = {key: params for key, _, params, _, _ in steps}
+    assert {"03[vanilla]", "03[all]", f"04[{reproduce.ZERO_SHOT}]", "tables"} <= set(by_key)
+    assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["model_path"] == "tiny-base"  # no SFT
+    assert by_key["03[vanilla]"]["model_path"] == by_key["03[all]"]["model_path"] == "tiny-base"
+    assert by_key["03[vanilla]"]["preset"] == by_key["03[all]"]["preset"]  # the same recipe
+    assert by_key["02"]["mine_from_model"] == "tiny-base" and by_key["02"]["mine_k"] == 0
+    assert by_key["tables"]["paper_arms"] == [reproduce.ZERO_SHOT, "vanilla", "all"]
+    assert len(by_key["03[all]"]["train_json"]) == len(reproduce.arm_tasks("all")) == 5

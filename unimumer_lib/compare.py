@@ -1,0 +1,114 @@
+"""Paired comparison of two systems on the same test expressions: what B fixed and broke, and whether it matters.
+
+Both prediction lists are matched by ``img_id`` (the same expressions, each once). Per expression a system is
+correct at threshold ``t`` when its token edit distance to the ground truth is at most ``t`` (``t = 0``: ExpRate,
+1: ≤1, 2: ≤2, as ``metrics``). The difference B − A in percentage points gets a paired bootstrap 95 % interval
+(expressions resampled with replacement, both systems together) and McNemar's exact two-sided p-value over the
+discordant expressions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+BOOTSTRAP_SAMPLES = 10_000
+THRESHOLDS = {"exprate": 0, "le1": 1, "le2": 2}
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """B − A on one metric: rates in %, the difference in points with its bootstrap interval, McNemar's p."""
+
+    metric: str
+    n: int
+    rate_a: float
+    rate_b: float
+    diff: float
+    low: float
+    high: float
+    fixed: int  # A wrong, B right
+    broken: int  # A right, B wrong
+    p_value: float
+
+    def as_row(self) -> dict:
+        return {"metric": self.metric, "n": self.n, "A": self.rate_a, "B": self.rate_b, "B - A": self.diff,
+                "95% low": self.low, "95% high": self.high, "fixed": self.fixed, "broken": self.broken,
+                "McNemar p": self.p_value}
+
+
+def align(a: list, b: list) -> tuple[list, list]:
+    """The two prediction lists in one order of ``img_id``; raise unless both hold the same ids, each once."""
+    def by_id(preds, name):
+        table = {}
+        for p in preds:
+            key = p.img_id if hasattr(p, "img_id") else p["img_id"]
+            if key in table:
+                raise ValueError(f"system {name}: img_id {key!r} occurs twice")
+            table[key] = p
+        return table
+
+    ta, tb = by_id(a, "A"), by_id(b, "B")
+    if set(ta) != set(tb):
+        only_a, only_b = sorted(set(ta) - set(tb)), sorted(set(tb) - set(ta))
+        raise ValueError(f"the systems cover different expressions: {len(only_a)} only in A (e.g. "
+                         f"{only_a[:3]}), {len(only_b)} only in B (e.g. {only_b[:3]})")
+    keys = sorted(ta)
+    return [ta[k] for k in keys], [tb[k] for k in keys]
+
+
+def _texts(preds: list) -> tuple[list[str], list[str]]:
+    gt = [p.gt if hasattr(p, "gt") else p["gt"] for p in preds]
+    return gt, [p.pred if hasattr(p, "pred") else p["pred"] for p in preds]
+
+
+def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
+                     seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(b) − mean(a), low, high) in percentage points: the percentile interval of the paired bootstrap."""
+    a, b = np.asarray(correct_a, dtype=np.int8), np.asarray(correct_b, dtype=np.int8)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(f"paired bootstrap needs two equal-length non-empty vectors, got {a.shape} and {b.shape}")
+    delta = (b - a).astype(np.int16)
+    rng = np.random.default_rng(seed)
+    means = np.empty(samples)
+    chunk = max(1, 2_000_000 // len(delta))  # bounded memory for large test sets
+    for start in range(0, samples, chunk):
+        size = min(chunk, samples - start)
+        means[start:start + size] = delta[rng.integers(0, len(delta), size=(size, len(delta)))].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return 100 * float(delta.mean()), 100 * float(low), 100 * float(high)
+
+
+def mcnemar_exact(fixed: int, broken: int) -> float:
+    """Two-sided exact McNemar p-value: the binomial test of ``fixed`` vs ``broken`` discordant pairs at 1/2."""
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    k = min(fixed, broken)
+    tail = sum(comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2 ** n)
+
+
+def compare(a: list, b: list, metric: str = "exprate", samples: int = BOOTSTRAP_SAMPLES,
+            seed: int = 0) -> PairedResult:
+    """B against A on ``metric`` (exprate | le1 | le2) over the expressions both predicted."""
+    from .metrics import sample_distances
+
+    if metric not in THRESHOLDS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {sorted(THRESHOLDS)}")
+    a, b = align(a, b)
+    gt_a, pred_a = _texts(a)
+    gt_b, pred_b = _texts(b)
+    if gt_a != gt_b:
+        bad = next(p.img_id if hasattr(p, "img_id") else p["img_id"] for p, x, y in zip(a, gt_a, gt_b) if x != y)
+        raise ValueError(f"the systems disagree on the ground truth of {bad!r}: not the same test set")
+    t = THRESHOLDS[metric]
+    ca = sample_distances(gt_a, pred_a) <= t
+    cb = sample_distances(gt_b, pred_b) <= t
+    diff, low, high = paired_bootstrap(ca, cb, samples, seed)
+    fixed, broken = int((~ca & cb).sum()), int((ca & ~cb).sum())
+    return PairedResult(metric, len(a), 100 * float(ca.mean()), 100 * float(cb.mean()), diff, low, high, fixed,
+                        broken, mcnemar_exact(fixed, broken))
