@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
 import pytest
 
+from unimumer_lib import cli
 from unimumer_lib.compare import align, compare, mcnemar_exact, paired_bootstrap
 from unimumer_lib.predictions import read_predictions
 
@@ -51,6 +53,25 @@ def test_compare_the_published_predictions_with_a_perturbed_copy(reference_predi
     assert result.low < result.diff < result.high < 0
     assert result.p_value == pytest.approx(mcnemar_exact(15, 40)) and result.p_value < 0.01
     assert compare(preds, b, "le1").broken == 0  # one token appended is within one edit
+
+
+def test_compare_cli_reports_fixed_broken_and_the_p_value(reference_predictions, tmp_path, capsys):
+    preds = read_predictions(reference_predictions)
+    wrong = [p.img_id for p in preds if p.pred.split() != p.gt.split()][:12]
+    right = [p.img_id for p in preds if p.pred.split() == p.gt.split()][:3]
+    b = [{"img_id": p.img_id, "gt": p.gt, "image_path": p.image_path,
+          "pred": p.gt if p.img_id in wrong else "\\times" if p.img_id in right else p.pred} for p in preds]
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    out = tmp_path / "changes.tsv"
+    assert cli.main(["compare", str(reference_predictions), str(tmp_path / "b.json"), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    exprate = next(line for line in text.splitlines() if line.strip().startswith("exprate"))
+    assert exprate.split()[-3:] == ["12", "3", f"{mcnemar_exact(12, 3):.3g}"]
+    assert "fixed 12, broken 3," in text
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert len(rows) == 986 and sorted(r[0] for r in rows if r[1] == "fixed") == sorted(wrong)
+    assert cli.main(["compare", str(reference_predictions), str(tmp_path / "b.json"), "--out",
+                     str(tmp_path / "b.json")]) == 2  # never over an input
 
 
 def test_align_refuses_different_expressions():

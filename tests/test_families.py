@@ -22,6 +22,11 @@ from unimumer_lib.records import load_records
     ("test2023", "CROHME 2023"), ("crohme_2023_results", "CROHME 2023"), ("HME100K_test", "HME100K"),
     ("im2latexv2", "Im2LaTeXv2"), ("MathWriting", "MathWriting"), ("mne_N3", "MNE N3"),
     ("test", None), ("train", None), ("crohme", None),
+    # the official repository's file names (results/, results_7b/): MNE subsets, normalised and _test_ files
+    ("N1_pred", "MNE N1"), ("N2_pred", "MNE N2"), ("N3_pred", "MNE N3"),
+    ("crohme2023_test_pred", "CROHME 2023"), ("crohme2023_test_normalized_pred", "CROHME 2023 (normalised)"),
+    ("mathwriting_test_normalized_pred", "MathWriting (normalised)"), ("mathwriting_test_pred", "MathWriting"),
+    ("crohme_2014_normalized_pred", None),  # CROHME 2014 has no published normalised protocol
 ])
 def test_dataset_label(name, label):
     assert dataset_label(name) == label

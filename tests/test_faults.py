@@ -363,3 +363,28 @@ def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("eval", tmp_path / "missing.json")
     assert result.returncode == 2 and result.stderr == f"unimumer eval: error: {tmp_path / 'missing.json'}: " \
                                                        "No such file or directory\n"
+
+
+def test_caption_ids_that_name_a_path_never_write_or_read_outside(tmp_path):
+    """Issue 20, case 1: an HME100K caption.txt id ``../../outside/esc.jpg`` made the copy write (and replace a user
+    file) outside the run folder, and ``find_image`` read an image outside the caption folder."""
+    from unimumer_lib.prepare import copy_caption_split
+    from unimumer_lib.records import read_comer, unsafe_id
+
+    src, out, outside = tmp_path / "hme" / "train", tmp_path / "run" / "prepared", tmp_path / "outside"
+    (src / "images").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("L", (30, 20), 255).save(src / "images" / "train_1.jpg")
+    Image.new("L", (30, 20), 0).save(outside / "esc.jpg")  # a user's file, reachable by the id below
+    before = tree(outside)
+    (src / CAPTION_FILE).write_text("train_1.jpg\tx + 1\n../../../outside/esc.jpg\ty\n..\\esc.jpg\tz\n",
+                                    encoding="utf-8")
+    records = read_comer(src)
+    assert [r.image_path is None for r in records] == [False, True, True]  # nothing read from outside
+    summary = copy_caption_split(src, out)
+    assert (summary["read"], summary["written"], summary["rejected"]) == (3, 1, 2)
+    rejects = (out / "rejects.tsv").read_text(encoding="utf-8")
+    assert rejects.count("names a path") == 2 and "../../../outside/esc\t" in rejects
+    assert tree(outside) == before  # byte for byte
+    assert sorted(p.name for p in (out / IMAGES_DIR).iterdir()) == ["train_1.jpg"]
+    assert unsafe_id("18_em_0") is None and unsafe_id("train_1.jpg") is None and unsafe_id("..")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from PIL import Image
 
 from unimumer_lib import cli, pretrain, reproduce
 from unimumer_lib.config import REPO_ROOT
-from unimumer_lib.infer import exprate, predict
+from unimumer_lib.infer import exprate, predict, recognize
 from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
 from unimumer_lib.mining import MINED_PREDICTIONS, mine_with_model
 from unimumer_lib.model import SHIPPED, load_model
@@ -111,6 +112,26 @@ def test_infer_cli_runs_the_shipped_base_on_a_prepared_split(fresh, tmp_path, ca
     preds = read_predictions(out)
     assert [p.img_id for p in preds] == [r.id for r in fresh[:5]]
     assert "5 records" in capsys.readouterr().out
+
+
+def test_infer_recognises_plain_images_without_captions(fresh, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for r in fresh[:5]:
+        (folder / Path(r.image_path).name).write_bytes(Path(r.image_path).read_bytes())
+    out = tmp_path / "pred.json"
+    assert cli.main(["infer", "--model", "tiny-base", "--data", str(folder), "--out", str(out)]) == 0
+    preds = read_predictions(out)
+    assert len(preds) == 5 and {p.gt for p in preds} == {""} and all(p.pred for p in preds)
+    capsys.readouterr()
+    images = [str(folder / Path(r.image_path).name) for r in fresh[:2]]
+    assert cli.main(["infer", "--model", "tiny-base", "--image", *images]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_id = {p.img_id: p.pred for p in preds}
+    assert [line.split("\t") for line in lines] == [[img, by_id[Path(img).stem]] for img in images]
+    assert recognize(images, model="tiny-base") == [by_id[Path(img).stem] for img in images]
+    assert cli.main(["infer", "--model", "tiny-base", "--image", str(tmp_path / "none.png")]) == 2
+    assert "not an image file" in capsys.readouterr().err
 
 
 def test_base_mining_samples_errors_on_training_images(fresh, tmp_path):

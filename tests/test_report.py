@@ -108,9 +108,59 @@ def test_write_results_equals_the_published_file_line_for_line(tmp_path, capsys,
     copy = tmp_path / reference_predictions.name
     copy.write_bytes(reference_predictions.read_bytes())
     run_cli(capsys, copy, "--write-results")
-    ours = (tmp_path / RESULTS_FILE).read_text(encoding="utf-8").splitlines()
-    published = (reference_predictions.parent / RESULTS_FILE).read_text(encoding="utf-8").splitlines()
-    assert [line.split() for line in ours] == [line.split() for line in published]
+    ours = (tmp_path / RESULTS_FILE).read_text(encoding="utf-8")
+    assert ours == (reference_predictions.parent / RESULTS_FILE).read_text(encoding="utf-8")  # byte for byte
+
+
+def test_write_results_never_replaces_an_existing_results_file(tmp_path, capsys, reference_predictions):
+    # Beside an official prediction file the results file is the authors' own: refused, untouched.
+    assert cli.main(["eval", str(reference_predictions), "--write-results"]) == 2
+    assert "already there" in capsys.readouterr().err
+    copy = tmp_path / reference_predictions.name
+    copy.write_bytes(reference_predictions.read_bytes())
+    mine = tmp_path / RESULTS_FILE
+    mine.write_text("my notes\n", encoding="utf-8")
+    assert cli.main(["eval", str(copy), "--write-results"]) == 2 and mine.read_text() == "my notes\n"
+    run_cli(capsys, copy, "--results-dir", tmp_path / "out")  # another folder: written
+    assert (tmp_path / "out" / RESULTS_FILE).read_text().startswith("\n" + "=" * 60)
+    run_cli(capsys, copy, "--write-results", "--force")
+    assert mine.read_text() == (reference_predictions.parent / RESULTS_FILE).read_text()
+
+
+def made_up(n):
+    """n records: 2/5 exact, 1/5 with one substitution, 1/5 with two, 1/5 with four (single-character tokens, so
+    the published token-edit CER equals the character-edit CER of the official script's current version)."""
+    rows = []
+    for i in range(n):
+        gt = ["x", "^", "{", str(i % 10), "}", "+", "y", "=", str(i % 7)]
+        pred = list(gt)
+        kind = i % 5
+        if kind >= 2:
+            pred[0] = "z"
+        if kind >= 3:
+            pred[6] = "w"
+        if kind == 4:
+            pred[5], pred[7] = "-", "<"
+        rows.append({"img_id": f"m{i:05d}", "gt": " ".join(gt), "pred": " ".join(pred), "image_path": ""})
+    return rows
+
+
+# What the official scripts/eval_metrics_calculator.py printed for these files (run from a scratch copy):
+# thousands separators in the counts, 100.0000 right-aligned in 8 columns.
+OFFICIAL_TEXT = {
+    1200: '\n============================================================\n                    EVALUATION RESULTS\n============================================================\n\nDataset Statistics:\n  Total Samples: 1,200\n\nCore Metrics:\n  Mean Edit Score:        84.4444%\n  BLEU-4 Score:           74.7160%\n  Character Error Rate:    0.0824\n\nError Threshold Analysis:\n  Exact Match Rate:       40.0000% (0 errors)\n  Error ≤ 1:              60.0000%\n  Error ≤ 2:              80.0000%\n  Error ≤ 3:              80.0000%\n\nDetailed Error Distribution:\n  Errors ≤ 0:    480 samples ( 40.00%)\n  Errors ≤ 1:    720 samples ( 60.00%)\n  Errors ≤ 2:    960 samples ( 80.00%)\n  Errors ≤ 3:    960 samples ( 80.00%)\n\n============================================================\n',
+    12000: '\n============================================================\n                    EVALUATION RESULTS\n============================================================\n\nDataset Statistics:\n  Total Samples: 12,000\n\nCore Metrics:\n  Mean Edit Score:        84.4444%\n  BLEU-4 Score:           74.7160%\n  Character Error Rate:    0.0824\n\nError Threshold Analysis:\n  Exact Match Rate:       40.0000% (0 errors)\n  Error ≤ 1:              60.0000%\n  Error ≤ 2:              80.0000%\n  Error ≤ 3:              80.0000%\n\nDetailed Error Distribution:\n  Errors ≤ 0:  4,800 samples ( 40.00%)\n  Errors ≤ 1:  7,200 samples ( 60.00%)\n  Errors ≤ 2:  9,600 samples ( 80.00%)\n  Errors ≤ 3:  9,600 samples ( 80.00%)\n\n============================================================\n',
+    "exact": '\n============================================================\n                    EVALUATION RESULTS\n============================================================\n\nDataset Statistics:\n  Total Samples: 5\n\nCore Metrics:\n  Mean Edit Score:       100.0000%\n  BLEU-4 Score:           48.2416%\n  Character Error Rate:    0.0000\n\nError Threshold Analysis:\n  Exact Match Rate:      100.0000% (0 errors)\n  Error ≤ 1:             100.0000%\n  Error ≤ 2:             100.0000%\n  Error ≤ 3:             100.0000%\n\nDetailed Error Distribution:\n  Errors ≤ 0:      5 samples (100.00%)\n  Errors ≤ 1:      5 samples (100.00%)\n  Errors ≤ 2:      5 samples (100.00%)\n  Errors ≤ 3:      5 samples (100.00%)\n\n============================================================\n',
+}
+
+
+@pytest.mark.parametrize("size", [1200, 12000, "exact"])
+def test_results_file_equals_the_official_script_at_every_size(tmp_path, capsys, size):
+    rows = made_up(size) if size != "exact" else [{"img_id": f"e{i}", "gt": "a + b", "pred": "a + b"} for i in range(5)]
+    path = tmp_path / "made_up_pred.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    run_cli(capsys, path, "--write-results")
+    assert (tmp_path / "made_up_results.txt").read_text(encoding="utf-8") == OFFICIAL_TEXT[size]
 
 
 def test_table_names_published_cer_and_character_cer(capsys, reference_predictions):

@@ -44,8 +44,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{row['file']}: {row[REMOVED]} items removed by the published normalisation protocol, not scored "
                   "(unimumer normalize lists them with the rule)", file=sys.stderr)
     if args.write_results or args.results_dir:
-        for path in write_results_files(rows, Path(args.results_dir) if args.results_dir else None):
+        for path in write_results_files(rows, Path(args.results_dir) if args.results_dir else None, args.force):
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from .compare import STATUSES, compare_files
+    from .records import atomic_write_text
+
+    results, rows = compare_files(args.a, args.b, samples=args.samples, seed=args.seed)
+    print(f"A = {args.a}\nB = {args.b}\n{results[0].n} expressions in both")
+    print(f"{'metric':>8} {'A %':>7} {'B %':>7} {'B-A':>7} {'95% interval':>17} {'fixed':>6} {'broken':>6} "
+          f"{'McNemar p':>10}")
+    for r in results:
+        print(f"{r.metric:>8} {r.rate_a:7.2f} {r.rate_b:7.2f} {r.diff:+7.2f} [{r.low:+6.2f}, {r.high:+6.2f}] "
+              f"{r.fixed:6d} {r.broken:6d} {r.p_value:10.3g}")
+    counts = Counter(r["status"] for r in rows)
+    print("ExpRate per expression: " + ", ".join(f"{s} {counts[s]}" for s in STATUSES))
+    if args.out:
+        _refuse_overwriting_inputs(args.out, [Path(args.a), Path(args.b)])
+        lines = ["img_id\tstatus\tgt\tpred_a\tpred_b\n"] + [
+            "\t".join(" ".join(str(r[k]).split()) for k in ("img_id", "status", "gt", "pred_a", "pred_b")) + "\n"
+            for r in rows]
+        atomic_write_text(args.out, "".join(lines))
+        print(f"per-expression changes: {args.out}")
     return 0
 
 
@@ -93,10 +118,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from .infer import run
+    from .infer import recognize, run
 
-    rows = run(args.model, args.data, args.out, backend=args.backend, batch_size=args.batch_size, root=args.root,
-               task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    knobs = dict(task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    if (args.image is None) == (args.data is None):
+        raise ValueError("give --data (a data set or a folder of images) or --image FILE [FILE ...], not both")
+    if args.image is not None and args.out is None:  # just show what the model reads
+        from .records import image_records
+
+        records = image_records(args.image)
+        for r, latex in zip(records, recognize([r.image_path for r in records], args.model,
+                                               batch_size=args.batch_size, **knobs)):
+            print(f"{r.image_path}\t{latex}")
+        return 0
+    if args.out is None:
+        raise ValueError("--data needs --out (the prediction JSON to write)")
+    rows = run(args.model, args.image if args.image is not None else args.data, args.out, backend=args.backend,
+               batch_size=args.batch_size, root=args.root, **knobs)
     failed = sum(1 for r in rows if r.get("error"))
     print(f"infer: {len(rows)} records -> {args.out} ({len(rows) - failed} predicted, {failed} without an image)")
     return 0
@@ -132,6 +170,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .tasks import TASKS
+
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -144,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--src", required=True,
                    help="folder holding split folders (CROHME: train/, test2014/, ...; MathWriting: train/, valid/, "
                         "test/, synthetic/, symbols/)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="folder for the prepared splits (<out>/<split>/caption.txt + images/)")
     s.add_argument("--splits", type=_csv, default=None, help="comma-separated splits (default: all found)")
     s.add_argument("--no-images", action="store_true", help="write captions only")
-    s.add_argument("--height", type=int, default=128)
+    s.add_argument("--height", type=int, default=128, help="rendered image height in pixels, 4-1024 (default 128; "
+                   "the smoke/cpu profiles and tiny-base use 64)")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--limit", type=int, default=None, help="first N files per split (for quick looks)")
     s.add_argument("--force", action="store_true",
@@ -155,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("eval", parents=[debug], help="metrics of Uni-MuMER-style prediction JSON files")
-    s.add_argument("predictions", nargs="+")
-    s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table")
+    s.add_argument("predictions", nargs="+", help="prediction JSON files ({img_id, gt, pred}) or folders of *_pred.json")
+    s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table",
+                   help="output format (default: an aligned table)")
     s.add_argument("--out", default=None, help="write here instead of stdout")
     s.add_argument("--normalize", nargs="?", const="crohme", default=None, choices=STYLES,
                    help="normalise gt and pred before scoring: crohme (the literature's captions, the default "
@@ -167,11 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--write-results", action="store_true",
                    help="write <name>_results.txt (the official layout) beside each prediction file")
     s.add_argument("--results-dir", default=None, help="write the <name>_results.txt files here instead")
+    s.add_argument("--force", action="store_true", help="replace existing <name>_results.txt files (refused "
+                                                        "otherwise: beside an official file they are the authors')")
     s.set_defaults(func=cmd_eval)
 
+    s = sub.add_parser("compare", parents=[debug], help="two systems on the same test set: fixed/broken, paired tests")
+    s.add_argument("a", help="prediction JSON of system A (the baseline)")
+    s.add_argument("b", help="prediction JSON of system B, on the same img_ids")
+    s.add_argument("--out", default=None, help="TSV of every expression: img_id, status (fixed, broken, ...), gt, "
+                                               "both predictions")
+    s.add_argument("--samples", type=int, default=10_000, help="paired bootstrap resamples (default 10,000)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    s.set_defaults(func=cmd_compare)
+
     s = sub.add_parser("normalize", parents=[debug], help="normalise a prediction JSON to a published convention")
-    s.add_argument("predictions")
-    s.add_argument("--style", choices=STYLES, default="unimumer")
+    s.add_argument("predictions", help="prediction JSON to normalise")
+    s.add_argument("--style", choices=STYLES, default="unimumer", help="convention: unimumer (the published CROHME 2023 / "
+                   "MathWriting protocol, default) or crohme (the literature's captions)")
     s.add_argument("--out", required=True, help="normalised prediction JSON (removed items listed beside it)")
     s.set_defaults(func=cmd_normalize)
 
@@ -180,11 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--captions", help="a split folder or its caption.txt (images/ or img/, png/jpg/bmp), "
                                         "or an official Uni-MuMER prompt JSON")
     src.add_argument("--from-predictions", help="prediction JSON (for error_find,error_fix)")
-    s.add_argument("--tasks", default="vanilla,tree,can")
-    s.add_argument("--out", required=True)
+    s.add_argument("--tasks", default="vanilla,tree,can", help=f"comma-separated tasks, of: {', '.join(TASKS)} "
+                   "(default vanilla,tree,can; error_find/error_fix need --from-predictions)")
+    s.add_argument("--out", required=True, help="folder for <task>.json + dataset_info.json (LLaMA-Factory layout)")
     s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampled choices (EDL injection)")
     s.add_argument("--test-root", action="append", default=None,
                    help="folder whose test*/ splits must never enter training (repeatable; default: the CROHME root)")
     s.add_argument("--allow-test-images", action="store_true",
@@ -192,15 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_tasks)
 
     s = sub.add_parser("synth", parents=[debug], help="synthetic handwritten expressions (InkML + captions.tsv)")
-    s.add_argument("--n", type=int, default=2000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True)
-    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--n", type=int, default=2000, help="number of expressions (default 2,000)")
+    s.add_argument("--seed", type=int, default=0, help="dataset seed; sample i is drawn from (seed, i), so the "
+                   "files are the same whatever --workers (seeds >= 1,000,000 are the tiny base's pretraining)")
+    s.add_argument("--out", required=True, help="folder: <out>/synthetic/*.inkml + captions.tsv")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--force", action="store_true", help="write into a non-empty --out, clearing what synth made there")
     s.set_defaults(func=cmd_synth)
 
     from .infer import SAMPLING
-    from .tasks import TASKS
     from .train import add_train_arguments
 
     s = sub.add_parser("train", parents=[debug], help="fine-tune a Qwen-VL model on task files (TRL SFT)")
@@ -208,16 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("infer", parents=[debug], help="recognise images with a checkpoint -> Uni-MuMER prediction JSON")
-    s.add_argument("--model", required=True, help="checkpoint folder or hub id (e.g. phxember/Uni-MuMER-Qwen2.5-VL-3B)")
-    s.add_argument("--data", required=True, help="split folder (caption.txt + images/ or img/) or a prompt JSON")
+    s.add_argument("--model", required=True, help="checkpoint folder, hub id (e.g. phxember/Uni-MuMER-Qwen2.5-VL-3B) or "
+                                                 "tiny-base (the shipped CPU model)")
+    s.add_argument("--data", default=None, help="split folder (caption.txt + images/ or img/), a prompt JSON, or a "
+                                                "folder of images without captions (gt \"\")")
+    s.add_argument("--image", nargs="+", default=None, metavar="FILE",
+                   help="recognise these image files: prints path<TAB>LaTeX (writes --out too when given)")
     s.add_argument("--root", default=None, help="base folder of a prompt JSON's relative image paths")
-    s.add_argument("--out", required=True, help="prediction JSON to write")
-    s.add_argument("--backend", choices=["hf", "vllm"], default="hf")
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--out", default=None, help="prediction JSON to write (needed with --data)")
+    s.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="hf (transformers generate, default) or vllm "
+                   "(GPU; install the vllm extra)")
+    s.add_argument("--batch-size", type=int, default=8, help="images per generate call (default 8)")
     s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
     s.add_argument("--max-new-tokens", type=int, default=None, help="default: per task (official: 2048)")
-    s.add_argument("--num-beams", type=int, default=1)
-    s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy")
+    s.add_argument("--num-beams", type=int, default=1, help="beam search width with greedy (default 1)")
+    s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy",
+                   help="greedy (default, deterministic) or official (the Uni-MuMER vLLM script's sampling)")
     s.set_defaults(func=cmd_infer)
 
     s = sub.add_parser("pretrain", parents=[debug], help="pretrain the tiny base model on synthetic handwriting")
@@ -236,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .reproduce import PROFILES
 
     s = sub.add_parser("reproduce", parents=[debug], help="run the notebooks with papermill for a profile")
-    s.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    s.add_argument("--profile", choices=sorted(PROFILES), default="smoke",
+                   help="smoke (the main job: the ablation in miniature on synthetic data, ~10 min CPU), ci "
+                        "(seconds), cpu (from tiny-base on CROHME, <= 1 h CPU), paper (Qwen2.5-VL-3B on GPUs), "
+                        "paper-dry (the paper pipeline on CPU in minutes)")
     s.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
     s.add_argument("--data", default=None,
                    help="'synthetic' or a CROHME root folder (default: synthetic; paper profiles: the CROHME root)")

@@ -112,3 +112,29 @@ def compare(a: list, b: list, metric: str = "exprate", samples: int = BOOTSTRAP_
     fixed, broken = int((~ca & cb).sum()), int((ca & ~cb).sum())
     return PairedResult(metric, len(a), 100 * float(ca.mean()), 100 * float(cb.mean()), diff, low, high, fixed,
                         broken, mcnemar_exact(fixed, broken))
+
+
+STATUSES = ("fixed", "broken", "both wrong", "both right")
+
+
+def changes(a: list, b: list) -> list[dict]:
+    """Per expression (ExpRate): ``{"img_id", "status", "gt", "pred_a", "pred_b"}``, status one of ``STATUSES``."""
+    from .metrics import sample_distances
+
+    a, b = align(a, b)
+    gt, pred_a = _texts(a)
+    _, pred_b = _texts(b)
+    ok_a, ok_b = sample_distances(gt, pred_a) == 0, sample_distances(gt, pred_b) == 0
+    names = {(False, True): "fixed", (True, False): "broken", (False, False): "both wrong", (True, True): "both right"}
+    return [{"img_id": p.img_id if hasattr(p, "img_id") else p["img_id"], "status": names[(bool(x), bool(y))],
+             "gt": g, "pred_a": pa, "pred_b": pb}
+            for p, x, y, g, pa, pb in zip(a, ok_a, ok_b, gt, pred_a, pred_b)]
+
+
+def compare_files(path_a, path_b, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[list[PairedResult],
+                                                                                             list[dict]]:
+    """``unimumer compare``: B against A on ExpRate, ≤1 and ≤2, and the per-expression changes."""
+    from .predictions import read_predictions
+
+    a, b = read_predictions(path_a), read_predictions(path_b)
+    return [compare(a, b, metric, samples, seed) for metric in THRESHOLDS], changes(a, b)

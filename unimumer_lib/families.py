@@ -38,11 +38,15 @@ FAMILIES = {f.name: f for f in (
     Family("im2latexv2", {"Im2LaTeXv2": ("im2latexv2",)}, "Im2LaTeXv2", ("prompt-json",)),
     Family("mathwriting", {"MathWriting": ("mathwriting",)}, "MathWriting", ("mathwriting-inkml", "prompt-json"),
            "unimumer"),
-    Family("mne", {"MNE N1": ("mnen1",), "MNE N2": ("mnen2",), "MNE N3": ("mnen3",)}, "MNE", ("prompt-json",)),
+    Family("mne", {"MNE N1": ("mnen1", "n1"), "MNE N2": ("mnen2", "n2"), "MNE N3": ("mnen3", "n3")}, "MNE",
+           ("prompt-json",)),
 )}
-# "crohme_2014_pred.json" stem, "CROHME-2014", "mne_N2_test" -> "crohme2014", "mnen2": case, separators and a
-# trailing _pred/_test/_results are not part of a test set's name.
-_SUFFIX = re.compile(r"([_-](pred|test|results))+$")
+# "crohme_2014_pred.json" stem, "CROHME-2014", "mne_N2_test", "N2_pred" -> "crohme2014", "mnen2", "n2": case,
+# separators and trailing _pred/_test/_results/_normalized are not part of a test set's name. The official files
+# of a normalised protocol (crohme2023_test_normalized_pred) get their own column: "<label> (normalised)".
+_SUFFIX = re.compile(r"([_-](pred|test|results|normali[sz]ed))+$", re.IGNORECASE)
+_NORMALISED = re.compile(r"[_-]normali[sz]ed", re.IGNORECASE)
+NORMALISED_COLUMN = "{label} (normalised)"
 _SEPARATORS = re.compile(r"[\s_-]+")
 _LABELS = {name: label for f in FAMILIES.values() for label, names in f.tests.items() for name in names}
 # The test split folders (test2014, ..., test2023) a CROHME-style InkML root may hold, each with its main-table
@@ -52,8 +56,14 @@ TEST_SPLIT_LABELS = {name: label for name, label in _LABELS.items() if name.star
 
 def dataset_label(name: str) -> str | None:
     """Main-table column of a test set named by a split folder or file stem (``test2019``, ``crohme_2014_pred``,
-    ``MathWriting``, ``mne_N2``), or None when it is no known benchmark test set."""
-    return _LABELS.get(_SEPARATORS.sub("", _SUFFIX.sub("", name.lower())))
+    ``MathWriting``, ``mne_N2``, ``N2_pred``), or None when it is no known benchmark test set. The file of a
+    published normalised protocol (``crohme2023_test_normalized_pred``) names ``"CROHME 2023 (normalised)"``."""
+    match = _SUFFIX.search(name)
+    label = _LABELS.get(_SEPARATORS.sub("", (name[:match.start()] if match else name).lower()))
+    if label and match and _NORMALISED.search(match.group(0)):
+        family = family_of(label)
+        return NORMALISED_COLUMN.format(label=label) if family and family.normalization else None
+    return label
 
 
 def family_of(label: str) -> Family | None:

@@ -182,12 +182,30 @@ def load_for_inference(model_path: str | Path):
     return load_model(model_path, dtype="float32")
 
 
-def run(model_path: str | Path, data: str | Path, out: str | Path, backend: str = "hf", batch_size: int = 8,
-        root: str | Path | None = None, **knobs) -> list[dict]:
-    """``unimumer infer``: read ``data`` (any layout ``records.load_records`` knows), recognise, write ``out``."""
-    from .model import resolve_model_path
+def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int = 8, **knobs) -> list[str]:
+    """LaTeX of each image (paths or PIL images), in order: ``recognize(["x.png"], model="runs/sft/final")``.
 
-    records = load_records(data, root)
+    ``model``: a checkpoint folder, hub id or shipped name (default the CPU ``tiny-base``), or a loaded
+    ``(model, processor)`` pair. ``knobs``: decoding settings as for :func:`decoding`."""
+    net, processor = model if isinstance(model, tuple) else load_for_inference(model)
+    images = [images] if isinstance(images, (str, Path)) or hasattr(images, "convert") else list(images)
+    settings = decoding(processor.tokenizer, task=task, **knobs)
+    prompt = PROMPTS[task if task in PROMPTS else "vanilla"]
+    out = []
+    for i in range(0, len(images), batch_size):
+        out += [extract(texts[0], task) for texts in generate(net, processor, images[i:i + batch_size], prompt,
+                                                              settings)]
+    return out
+
+
+def run(model_path: str | Path, data: str | Path | list, out: str | Path, backend: str = "hf", batch_size: int = 8,
+        root: str | Path | None = None, **knobs) -> list[dict]:
+    """``unimumer infer``: read ``data`` (any layout ``records.load_records`` knows, an image file or a folder of
+    images; a list of image files), recognise, write ``out``."""
+    from .model import resolve_model_path
+    from .records import image_records
+
+    records = image_records(data) if isinstance(data, list) else load_records(data, root, unlabelled=True)
     model_path = resolve_model_path(model_path)  # a shipped name (tiny-base) -> its folder
     if backend == "vllm":
         from .model import load_processor

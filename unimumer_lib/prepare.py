@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .inkml import InkmlError, caption_of, find_inkml, ink_from_xml, is_inkml
 from .outdir import OutputLock, is_empty_dir, remove_temp_files
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
-                      Record, atomic_write_bytes, atomic_write_text, read_comer, write_captions)
+                      Record, atomic_write_bytes, atomic_write_text, read_comer, unsafe_id, write_captions)
 from .render import check_height, default_workers, render_ink
 from .tree import depth as tree_depth, symbol_counts as caption_symbol_counts
 from .workers import imap_ordered
@@ -384,8 +384,9 @@ def copy_caption_split(src, out_dir, limit: int | None = None) -> dict:
     records = read_comer(src)[:limit] if limit is not None else read_comer(src)
     kept, rejects = [], []
     for r in records:
-        if r.image_path is None:
-            rejects.append({"file": r.id, "reason": f"image not found in {src}"})
+        why = unsafe_id(r.id)
+        if why or r.image_path is None:
+            rejects.append({"file": r.id, "reason": why or f"image not found in {src}"})
             continue
         image = Path(r.image_path)
         (out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)

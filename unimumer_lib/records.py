@@ -12,6 +12,8 @@ Uni-MuMER prompt JSON files.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import os
 import tempfile
@@ -142,9 +144,21 @@ def image_dirs(folder) -> list[Path]:
     return [folder / name for name in names if (folder / name).is_dir()]
 
 
+def unsafe_id(key: str) -> str | None:
+    """Why a record id cannot name a file in its folder (a path separator, ``..``, a NUL, nothing), or None."""
+    if not key.strip() or key in (".", ".."):
+        return "empty or dot id"
+    if "/" in key or "\\" in key or "\0" in key or ".." in Path(key).parts:
+        return f"id {key!r} names a path (separators or '..'), not a file in its folder"
+    return None
+
+
 def find_image(dirs: list[Path], key: str) -> Path | None:
     """The image of ``key`` in ``dirs``: ``<key>`` itself when it carries an image suffix (HME100K's
-    ``train_1.jpg``), else ``<key>`` + the first of IMAGE_SUFFIXES that exists."""
+    ``train_1.jpg``), else ``<key>`` + the first of IMAGE_SUFFIXES that exists. An id that names a path
+    (``unsafe_id``) never finds one: nothing outside ``dirs`` is read."""
+    if unsafe_id(key):
+        return None
     names = [key] if Path(key).suffix.lower() in IMAGE_SUFFIXES else [key + s for s in IMAGE_SUFFIXES]
     for folder in dirs:
         for name in names:
@@ -307,6 +321,33 @@ def read_prompt_json(path, root=None) -> list[Record]:
 
 # ---- one entry point for every layout -------------------------------------------------------------
 
+def is_image_file(path) -> bool:
+    return Path(path).is_file() and Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_records(paths) -> list[Record]:
+    """Records of plain image files, without captions (``caption`` ""): what ``infer`` reads to recognise a
+    user's own images. A folder gives its image files (sorted). Ids are the file stems, or the file names where
+    two files share a stem (``a.png``, ``a.jpg``)."""
+    files = []
+    for path in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if is_image_file(p))
+            if not found:
+                raise FileNotFoundError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) and no {CAPTION_FILE}")
+            files += found
+        elif is_image_file(path):
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+    stems = Counter(p.stem for p in files)
+    ids = [p.stem if stems[p.stem] == 1 else p.name for p in files]
+    dups = [k for k, c in Counter(ids).items() if c > 1]
+    if dups:
+        raise ValueError(f"image {dups[0]!r} given twice")
+    return [Record(id=key, caption="", image_path=str(p)) for key, p in zip(ids, files)]
+
+
 def read_any(path, root=None) -> list[Record]:
     """Records of ``path`` in whichever layout it has (see ``load_records``); images may be missing."""
     path = Path(path)
@@ -320,7 +361,7 @@ def read_any(path, root=None) -> list[Record]:
     return read_comer(folder)
 
 
-def load_records(path, root=None) -> list[Record]:
+def load_records(path, root=None, unlabelled: bool = False) -> list[Record]:
     """Read any supported dataset layout into records (``image_path`` None where the image is missing):
 
     - a prepared split folder (``caption.txt`` + ``images/<id>.png``), or its ``caption.txt``;
@@ -328,8 +369,12 @@ def load_records(path, root=None) -> list[Record]:
     - an HME100K folder (``caption.txt`` whose ids may end in ``.jpg`` + ``images/`` or ``<split>_images/``);
     - an official Uni-MuMER prompt JSON (sharegpt ``messages`` + ``images``; images resolved against ``root``).
 
-    Raises ValueError naming the file when it holds no record with both a caption and an image.
+    Raises ValueError naming the file when it holds no record with both a caption and an image. With
+    ``unlabelled``, an image file or a folder of images without ``caption.txt`` is read too (``image_records``:
+    captions "", for recognising one's own images).
     """
+    if unlabelled and (is_image_file(path) or (Path(path).is_dir() and not (Path(path) / CAPTION_FILE).exists())):
+        return image_records(path)
     records = read_any(path, root)
     usable = [r for r in records if r.caption.split() and (r.image_path or r.image is not None)]
     if not usable:

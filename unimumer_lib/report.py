@@ -78,16 +78,19 @@ def evaluate_files(paths: list[Path], normalize: bool | str | None = False, by_d
 
 
 def results_text(row: dict) -> str:
-    """One result row in the layout of the official ``*_results.txt`` (same sections, labels and decimals)."""
+    """One result row in the layout of the official ``*_results.txt``: its sections and labels, every value
+    rounded to 4 decimals first as the official script does, then ``{:>8.4f}`` rates, ``{:,}`` / ``{:>6,}``
+    counts (thousands separators) and ``{:>6.2f}`` percentages. CER is the published one (``metrics``)."""
     n = row["n"]
-    lines = ["", _RULE, f"{'EVALUATION RESULTS':>38}", _RULE, "", "Dataset Statistics:", f"  Total Samples: {n}", "",
-             "Core Metrics:", f"  Mean Edit Score:        {row['edit_score']:.4f}%",
-             f"  BLEU-4 Score:           {row['bleu4']:.4f}%", f"  Character Error Rate:   {row['cer']:7.4f}", "",
-             "Error Threshold Analysis:", f"  Exact Match Rate:       {row['exprate']:.4f}% (0 errors)"]
-    lines += [f"  Error ≤ {k}:              {row[key]:.4f}%" for k, key in ((1, "le1"), (2, "le2"), (3, "le3"))]
+    r = {key: round(row[key], 4) for key in ("edit_score", "bleu4", "cer", "exprate", "le1", "le2", "le3")}
+    lines = ["", _RULE, f"{'EVALUATION RESULTS':>38}", _RULE, "", "Dataset Statistics:", f"  Total Samples: {n:,}", "",
+             "Core Metrics:", f"  Mean Edit Score:       {r['edit_score']:>8.4f}%",
+             f"  BLEU-4 Score:          {r['bleu4']:>8.4f}%", f"  Character Error Rate:  {r['cer']:>8.4f}", "",
+             "Error Threshold Analysis:", f"  Exact Match Rate:      {r['exprate']:>8.4f}% (0 errors)"]
+    lines += [f"  Error ≤ {k}:             {r[key]:>8.4f}%" for k, key in ((1, "le1"), (2, "le2"), (3, "le3"))]
     lines += ["", "Detailed Error Distribution:"]
     for k, key in enumerate(("exprate", "le1", "le2", "le3")):
-        lines.append(f"  Errors ≤ {k}: {round(row[key] * n / 100):6d} samples ({row[key]:6.2f}%)")
+        lines.append(f"  Errors ≤ {k}: {round(row[key] * n / 100):>6,} samples ({r[key]:>6.2f}%)")
     return "\n".join(lines + ["", _RULE, ""])
 
 
@@ -99,17 +102,19 @@ def results_path(prediction_file: Path, folder: Path | None = None) -> Path:
     return Path(folder or prediction_file.parent) / f"{stem}{RESULTS_SUFFIX}"
 
 
-def write_results_files(rows: list[dict], folder: Path | None = None) -> list[Path]:
-    """Write ``results_text`` of each whole-file row (not the per-dataset rows) to ``results_path``."""
-    written = []
-    for row in rows:
-        if "dataset" in row:
-            continue
-        target = results_path(Path(row["file"]), folder)
+def write_results_files(rows: list[dict], folder: Path | None = None, force: bool = False) -> list[Path]:
+    """Write ``results_text`` of each whole-file row (not the per-dataset rows) to ``results_path``. An existing
+    results file (the authors' own beside an official prediction file) is never replaced unless ``force``;
+    every target is checked before the first is written."""
+    targets = [(row, results_path(Path(row["file"]), folder)) for row in rows if "dataset" not in row]
+    for row, target in targets:
         if target.resolve() == Path(row["file"]).resolve():
             raise ValueError(f"{target}: refusing to overwrite the prediction file with its results")
-        written.append(atomic_write_text(target, results_text(row)))
-    return written
+        if target.exists() and not force:
+            raise FileExistsError(f"{target}: a results file is already there (beside an official prediction file "
+                                  f"it is the authors' own); write into another folder with --results-dir, or "
+                                  f"--force to replace it")
+    return [atomic_write_text(target, results_text(row)) for row, target in targets]
 
 
 def _columns(rows: list[dict]) -> list[str]:

@@ -78,9 +78,9 @@ PROFILES = {
     "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
                max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
                label="ours (ci, tiny CPU model, {train})"),
-    "smoke": dict(pipeline="paper", data="synthetic", arms=("vanilla", "all"), zero_shot=True, synth_train=3000, synth_test=500,
-                  sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=700, batch_size=16,
-                  max_new_tokens=96, threads=2, **_BASE_EDL, mine_limit=1500),
+    "smoke": dict(pipeline="paper", data="synthetic", arms=("vanilla", "all"), zero_shot=True, synth_train=2500,
+                  synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=450,
+                  batch_size=16, max_new_tokens=96, threads=2, **_BASE_EDL, mine_limit=1000),
     "cpu": dict(pipeline="paper", arms=("all",), zero_shot=True, test_splits=("test2014",), synth_train=12000,
                 synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=6000,
                 batch_size=16, max_new_tokens=128, threads=2, **_BASE_EDL, mine_limit=3000),
@@ -147,10 +147,12 @@ def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> P
 
     root = run_dir / "raw"
     n_draw = n_test + n_test // 10 + 10
+    check_seed(seed, "the synthetic train split")
+    check_seed(seed + 1, "the synthetic test split")
     if seed + 1 != HELD_OUT_SEED or n_draw > HELD_OUT_POOL:  # the tiny base never saw these test captions
         raise ValueError(f"the synthetic test split must be drawn from the pretraining held-out pool (seed "
                          f"{HELD_OUT_SEED}, at most {HELD_OUT_POOL} samples); got seed {seed + 1}, {n_draw} samples")
-    for split, n, split_seed in (("train", n_train, check_seed(seed)), ("test", n_draw, check_seed(seed + 1))):
+    for split, n, split_seed in (("train", n_train, seed), ("test", n_draw, seed + 1)):
         if not (root / split).is_dir():
             tmp = run_dir / f"raw_{split}.tmp"
             summary = synthesize_dataset(n=n, seed=split_seed, out=tmp)

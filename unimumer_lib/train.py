@@ -379,13 +379,13 @@ def add_train_arguments(ap) -> None:
                     help=f"recipe from {PRESET_DIR.relative_to(REPO_ROOT)}/<name>.yaml")
     ap.add_argument("--config", default=None, help="YAML of SFTConfig fields (+ effective_batch, lora, quantize) "
                                                    "applied over the preset")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--out", required=True, help="run folder: checkpoints, final/, run_config.json, loss curve")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after N steps (default: the preset's epochs)")
     ap.add_argument("--report-to", choices=REPORT_TO, default=None, help="default: the preset's, else none")
     ap.add_argument("--deepspeed", default=None, help="DeepSpeed JSON (e.g. configs/ds_zero2.json; a relative "
                                                       "path is looked up in the cwd, then the repo root)")
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (data order, initialisation of new weights)")
 
 
 def deepspeed_file(path: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Interactive inspection (ipywidgets): the confusion-symbol inspector.
+"""Interactive widgets (ipywidgets): the confusion-symbol inspector, and a drawing pad to write a formula and see it
+read (``draw``, at the end of this module).
 
 Pick a confusion pair (ranked by count) or type a symbol, filter by dataset, error class and ground-truth
 length, and page through a gallery of cards. Each card shows the image, the ground truth and the prediction
@@ -240,3 +241,165 @@ def inspector(predictions, images_dir: Path | str | None = None, page_size: int 
     """Build the inspector from a prediction file, a list of Prediction, or a samples frame (see the class)."""
     samples = predictions if isinstance(predictions, pd.DataFrame) else analysis.samples_frame(predictions)
     return ConfusionInspector(samples, images_dir, page_size, root=root, flags_path=flags_path, data=data)
+
+
+# ---- the drawing pad ----------------------------------------------------------------------------------------
+
+DRAWINGS_DIR = "drawings"  # default save folder, under the runs folder
+
+
+class DrawingPad:
+    """Draw a formula with the mouse or a pen, see it recognised, save it as InkML with its caption.
+
+    The logic works without a browser: ``pen_down``/``pen_move``/``pen_up`` collect strokes (canvas pixels,
+    y downwards, as InkML), ``ink()`` makes an ``inkml.Ink``, ``image()`` renders it with the renderer every
+    InkML file goes through (``render.render_ink``), ``recognize()`` reads it with ``model`` (the shipped
+    ``tiny-base`` on CPU, a trained ``final/``, a hub id, or a loaded ``(model, processor)``), ``save()`` writes
+    ``<save_dir>/drawing_NNNN.inkml`` with the recognised (or corrected) caption as its truth, never over a file.
+    ``widget()`` puts it on an ipycanvas canvas with Recognise / Undo / Clear / Save buttons.
+    """
+
+    def __init__(self, model="tiny-base", height: int = 64, save_dir: Path | str | None = None,
+                 canvas_size: tuple[int, int] = (900, 260), line_width: float = 3.0):
+        self.model, self.height, self.canvas_size, self.line_width = model, height, canvas_size, line_width
+        self.save_dir = Path(save_dir) if save_dir else config.runs_dir() / DRAWINGS_DIR
+        self.strokes: list[list[tuple[float, float]]] = []
+        self.prediction = ""
+        self._pen: list | None = None
+        self._loaded = None
+        self._ui = None
+
+    def pen_down(self, x: float, y: float) -> None:
+        self._pen = [(float(x), float(y))]
+        self.strokes.append(self._pen)
+
+    def pen_move(self, x: float, y: float) -> None:
+        if self._pen is not None and self._pen[-1] != (x, y):
+            self._pen.append((float(x), float(y)))
+
+    def pen_up(self, x: float | None = None, y: float | None = None) -> None:
+        if self._pen is not None and x is not None:
+            self.pen_move(x, y)
+        self._pen = None
+
+    def undo(self) -> None:
+        if self.strokes:
+            self.strokes.pop()
+        self._pen = None
+
+    def clear(self) -> None:
+        self.strokes.clear()
+        self._pen = None
+        self.prediction = ""
+
+    def ink(self, id: str = "drawing", caption: str | None = None):
+        """The strokes as an ``Ink`` (one trace per stroke); ``caption`` becomes its truth annotation."""
+        import numpy as np
+
+        from .inkml import Ink
+
+        traces = {str(i): np.asarray(s, dtype=np.float32).reshape(-1, 2) for i, s in enumerate(self.strokes) if s}
+        return Ink(id=id, traces=traces, latex=f"${caption}$" if caption else None,
+                   annotations={"writer": "unimumer drawing pad"})
+
+    def image(self):
+        from .render import render_ink
+
+        if not self.strokes:
+            raise ValueError("nothing drawn yet")
+        return render_ink(self.ink(), height=self.height)
+
+    def recognize(self) -> str:
+        from .infer import load_for_inference, recognize
+
+        if self._loaded is None:
+            self._loaded = self.model if isinstance(self.model, tuple) else load_for_inference(self.model)
+        self.prediction = recognize([self.image()], model=self._loaded)[0]
+        return self.prediction
+
+    def save(self, caption: str | None = None) -> Path:
+        """Write the drawing as ``drawing_NNNN.inkml`` (the next free number) with ``caption`` (default: the
+        prediction) as its truth; returns the path."""
+        from .inkml import write_inkml
+
+        caption = " ".join((caption if caption is not None else self.prediction).split())
+        if not caption:
+            raise ValueError("no caption: recognise the drawing first or type its LaTeX")
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        taken = {p.stem for p in self.save_dir.glob("drawing_*.inkml")}
+        key = next(f"drawing_{i:04d}" for i in range(len(taken) + 1) if f"drawing_{i:04d}" not in taken)
+        return write_inkml(self.save_dir / f"{key}.inkml", self.ink(key, caption))
+
+    def widget(self):
+        """The pad in a notebook: canvas, buttons, the caption (editable) and the prediction typeset."""
+        import ipywidgets as w
+        from ipycanvas import Canvas, hold_canvas
+
+        canvas = Canvas(width=self.canvas_size[0], height=self.canvas_size[1],
+                        layout=w.Layout(border="1px solid #999"))
+        canvas.line_width, canvas.line_cap, canvas.stroke_style = self.line_width, "round", "black"
+        caption = w.Text(description="LaTeX", placeholder="recognised or typed caption",
+                         layout=w.Layout(width=f"{self.canvas_size[0]}px"))
+        shown, status = w.HTMLMath(), w.HTML()
+
+        def redraw():
+            with hold_canvas():
+                canvas.clear()
+                for stroke in self.strokes:
+                    if len(stroke) > 1:
+                        canvas.stroke_lines(stroke)
+
+        def down(x, y):
+            self.pen_down(x, y)
+
+        def move(x, y):
+            if self._pen is not None:
+                last = self._pen[-1]
+                self.pen_move(x, y)
+                canvas.stroke_line(last[0], last[1], x, y)
+
+        def run(_=None):
+            if not self.strokes:
+                status.value = "<i>draw a formula first</i>"
+                return
+            caption.value = self.recognize()
+            tokens = caption.value.split()
+            shown.value = math_html(tokens, [False] * len(tokens), "pred") + "<br><code>" + html.escape(
+                caption.value) + "</code>"
+            status.value = ""
+
+        def undo(_):
+            self.undo()
+            redraw()
+
+        def clear(_):
+            self.clear()
+            caption.value = shown.value = status.value = ""
+            redraw()
+
+        def save(_):
+            try:
+                status.value = f"saved {html.escape(str(self.save(caption.value)))}"
+            except ValueError as err:
+                status.value = f"<i>{html.escape(str(err))}</i>"
+
+        canvas.on_mouse_down(down)
+        canvas.on_mouse_move(move)
+        canvas.on_mouse_up(lambda x, y: self.pen_up(x, y))
+        canvas.on_mouse_out(lambda x, y: self.pen_up())
+        buttons = []
+        for label, handler in (("Recognise", run), ("Undo", undo), ("Clear", clear), ("Save InkML", save)):
+            button = w.Button(description=label)
+            button.on_click(handler)
+            buttons.append(button)
+        self._ui = w.VBox([canvas, w.HBox(buttons), caption, shown, status])
+        return self._ui
+
+
+def draw(model="tiny-base", **options) -> DrawingPad:
+    """Show a drawing pad in the notebook (see ``DrawingPad``) and return it."""
+    from IPython.display import display
+
+    pad = DrawingPad(model, **options)
+    display(pad.widget())
+    return pad
