@@ -104,6 +104,7 @@ def test_reference_analysis_is_consistent(reference_samples, reference_predictio
     top = analysis.confusion_records(analysis.confusion_table(s).head(5))
     assert sum(a.lower() == b.lower() for a, b, _ in top) >= 3
     assert set(s["img_id"]) == {p.img_id for p in read_predictions(reference_predictions)}
+    assert set(s["dataset"]) == {"CROHME 2014"}  # the main-table label of crohme_2014_pred.json, not its stem
 
 
 def test_save_figures(reference_samples, tmp_path, monkeypatch):

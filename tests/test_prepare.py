@@ -173,3 +173,15 @@ def test_inventory_counts_files_without_parsing(src):
                                       {"split": "test", "source": "test", "files": 1},
                                       {"split": "train", "source": "A", "files": 2},
                                       {"split": "train", "source": "B", "files": 4}]
+
+
+def test_progress_bar_reaches_its_total(tmp_path, capsys):
+    # zip(jobs, tqdm(results)) stopped one short of the bar's end: it stayed at n-1/n and red in JupyterLab
+    from unimumer_lib.prepare import prepare_split
+    from unimumer_lib.synth import synthesize_dataset
+
+    synthesize_dataset(n=3, seed=0, out=tmp_path / "raw", workers=1)
+    capsys.readouterr()
+    prepare_split(tmp_path / "raw" / "synthetic", tmp_path / "prep", height=32, workers=1)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "2/3" not in err.split("\r")[-1]

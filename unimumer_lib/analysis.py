@@ -75,9 +75,12 @@ def classify(gt: Sequence[str], pred: Sequence[str]) -> str:
 
 def samples_frame(preds: Iterable[Prediction] | Path | str, dataset: str | None = None) -> pd.DataFrame:
     """One row per prediction: img_id, dataset, gt, pred, image_path, gt_len, pred_len, distance, correct,
-    error_class, ops (list of edit_ops tuples)."""
+    error_class, ops (list of edit_ops tuples). ``dataset`` defaults to the file's main-table label
+    (``families.dataset_label``: crohme_2014_pred.json -> "CROHME 2014"), else its stem."""
     if isinstance(preds, (str, Path)):
-        dataset = dataset or Path(preds).stem
+        from .families import dataset_label
+
+        dataset = dataset or dataset_label(Path(preds).stem) or Path(preds).stem
         preds = read_predictions(preds)
     rows = []
     for p in preds:

@@ -193,8 +193,9 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
     try:
         with open(out_dir / JOURNAL_FILE, "a", encoding="utf-8") as journal, \
                 closing(imap_ordered(_prepare_one, jobs, workers, chunksize=32)) as results:
-            for (path, *_), (key, caption, reason, item) in zip(
-                    jobs, tqdm(results, total=len(jobs), desc=split_dir.name, unit="expr", mininterval=1.0)):
+            # the bar first: zip then exhausts it, so it closes at total (green in JupyterLab, not stuck at n-1)
+            for (key, caption, reason, item), (path, *_) in zip(
+                    tqdm(results, total=len(jobs), desc=split_dir.name, unit="expr", mininterval=1.0), jobs):
                 if reason is not None:
                     rejects.append((Path(path), reason))
                     continue
