@@ -95,7 +95,9 @@ def test_rerun_is_idempotent_and_removes_stale_images(src, tmp_path):
 def test_no_images_and_limit(src, tmp_path):
     out = tmp_path / "out"
     summary = prepare_crohme(src, out, splits=["train"], images=False, limit=2, workers=1)
-    assert summary == {"train": {"read": 2, "written": 2, "rejected": 0}}
+    # one file of each source in turn: A/a1, then B/a1 (a duplicate id of A/a1, rejected with its reason)
+    assert summary == {"train": {"read": 2, "written": 1, "rejected": 1}}
+    assert "duplicate id 'a1'" in load_rejects(out / "train")[0]["reason"]
     assert not (out / "train" / IMAGES_DIR).exists()
     with pytest.raises(FileNotFoundError, match="nope"):
         prepare_crohme(src, out, splits=["nope"])
@@ -185,3 +187,24 @@ def test_progress_bar_reaches_its_total(tmp_path, capsys):
     prepare_split(tmp_path / "raw" / "synthetic", tmp_path / "prep", height=32, workers=1)
     err = capsys.readouterr().err
     assert "3/3" in err and "2/3" not in err.split("\r")[-1]
+
+
+def test_a_sample_represents_every_source(crohme_root, tmp_path):
+    # The first 300 files of CROHME train are all HAMEX: a sample takes files from each source in turn.
+    from collections import Counter
+
+    from unimumer_lib.inkml import find_inkml
+    from unimumer_lib.prepare import source_of
+
+    first = Counter(source_of(p, crohme_root / "train") for p in find_inkml(crohme_root / "train")[:300])
+    assert list(first) == ["HAMEX"]
+    prepare_crohme(crohme_root, tmp_path / "out", splits=["train"], images=False, limit=300, workers=1)
+    counts = Counter(r.source for r in load_split(tmp_path / "out" / "train"))
+    sources = {source_of(p, crohme_root / "train") for p in find_inkml(crohme_root / "train")}
+    files = Counter(source_of(p, crohme_root / "train") for p in find_inkml(crohme_root / "train"))
+    assert set(counts) == sources and sum(counts.values()) == 300 - len(load_rejects(tmp_path / "out" / "train"))
+    # an equal share each: a source with fewer files gives all it has, the others fill in (water level L with
+    # sum(min(files, L)) = 300); rejected files only lower a source's count
+    level = next(L for L in range(301) if sum(min(n, L) for n in files.values()) >= 300)
+    assert all(counts[s] <= min(files[s], level) for s in sources)
+    assert sum(min(n, level) for n in files.values()) == 300 and level == 55

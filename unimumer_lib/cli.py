@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=128, help="rendered image height in pixels, 4-1024 (default 128; "
                    "the smoke/cpu profiles and tiny-base use 64)")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    s.add_argument("--limit", type=int, default=None, help="first N files per split (for quick looks)")
+    s.add_argument("--limit", type=int, default=None, help="N files per split, taken in turn from each of its sources (for quick looks)")
     s.add_argument("--force", action="store_true",
                    help="write into a split folder holding files not made by prepare (they are kept)")
     s.set_defaults(func=cmd_prepare)

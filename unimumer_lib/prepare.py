@@ -158,9 +158,26 @@ def prepare_split(split_dir, out_dir, images: bool = True, height: int = 128, wo
         return _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous)
 
 
+def stratified(paths: list[Path], limit: int | None, split_dir: Path) -> list[Path]:
+    """The first ``limit`` files taken round-robin over the split's sources (its sub-folders: HAMEX, KAIST, ...,
+    each in file order), so a sample represents every source; in the original order. All with None."""
+    if not limit or limit >= len(paths):
+        return paths
+    by_source: dict[str, list[Path]] = {}
+    for path in paths:
+        by_source.setdefault(source_of(path, split_dir), []).append(path)
+    queues = [iter(files) for _, files in sorted(by_source.items())]
+    picked: set[Path] = set()
+    while len(picked) < limit:
+        for queue in queues:
+            path = next(queue, None)
+            if path is not None and len(picked) < limit:
+                picked.add(path)
+    return [p for p in paths if p in picked]
+
+
 def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous) -> dict:
-    paths = find_inkml(split_dir)
-    paths = paths[:limit] if limit else paths
+    paths = stratified(find_inkml(split_dir), limit, split_dir)
     image_dir = out_dir / IMAGES_DIR
     items = _previous_items(out_dir, previous)
     owned = set(items) | set(previous.get("source_of") or {})  # ids whose image an earlier run wrote
