@@ -134,12 +134,14 @@ def test_hf_dataset_and_parquet(tmp_path):
     assert isinstance(ds.features["image"], ImageFeature)
     assert ds[1]["image"].size == (20, 10) and ds[1]["caption"] == "b + c"
 
+    assert [r.caption for r in R.from_hf_dataset(ds)] == ["a", "b + c"]
+
     path = R.export_parquet(recs, tmp_path / "out" / "train.parquet")
+    (tmp_path / "p.png").unlink()  # the parquet file stands alone: its images are embedded, not referenced
     back = Dataset.from_parquet(str(path))
     assert back["id"] == ["m", "p"] and back["source"] == ["s", "t"]
     images = [back.cast_column("image", ImageFeature())[i]["image"] for i in range(2)]
     assert [int(np.asarray(im).max()) for im in images] == [0, 50]
-    assert [r.caption for r in R.from_hf_dataset(ds)] == ["a", "b + c"]
 
 
 def test_hf_dataset_needs_an_image():

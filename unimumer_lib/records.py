@@ -406,10 +406,14 @@ def to_hf_dataset(records: list[Record]):
 
 
 def export_parquet(records_or_dataset, path) -> Path:
-    """Write records (or a Dataset) as parquet with the image bytes embedded, atomically."""
+    """Write records (or a Dataset) as parquet with the image bytes embedded, atomically: the file stands alone
+    (images given as paths are read into it, as ``push_to_hub`` does, not referenced)."""
+    from datasets.table import embed_table_storage
+
     ds = records_or_dataset
     if isinstance(ds, list):
         ds = to_hf_dataset(ds)
+    ds = ds.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
     return atomic_write_with(path, ds.to_parquet)
 
 
