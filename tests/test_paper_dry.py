@@ -193,3 +193,12 @@ def test_another_hme100k_root_into_the_same_folder_is_refused(run_dir, crohme_ro
     code, log = run(run_dir, crohme_root, capsys, hme100k=tmp_path / "other")
     assert code == 2 and "differs in: data_hme100k" in log and str(tmp_path / "other") in log
     assert json.loads((run_dir / reproduce.RUN_FILE).read_text())["profile"] == PROFILE
+
+
+def test_per_length_exprate_is_written_for_every_test_split(run_dir):
+    import pandas as pd
+
+    for test in TESTS:
+        table = pd.read_csv(run_dir / "analysis" / test / "exprate_by_length.csv")
+        assert list(table.columns) == ["bucket", "n", "exprate"]
+        assert table["n"].sum() == reproduce.PROFILES[PROFILE]["sample_size"]

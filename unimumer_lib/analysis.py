@@ -151,6 +151,13 @@ def length_table(samples: pd.DataFrame, bins: Sequence[int] = LENGTH_BINS) -> pd
     return pd.DataFrame(rows, columns=["bucket", "n", "exprate"])
 
 
+def write_table(path: Path | str, table: pd.DataFrame) -> Path:
+    """A table (e.g. ``length_table``) as CSV, atomically."""
+    from .records import atomic_write_text
+
+    return atomic_write_text(path, table.to_csv(index=False))
+
+
 def confusion_matrix(table: pd.DataFrame, top: int = 15) -> pd.DataFrame:
     """Square gt x pred count matrix over the ``top`` tokens most involved in substitutions."""
     subs = table[(table.gt_token != GAP) & (table.pred_token != GAP)]
