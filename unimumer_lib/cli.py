@@ -190,13 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=128, help="rendered image height in pixels, 4-1024 (default 128; "
                    "the smoke/cpu profiles and tiny-base use 64)")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    s.add_argument("--limit", type=int, default=None, help="N files per split, taken in turn from each of its sources (for quick looks)")
+    s.add_argument("--limit", type=int, default=None,
+                   help="N files per split, taken in turn from each of its sources (for quick looks)")
     s.add_argument("--force", action="store_true",
                    help="write into a split folder holding files not made by prepare (they are kept)")
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("eval", parents=[debug], help="metrics of Uni-MuMER-style prediction JSON files")
-    s.add_argument("predictions", nargs="+", help="prediction JSON files ({img_id, gt, pred}) or folders of *_pred.json")
+    s.add_argument("predictions", nargs="+",
+                   help="prediction JSON files ({img_id, gt, pred}) or folders of *_pred.json")
     s.add_argument("--format", choices=["table", "csv", "md", "latex", "json"], default="table",
                    help="output format (default: an aligned table)")
     s.add_argument("--out", default=None, help="write here instead of stdout")
@@ -224,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("normalize", parents=[debug], help="normalise a prediction JSON to a published convention")
     s.add_argument("predictions", help="prediction JSON to normalise")
-    s.add_argument("--style", choices=STYLES, default="unimumer", help="convention: unimumer (the published CROHME 2023 / "
+    s.add_argument("--style", choices=STYLES, default="unimumer",
+                   help="convention: unimumer (the published CROHME 2023 / "
                    "MathWriting protocol, default) or crohme (the literature's captions)")
     s.add_argument("--out", required=True, help="normalised prediction JSON (removed items listed beside it)")
     s.set_defaults(func=cmd_normalize)
@@ -263,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("infer", parents=[debug], help="recognise images with a checkpoint -> Uni-MuMER prediction JSON")
-    s.add_argument("--model", required=True, help="checkpoint folder, hub id (e.g. phxember/Uni-MuMER-Qwen2.5-VL-3B) or "
+    s.add_argument("--model", required=True,
+                   help="checkpoint folder, hub id (e.g. phxember/Uni-MuMER-Qwen2.5-VL-3B) or "
                                                  "tiny-base (the shipped CPU model)")
     s.add_argument("--data", default=None, help="split folder (caption.txt + images/ or img/), a prompt JSON, or a "
                                                 "folder of images without captions (gt \"\")")
@@ -271,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recognise these image files: prints path<TAB>LaTeX (writes --out too when given)")
     s.add_argument("--root", default=None, help="base folder of a prompt JSON's relative image paths")
     s.add_argument("--out", default=None, help="prediction JSON to write (needed with --data)")
-    s.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="hf (transformers generate, default) or vllm "
+    s.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                   help="hf (transformers generate, default) or vllm "
                    "(GPU; install the vllm extra)")
     s.add_argument("--batch-size", type=int, default=8, help="images per generate call (default 8)")
     s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
@@ -305,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default=None,
                    help="'synthetic' or a CROHME root folder (default: synthetic; paper profiles: the CROHME root)")
     s.add_argument("--arms", default=None,
-                   help="paper profiles: comma-separated arms (default vanilla,tree,edl,can,all; e.g. tree+edl)")
+                   help="paper-pipeline profiles: comma-separated arms, e.g. tree+edl (default: the profile's own, "
+                        "smoke vanilla,all, cpu all; else vanilla,tree,edl,can,all)")
     s.add_argument("--data-hme100k", default=None, metavar="DIR",
                    help="paper profiles: an HME100K-style root (train/ and test/, each caption.txt + jpg images); "
                         "the 'all' arm is also trained on its train split and tested on its test split (the main "

@@ -69,7 +69,8 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 # (`tiny-base`, unimumer_lib/pretrain.py), as the paper fine-tunes a Qwen2.5-VL that already reads; `zero_shot`
 # adds the base's own row (no SFT, as the paper's zero-shot rows); EDL rows are the base's sampled errors on the
 # training images, which it never saw (`mine_from_model`: no k-fold training needed, since the base was not trained
-# on them). `data`: the default --data ("synthetic"; paper profiles: the CROHME root). `arms`: the default arms; `test_splits`: the test splits used (default every one found).
+# on them). `data`: the default --data ("synthetic"; paper profiles: the CROHME root). `arms`: the default arms;
+# `test_splits`: the test splits used (default every one found).
 # `threads`: torch threads of the notebook kernels (OMP_NUM_THREADS unless already set): on 2 idle cores a second
 # thread trains the tiny model 1.45x faster. `label`: the main-table row of the ci pipeline.
 _BASE_EDL = dict(mine_k=0, mine_from_model="tiny-base", mine_samples=2, mine_temperature=1.0, mine_max_steps=-1,
