@@ -293,8 +293,8 @@ from a model that already reads. It is not a model for real handwriting: it has 
   {record['pretrain_seeds'][-1]}, {s['settings']['shard_size']:,} per seed), rendered {record['height']} px high as
   `prepare --height {record['height']}` renders them. Left out: {s['excluded_held_out']:,} samples whose caption is
   in the held-out pool (the first {record['held_out_pool']:,} samples of seed {record['held_out_seed']}, from which
-  every synthetic test set is drawn: {record['excluded_captions']['held_out_pool']:,} captions) or in the CROHME test splits
-  ({record['excluded_captions']['crohme_test']:,} captions); {s['rejected']} could not be laid out.
+  every synthetic test set is drawn: {record['excluded_captions']['held_out_pool']:,} captions) or in the CROHME test
+  splits ({record['excluded_captions']['crohme_test']:,} captions); {s['rejected']} could not be laid out.
 - **Recipe**: TRL `SFTTrainer` through `unimumer_lib.train`, preset `{record['preset']}`, {record['steps']:,} steps of
   {record['batch_size']}, seed {record['seed']}, assistant-only loss; final logged loss {record['final_loss']:.3f}.
 - **Compute**: {record['train_wall_s'] / 60:.0f} min of training on a 2-core CPU (+ {record['data_wall_s'] / 60:.0f} min
