@@ -230,7 +230,7 @@ def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: 
     from .train import FINAL_DIR, load_sharegpt_dataset, read_loss_history, train
 
     work, out = Path(work), Path(out)
-    t0 = time.perf_counter()
+    commit, t0 = git_commit(), time.perf_counter()  # the code this run starts from
     exclude_pool, exclude_crohme = held_out_captions(workers=workers), crohme_test_captions()
     stream = make_stream(work / "stream", n, exclude=exclude_pool | exclude_crohme, workers=workers)
     items, missing = caption_items(work / "stream" / "caption.txt")
@@ -254,7 +254,7 @@ def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: 
     write_caption_list(work / "stream", out)
     history = read_loss_history(work / "sft")
     record = {
-        "profile": PROFILE, "commit": git_commit(), "size": size, "shape": SIZES[size],
+        "profile": PROFILE, "commit": commit, "size": size, "shape": SIZES[size],
         "parameters": num_parameters(model), "preset": preset, "steps": result["global_step"], "seed": seed,
         "batch_size": result["trainer"].args.per_device_train_batch_size, "height": HEIGHT,
         "stream": {k: v for k, v in stream.items() if k != "rejects"}, "pretrain_seeds": shard_seeds(n),
@@ -276,6 +276,8 @@ def model_card(record: dict) -> str:
     curve = "\n".join(f"| {p['step']:,} | {p['exprate']:.1f} | {p['le1']:.1f} | {p['le2']:.1f} | "
                       f"{p['distinct']}/{p['n']} |" for p in record["learning_curve"])
     s = record["stream"]
+    data_min = (record.get("stream_wall_s", 0) + record["data_wall_s"]) / 60  # a reused stream: its first run's time
+    notes = f" (and `notes`: {record['notes']})" if record.get("notes") else ""
     return f"""---
 license: apache-2.0
 library_name: transformers
@@ -297,8 +299,8 @@ from a model that already reads. It is not a model for real handwriting: it has 
   splits ({record['excluded_captions']['crohme_test']:,} captions); {s['rejected']} could not be laid out.
 - **Recipe**: TRL `SFTTrainer` through `unimumer_lib.train`, preset `{record['preset']}`, {record['steps']:,} steps of
   {record['batch_size']}, seed {record['seed']}, assistant-only loss; final logged loss {record['final_loss']:.3f}.
-- **Compute**: {record['train_wall_s'] / 60:.0f} min of training on a 2-core CPU (+ {record['data_wall_s'] / 60:.0f} min
-  making the data), commit `{record['commit']}`.
+- **Compute**: {record['train_wall_s'] / 60:.0f} min of training on a 2-core CPU (+ {data_min:.0f} min making the
+  data), commit `{record['commit']}`.
 - **Held-out** (greedy, {last.get('n', 0)} expressions of the held-out pool, unseen writers and captions):
   ExpRate {last.get('exprate', 0):.1f} %, <=1 {last.get('le1', 0):.1f} %, <=2 {last.get('le2', 0):.1f} %.
 
@@ -306,7 +308,8 @@ from a model that already reads. It is not a model for real handwriting: it has 
 | --- | --- | --- | --- | --- |
 {curve}
 
-**Rebuild**: `unimumer pretrain --out DIR` (defaults: the shipped recipe); `run_config.json` records every setting.
+**Rebuild**: `unimumer pretrain --out DIR --work WORKDIR` (its defaults are the shipped recipe; about 90 min on 2
+cores); `run_config.json` records every setting{notes}.
 
 **Use**: `unimumer_lib.model.load_model("tiny-base")`, or `from_pretrained` on this folder.
 
