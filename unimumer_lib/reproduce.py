@@ -69,7 +69,9 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 # (`tiny-base`, unimumer_lib/pretrain.py), as the paper fine-tunes a Qwen2.5-VL that already reads; `zero_shot`
 # adds the base's own row (no SFT, as the paper's zero-shot rows); EDL rows are the base's sampled errors on the
 # training images, which it never saw (`mine_from_model`: no k-fold training needed, since the base was not trained
-# on them). `data`: the default --data ("synthetic"; paper profiles: the CROHME root). `arms`: the default arms;
+# on them). Each arm trains one epoch over its own data (max_steps -1), as the paper trains each arm: the `all` arm
+# sees every vanilla row once plus the auxiliary rows (same steps for both would show it a quarter of them).
+# `data`: the default --data ("synthetic"; paper profiles: the CROHME root). `arms`: the default arms;
 # `test_splits`: the test splits used (default every one found).
 # `threads`: torch threads of the notebook kernels (OMP_NUM_THREADS unless already set): on 2 idle cores a second
 # thread trains the tiny model 1.45x faster. `label`: the main-table row of the ci pipeline.
@@ -79,11 +81,11 @@ PROFILES = {
     "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
                max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
                label="ours (ci, tiny CPU model, {train})"),
-    "smoke": dict(pipeline="paper", data="synthetic", arms=("vanilla", "all"), zero_shot=True, synth_train=2500,
-                  synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=450,
+    "smoke": dict(pipeline="paper", data="synthetic", arms=("vanilla", "all"), zero_shot=True, synth_train=2000,
+                  synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
                   batch_size=16, max_new_tokens=96, threads=2, **_BASE_EDL, mine_limit=1000),
     "cpu": dict(pipeline="paper", arms=("all",), zero_shot=True, test_splits=("test2014",), synth_train=12000,
-                synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=6000,
+                synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
                 batch_size=16, max_new_tokens=128, threads=2, **_BASE_EDL, mine_limit=3000),
     # The paper: Qwen2.5-VL-3B-Instruct, full fine-tuning, 1 epoch per arm over all of CROHME train, k-fold mining
     # with the same recipe (k=5, 4 samples per held-out image at temperature 1.0: our choices, see the README).
