@@ -22,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-from .config import REPO_ROOT
 from .records import atomic_write_text
 
 PRETRAIN_SEED = 1_000_000  # shard i of the pretraining stream: seed PRETRAIN_SEED + i
@@ -147,13 +146,6 @@ def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = fro
     return summary
 
 
-def git_commit() -> str | None:
-    import subprocess
-
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-    return sha or None
-
-
 def curve_callback(processor, records, work: Path, every: int, max_new_tokens: int = 96):
     """A TrainerCallback scoring ``records`` greedily every ``every`` steps: ``.points`` = [{step, exprate, ...}]."""
     from transformers import TrainerCallback
@@ -162,7 +154,8 @@ def curve_callback(processor, records, work: Path, every: int, max_new_tokens: i
     from .metrics import score
 
     class Curve(TrainerCallback):
-        points: list[dict] = []
+        def __init__(self):
+            self.points: list[dict] = []
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if every and state.global_step % every == 0:
@@ -178,9 +171,7 @@ def curve_callback(processor, records, work: Path, every: int, max_new_tokens: i
                 print(f"curve: {json.dumps(point)}", flush=True)
 
     start = time.perf_counter()
-    curve = Curve()
-    curve.points = []
-    return curve
+    return Curve()
 
 
 def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0) -> list:
@@ -227,7 +218,7 @@ def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: 
 
     from .model import SIZES, num_parameters, tiny_model
     from .tasks import caption_items, caption_rows, write_task_files
-    from .train import FINAL_DIR, load_sharegpt_dataset, read_loss_history, train
+    from .train import FINAL_DIR, git_commit, load_sharegpt_dataset, read_loss_history, train
 
     work, out = Path(work), Path(out)
     commit, t0 = git_commit(), time.perf_counter()  # the code this run starts from

@@ -322,11 +322,17 @@ def save_final(trainer, processor, final: Path) -> None:
         respect_umask(final)
 
 
-def record_run(out_dir: Path, args, preset: str, config: dict | None, model_path, data) -> None:
-    """``run_config.json``: preset, config-file settings, model, data, git commit and the resolved SFTConfig."""
+def git_commit() -> str | None:
+    """The repository's HEAD commit (None when git gives none): the provenance every run records."""
     import subprocess
 
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    return sha or None
+
+
+def record_run(out_dir: Path, args, preset: str, config: dict | None, model_path, data) -> None:
+    """``run_config.json``: preset, config-file settings, model, data, git commit and the resolved SFTConfig."""
+    sha = git_commit()
     data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data if isinstance(data, (str, Path))
                                                                               else "<dataset>")
     record = {"preset": preset, "config": config or {}, "model": str(model_path), "data": data,
