@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from unimumer_lib.infer import PARTIAL_SUFFIX, exprate, generate, predict
+from unimumer_lib.infer import PARTIAL_SUFFIX, RUN_SUFFIX, decoding, exprate, generate, predict, run_settings
 from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.model import tiny_model
 from unimumer_lib.predictions import read_predictions
 from unimumer_lib.records import Record
+from unimumer_lib.tasks import PROMPTS
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,8 @@ def test_predict_resumes_and_skips_done_ids(setup, tmp_path):
     done = {"img_id": records[0].id, "gt": records[0].caption, "pred": "DONE-BEFORE", "image_path": ""}
     partial = tmp_path / ("pred.json" + PARTIAL_SUFFIX)
     partial.write_text(json.dumps(done) + "\n" + '{"img_id": "cut-by-a-ki', encoding="utf-8")
+    ours = run_settings(model, "vanilla", PROMPTS["vanilla"], decoding(processor.tokenizer, max_new_tokens=8), records)
+    (tmp_path / ("pred.json" + RUN_SUFFIX)).write_text(json.dumps(ours))  # what a killed run of these settings left
     rows = predict(model, processor, records, out, max_new_tokens=8, progress=False)
     assert rows[0]["pred"] == "DONE-BEFORE"
     assert [r["img_id"] for r in rows] == [r.id for r in records]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unimumer_lib import records as R
+from unimumer_lib import files as F, records as R
 from unimumer_lib.records import Record
 
 
@@ -55,14 +55,14 @@ def test_comer_folder_round_trip(tmp_path):
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "data.txt"
-    R.atomic_write_text(target, "old")
+    F.atomic_write_text(target, "old")
 
     def fail(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr(R.os, "replace", fail)
+    monkeypatch.setattr(F.os, "replace", fail)
     with pytest.raises(OSError):
-        R.atomic_write_text(target, "new")
+        F.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["data.txt"]
 
@@ -155,8 +155,8 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
 
     old = os.umask(umask)
     try:
-        text = R.atomic_write_text(tmp_path / "a.txt", "x")
-        image = R.atomic_save_image(tmp_path / "a.png", Image.new("L", (4, 4)))
+        text = F.atomic_write_text(tmp_path / "a.txt", "x")
+        image = F.atomic_save_image(tmp_path / "a.png", Image.new("L", (4, 4)))
     finally:
         os.umask(old)
     assert (text.stat().st_mode & 0o777, image.stat().st_mode & 0o777) == (mode, mode)

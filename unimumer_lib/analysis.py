@@ -110,13 +110,15 @@ def confusion_records(table: pd.DataFrame) -> list[tuple[str, str, int]]:
 
 def write_confusions(path: Path | str, table: pd.DataFrame) -> Path:
     """CSV with header gt_token,pred_token,count; an empty token is a GAP (insertion/deletion)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CONFUSION_COLUMNS)
-        writer.writerows(confusion_records(table))
-    return path
+    import io
+
+    from .files import atomic_write_text
+
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(CONFUSION_COLUMNS)
+    writer.writerows(confusion_records(table))
+    return atomic_write_text(path, buf.getvalue())
 
 
 def read_confusions(path: Path | str) -> list[tuple[str, str, int]]:
@@ -153,7 +155,7 @@ def length_table(samples: pd.DataFrame, bins: Sequence[int] = LENGTH_BINS) -> pd
 
 def write_table(path: Path | str, table: pd.DataFrame) -> Path:
     """A table (e.g. ``length_table``) as CSV, atomically."""
-    from .records import atomic_write_text
+    from .files import atomic_write_text
 
     return atomic_write_text(path, table.to_csv(index=False))
 

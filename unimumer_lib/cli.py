@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import describe
 from .normalize import STYLES
 from .prepare import KINDS as PREPARE_KINDS
 
@@ -33,7 +34,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = evaluate_files(paths, normalize=args.normalize, by_dataset=args.by_dataset)
     text = format_results(rows, args.format)
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        from .files import atomic_write_text
+
+        atomic_write_text(args.out, text)
     else:
         print(text)
     for row in rows if args.normalize else []:
@@ -53,7 +56,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from .compare import STATUSES, compare_files
-    from .records import atomic_write_text
+    from .files import atomic_write_text
 
     results, rows = compare_files(args.a, args.b, samples=args.samples, seed=args.seed)
     print(f"A = {args.a}\nB = {args.b}\n{results[0].n} expressions in both")
@@ -118,7 +121,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from .infer import recognize, run
+    from .infer import open_checked, recognize, run, side_file, tally, REJECTS_SUFFIX
 
     knobs = dict(task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
     if (args.image is None) == (args.data is None):
@@ -126,17 +129,22 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if args.image is not None and args.out is None:  # just show what the model reads
         from .records import image_records
 
-        records = image_records(args.image)
-        for r, latex in zip(records, recognize([r.image_path for r in records], args.model,
-                                               batch_size=args.batch_size, **knobs)):
-            print(f"{r.image_path}\t{latex}")
-        return 0
+        opened = [(r, *open_checked(r)) for r in image_records(args.image)]
+        for r, _, why in opened:
+            if why:
+                print(f"unimumer infer: rejected: {why}", file=sys.stderr)
+        good = [(r, image) for r, image, why in opened if not why]
+        latex = recognize([image for _, image in good], args.model, batch_size=args.batch_size, **knobs) if good else []
+        for (r, _), text in zip(good, latex):
+            print(f"{r.image_path}\t{text}")
+        return 0 if len(good) == len(opened) else 1
     if args.out is None:
         raise ValueError("--data needs --out (the prediction JSON to write)")
     rows = run(args.model, args.image if args.image is not None else args.data, args.out, backend=args.backend,
-               batch_size=args.batch_size, root=args.root, **knobs)
-    failed = sum(1 for r in rows if r.get("error"))
-    print(f"infer: {len(rows)} records -> {args.out} ({len(rows) - failed} predicted, {failed} without an image)")
+               batch_size=args.batch_size, root=args.root, force=args.force, **knobs)
+    read, predicted, rejected = tally(rows)
+    print(f"infer: read {read} = predicted {predicted} + rejected {rejected} -> {args.out}"
+          + (f" (rejects: {side_file(Path(args.out), REJECTS_SUFFIX)})" if rejected else ""))
     return 0
 
 
@@ -164,6 +172,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
+
+    if _CONSOLE:  # papermill's kernel takes seconds to wind down after Ctrl-C: stop it and leave at once
+        from .workers import stop_at_once
+
+        stop_at_once("unimumer reproduce")
 
     return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms,
                      data_hme100k=args.data_hme100k)
@@ -274,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", nargs="+", default=None, metavar="FILE",
                    help="recognise these image files: prints path<TAB>LaTeX (writes --out too when given)")
     s.add_argument("--root", default=None, help="base folder of a prompt JSON's relative image paths")
-    s.add_argument("--out", default=None, help="prediction JSON to write (needed with --data)")
+    s.add_argument("--out", default=None, help="prediction JSON to write (needed with --data); a rerun with the same "
+                   "settings resumes it, other settings are refused")
+    s.add_argument("--force", action="store_true", help="recompute an --out written earlier with other settings "
+                   "(a file this tool did not write is never replaced)")
     s.add_argument("--backend", choices=["hf", "vllm"], default="hf",
                    help="hf (transformers generate, default) or vllm "
                    "(GPU; install the vllm extra)")
@@ -320,19 +336,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def describe(err: BaseException) -> str:
-    """One line for an error: the file named and the reason, never a traceback."""
-    if isinstance(err, OSError) and err.filename is not None:
-        text = f"{err.filename}: {err.strerror or err}"
-        if err.filename2 is not None:
-            text += f" (-> {err.filename2})"
-    elif isinstance(err, RecursionError):
-        text = "input nested too deeply to process (Python recursion limit)"
-    elif isinstance(err, MemoryError):
-        text = "out of memory"
-    else:
-        text = str(err) or type(err).__name__
-    return " ".join(text.split())
+def _exit_now(code: int) -> int:
+    """Leave at once after Ctrl-C (under a second): every ``with`` block has already closed its files, locks and
+    worker pools on the way here; what is left is interpreter teardown (torch, tokenizers, thread joins), which
+    takes seconds. Only for the console script: from Python (``main([...])``) the code is returned."""
+    import os
+
+    if _CONSOLE:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+_CONSOLE = False
+
+
+def console() -> int:
+    """The ``unimumer`` entry point."""
+    global _CONSOLE
+    _CONSOLE = True
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "debug", False):
             raise
         print(f"unimumer {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _exit_now(130)
     except Exception as err:
         if getattr(args, "debug", False):
             raise
@@ -352,4 +376,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

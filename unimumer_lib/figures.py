@@ -12,7 +12,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from .records import Record, atomic_write_with
+from .files import atomic_write_with
+from .records import Record
 
 DPI = 120
 

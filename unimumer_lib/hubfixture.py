@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from .config import REPO_ROOT
-from .records import atomic_write_text
+from .files import atomic_write_text
 
 HUB_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
 FIXTURE_VERSION = "1"  # bump when the folder's content changes, so stale caches are rebuilt
@@ -129,7 +129,7 @@ def write_weights(folder: Path, seed: int = 0) -> None:
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from .train import respect_umask
+    from .files import respect_umask
 
     cfg = hub_config()
     torch.manual_seed(seed)

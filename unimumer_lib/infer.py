@@ -3,7 +3,10 @@
 Decoding settings come from one place, :func:`decoding`: greedy by default (deterministic; the published
 predictions were sampled at temperature 0.95), the official script's sampling or beam search as options, never
 a checkpoint's own defaults. Left padding, the training prompt. Over large test sets the run is resumable:
-each finished batch is appended to ``<out>.partial.jsonl`` and ids already done are skipped on restart.
+each finished batch is appended to ``<out>.partial.jsonl`` and ids already done are skipped on restart, but
+only by the same run: ``<out>.run.json`` records the settings (model and its weights files, task, prompt,
+decoding, data) and a run with other settings is refused rather than handed stale rows. An image that cannot be
+read becomes a rejected row (``error`` set, listed in ``<out>.rejects.tsv``) and the run goes on.
 An optional vLLM backend (same settings) is used when asked for and installed.
 """
 
@@ -17,6 +20,9 @@ from .records import Record, load_records
 from .tasks import PROMPTS
 
 PARTIAL_SUFFIX = ".partial.jsonl"
+RUN_SUFFIX = ".run.json"
+REJECTS_SUFFIX = ".rejects.tsv"
+MADE_BY = "unimumer infer"
 SAMPLING = ("greedy", "official", "sample")
 # The official Uni-MuMER vLLM inference script's sampling (its max_tokens is OFFICIAL_MAX_TOKENS).
 OFFICIAL_SAMPLING = dict(temperature=0.2, top_p=0.8, top_k=50)
@@ -97,77 +103,189 @@ def extract(text: str, task: str) -> str:
     return extract_answer(text, "vanilla" if task not in ("tree", "can") else task)
 
 
+class StaleOutput(ValueError):
+    """``out`` holds predictions of other settings, or a file this tool did not write."""
+
+
+def side_file(out: Path, suffix: str) -> Path:
+    return out.with_name(out.name + suffix)
+
+
+def model_identity(model) -> dict:
+    """What identifies the weights a run uses: a folder's weights files (name, size, mtime), a hub id as given,
+    a loaded model's origin and size."""
+    if not isinstance(model, (str, Path)):
+        origin = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        return {"loaded": str(origin), "parameters": sum(p.numel() for p in model.parameters()),
+                **({"files": _weights_stats(Path(origin))} if origin and Path(origin).is_dir() else {})}
+    path = Path(model)
+    return {"path": str(path.resolve()), "files": _weights_stats(path)} if path.is_dir() else {"hub": str(model)}
+
+
+def _weights_stats(folder: Path) -> list:
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.iterdir())
+            if p.suffix in (".safetensors", ".bin") and p.is_file()]
+
+
+def run_settings(model, task: str, prompt: str, settings: GenerationConfig, records: list[Record]) -> dict:
+    """The settings a prediction file is made with (``<out>.run.json``); rows are reused only under equal ones."""
+    import hashlib
+
+    data = hashlib.sha256(json.dumps([[r.id, r.caption, r.image_path or ""] for r in records]).encode()).hexdigest()
+    keys = ("max_new_tokens", "num_beams", "num_return_sequences", "do_sample", "temperature", "top_p", "top_k",
+            "repetition_penalty")
+    return json.loads(json.dumps({"made_by": MADE_BY, "model": model_identity(model), "task": task, "prompt": prompt,
+                                  "decoding": {k: getattr(settings, k, None) for k in keys},
+                                  "data": {"records": len(records), "sha256": data[:16]}}, default=str))
+
+
+def claim_output(out: Path, wanted: dict, force: bool) -> None:
+    """Refuse ``out`` (and its partial file) unless this tool wrote them with ``wanted`` settings (``force``:
+    recompute, replacing what it wrote with other settings). A file it did not write is never replaced."""
+    partial, run_file = side_file(out, PARTIAL_SUFFIX), side_file(out, RUN_SUFFIX)
+    if not (out.exists() or partial.exists()):
+        return
+    try:
+        held = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        held = None
+    if not isinstance(held, dict) or held.get("made_by") != MADE_BY:
+        found = out if out.exists() else partial
+        raise StaleOutput(f"{found}: exists and was not written by {MADE_BY} (no {run_file.name}); it is never "
+                          f"replaced: choose another --out, or move it away")
+    held = {k: v for k, v in held.items() if k != "complete"}
+    if held == wanted:
+        return
+    if not force:
+        diff = [k for k in wanted if held.get(k) != wanted[k]]
+        raise StaleOutput(f"{out}: holds predictions made with other settings (differs in {', '.join(diff)}: "
+                          + "; ".join(f"{k} there {held.get(k)!r}, now {wanted[k]!r}" for k in diff[:2])
+                          + "); --force recomputes them, or choose another --out")
+    for path in (out, partial, side_file(out, REJECTS_SUFFIX)):
+        path.unlink(missing_ok=True)
+
+
 def _read_partial(path: Path) -> list[dict]:
+    """Rows of a partial file; a line cut by a kill (and anything after it) is truncated away, so the next
+    rows are appended after the last whole one."""
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    rows, good = [], 0
+    data = path.read_bytes()
+    for line in data.splitlines(keepends=True):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut by a kill: everything after it is redone
+            if not line.endswith(b"\n"):
+                raise ValueError("no newline")
+            row = json.loads(line)
+            if not isinstance(row, dict) or "img_id" not in row:
+                raise ValueError("not a row")
+        except ValueError:
+            break
+        rows.append(row)
+        good += len(line)
+    if good < len(data):
+        with path.open("r+b") as fh:
+            fh.truncate(good)
     return rows
 
 
 def _write_final(path: Path, rows: list[dict]) -> Path:
-    try:
-        from .predictions import write_predictions
-    except ImportError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-        return path
+    from .predictions import write_predictions
+
     return write_predictions(path, rows)
+
+
+def open_checked(record: Record):
+    """(the record's image ready for the model, "") or (None, the reason it cannot be read, naming the file)."""
+    from .model import fit_pixels
+    from .records import open_image_checked
+
+    if record.image is not None:
+        return _open_image(record.image), ""
+    if not record.image_path:
+        return None, record.error or "no image"
+    image, why = open_image_checked(record.image_path)
+    return (fit_pixels(image.convert("RGB")), "") if image is not None else (None, why)
 
 
 def predict(model, processor, records: Iterable[Record] | str | Path, out: str | Path, task: str = "vanilla",
             prompt: str | None = None, batch_size: int = 8, settings: GenerationConfig | None = None,
-            keep_raw: bool = True, backend: str = "hf", progress: bool = True, **knobs) -> list[dict]:
+            keep_raw: bool = True, backend: str = "hf", progress: bool = True, force: bool = False,
+            **knobs) -> list[dict]:
     """Recognise every record (or every image of a data path ``records.load_records`` reads) and write ``out``.
 
     ``settings`` from :func:`decoding` (or its ``knobs``: ``max_new_tokens=``, ``sampling=``, ``num_beams=``).
-    Records without an image are written with an empty prediction and ``"error"`` set, so counts reconcile.
-    Re-running with the same ``out`` skips ids already in ``out`` or its ``.partial.jsonl``.
+    A record whose image is missing or unreadable is written with an empty prediction and ``"error"`` set (and
+    listed in ``<out>.rejects.tsv``), so counts reconcile: read = predicted + rejected.
+    Re-running with the same ``out`` and the same settings skips ids already in ``out`` or its
+    ``.partial.jsonl`` (rejected ones are tried again); other settings are refused (``force``: recompute).
     With ``backend="vllm"``, ``model`` is the checkpoint folder or hub id.
     """
     from tqdm.auto import tqdm
 
+    from .files import atomic_write_text
+    from .outdir import OutputLock
+
     records = load_records(records) if isinstance(records, (str, Path)) else list(records)
     settings = settings or decoding(processor.tokenizer, task=task, **knobs)
-    out = Path(out)
-    partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    done = {}
-    if out.exists():
-        done.update({r["img_id"]: r for r in json.loads(out.read_text(encoding="utf-8"))})
-    done.update({r["img_id"]: r for r in _read_partial(partial)})
-    todo = [r for r in records if r.id not in done]
     prompt = prompt or PROMPTS[task if task in PROMPTS else "vanilla"]
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    run = _vllm_runner(model, processor, settings, prompt) if backend == "vllm" else (
-        lambda images: generate(model, processor, images, prompt, settings))
-    with partial.open("a", encoding="utf-8") as sink, tqdm(total=len(todo), disable=not progress,
-                                                          desc="predict") as bar:
-        for i in range(0, len(todo), batch_size):
-            batch = todo[i:i + batch_size]
-            rows = [_missing_image(r) for r in batch if not r.image_path and r.image is None]
-            ok = [r for r in batch if r.image_path or r.image is not None]
-            if ok:
-                outs = run([r.image if r.image is not None else r.image_path for r in ok])
-                for r, texts in zip(ok, outs):
-                    row = {"img_id": r.id, "gt": r.caption, "pred": extract(texts[0], task),
-                           "image_path": r.image_path or ""}
-                    if keep_raw:
-                        row["raw"] = texts[0]
-                    rows.append(row)
-            for row in rows:
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                done[row["img_id"]] = row
-            sink.flush()
-            bar.update(len(batch))
-    order = [r.id for r in records]
-    rows = [done[i] for i in order if i in done] + [r for k, r in done.items() if k not in set(order)]
-    _write_final(out, rows)
-    partial.unlink(missing_ok=True)
+    out = Path(out)
+    partial = side_file(out, PARTIAL_SUFFIX)
+    wanted = run_settings(model, task, prompt, settings, records)
+    with OutputLock(out.parent, name=f".{out.name}.unimumer.lock"):
+        claim_output(out, wanted, force)
+        atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**wanted, "complete": False}, indent=1) + "\n")
+        done = {}
+        if out.exists():
+            done.update({r["img_id"]: r for r in json.loads(out.read_text(encoding="utf-8"))})
+        done.update({r["img_id"]: r for r in _read_partial(partial)})
+        done = {k: r for k, r in done.items() if not r.get("error")}  # rejected rows are tried again
+        todo = [r for r in records if r.id not in done]
+        run = _vllm_runner(model, processor, settings, prompt) if backend == "vllm" else (
+            lambda images: generate(model, processor, images, prompt, settings))
+        with partial.open("a", encoding="utf-8") as sink, tqdm(total=len(todo), disable=not progress,
+                                                              desc="predict") as bar:
+            for i in range(0, len(todo), batch_size):
+                batch = todo[i:i + batch_size]
+                opened = [(r, *open_checked(r)) for r in batch]
+                rows = [_rejected(r, why) for r, _, why in opened if why]
+                ok = [(r, image) for r, image, why in opened if not why]
+                if ok:
+                    for (r, _), texts in zip(ok, run([image for _, image in ok])):
+                        row = {"img_id": r.id, "gt": r.caption, "pred": extract(texts[0], task),
+                               "image_path": r.image_path or ""}
+                        if keep_raw:
+                            row["raw"] = texts[0]
+                        rows.append(row)
+                sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+                sink.flush()
+                done.update((row["img_id"], row) for row in rows)
+                bar.update(len(batch))
+        order = [r.id for r in records]
+        rows = [done[i] for i in order if i in done]
+        _write_final(out, rows)
+        _write_rejects(out, rows)
+        atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**wanted, "complete": True}, indent=1) + "\n")
+        partial.unlink(missing_ok=True)
     return rows
+
+
+def _write_rejects(out: Path, rows: list[dict]) -> None:
+    from .files import atomic_write_text
+
+    path = side_file(out, REJECTS_SUFFIX)
+    bad = [r for r in rows if r.get("error")]
+    if bad:
+        atomic_write_text(path, "img_id\treason\n" + "".join(f"{r['img_id']}\t{' '.join(r['error'].split())}\n"
+                                                             for r in bad))
+    else:
+        path.unlink(missing_ok=True)  # ours: claim_output checked the run file beside it
+
+
+def tally(rows: list[dict]) -> tuple[int, int, int]:
+    """(read, predicted, rejected) of a prediction run's rows."""
+    rejected = sum(1 for r in rows if r.get("error"))
+    return len(rows), len(rows) - rejected, rejected
 
 
 def load_for_inference(model_path: str | Path):
@@ -199,7 +317,7 @@ def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int 
 
 
 def run(model_path: str | Path, data: str | Path | list, out: str | Path, backend: str = "hf", batch_size: int = 8,
-        root: str | Path | None = None, **knobs) -> list[dict]:
+        root: str | Path | None = None, force: bool = False, **knobs) -> list[dict]:
     """``unimumer infer``: read ``data`` (any layout ``records.load_records`` knows, an image file or a folder of
     images; a list of image files), recognise, write ``out``."""
     from .model import resolve_model_path
@@ -213,11 +331,11 @@ def run(model_path: str | Path, data: str | Path | list, out: str | Path, backen
         model, processor = str(model_path), load_processor(model_path)
     else:
         model, processor = load_for_inference(model_path)
-    return predict(model, processor, records, out, batch_size=batch_size, backend=backend, **knobs)
+    return predict(model, processor, records, out, batch_size=batch_size, backend=backend, force=force, **knobs)
 
 
-def _missing_image(r: Record) -> dict:
-    return {"img_id": r.id, "gt": r.caption, "pred": "", "image_path": "", "error": "no image"}
+def _rejected(r: Record, reason: str) -> dict:
+    return {"img_id": r.id, "gt": r.caption, "pred": "", "image_path": r.image_path or "", "error": reason}
 
 
 def exprate(rows: list[dict]) -> float:

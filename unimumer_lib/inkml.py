@@ -317,7 +317,7 @@ def ink_to_xml(ink: Ink) -> str:
 
 def write_inkml(path, ink: Ink) -> Path:
     """Write ``ink`` to ``path`` atomically (temp file + rename)."""
-    from .records import atomic_write_text
+    from .files import atomic_write_text
 
     return atomic_write_text(Path(path), ink_to_xml(ink))
 

@@ -15,7 +15,8 @@ import json
 import random
 from pathlib import Path
 
-from .records import IMAGES_DIR, IMAGE_SUFFIX, Record, atomic_write_text
+from .files import atomic_write_text
+from .records import IMAGES_DIR, IMAGE_SUFFIX, Record
 from .tasks import EDL_TASKS, build_task_files, caption_items, caption_rows, write_task_files
 
 MINED_PREDICTIONS = "mined_predictions.json"

@@ -17,7 +17,7 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, Generation
                           Qwen2VLImageProcessorPil)
 
 from .latex import ACCENTS, BIG_OPERATORS, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, SCRIPT_TOKENS
-from .records import atomic_write_text
+from .files import atomic_write_text
 
 PAPER_MAX_PIXELS = 262_144  # Uni-MuMER: at most 512*512 pixels per image
 MIN_PIXELS = 32 * 32  # LLaMA-Factory's default image_min_pixels

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from .latex import ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, tokenize
 from .predictions import Prediction, read_predictions, write_predictions
-from .records import atomic_write_text
+from .files import atomic_write_text
 
 STYLES = ("crohme", "unimumer")  # the --normalize choices: latex.normalize and this module
 SYNONYMS = {"\\dots": "\\ldots", "\\le": "\\leq", "\\ge": "\\geq"}

@@ -3,8 +3,8 @@
 ``OutputLock(folder)`` holds an exclusive ``flock`` on ``folder/.unimumer.lock`` and writes the holder's pid
 and command into it; a second run fails at once with a message naming the holder. The kernel drops the lock
 when its process dies (kill -9 included), so a lock file left by a dead process is simply taken over.
-``remove_temp_files`` deletes the ``.<name>.*.tmp`` files that ``records.atomic_write_with`` leaves when a
-process is killed between writing and renaming.
+``is_empty_dir`` counts a folder holding only the lock and our temporary files (``files.is_temp_name``) as
+empty.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import os
 import socket
 import sys
 import time
-from fnmatch import fnmatch
 from pathlib import Path
 
+from .files import is_temp_name
+
 LOCK_FILE = ".unimumer.lock"
-TEMP_GLOB = ".*.tmp"  # records.atomic_write_with names its temporary files ".<target>.<random>.tmp"
 
 
 class LockedError(RuntimeError):
@@ -37,11 +37,13 @@ def _holder(path: Path, tries: int = 20) -> str:
 
 
 class OutputLock:
-    """``with OutputLock(folder, "unimumer prepare"):`` — exclusive writer lock on ``folder`` (created if needed)."""
+    """``with OutputLock(folder, "unimumer prepare"):`` — exclusive writer lock on ``folder`` (created if needed).
+    ``name``: another lock file in ``folder``, for a writer of one file there (``infer --out``) or a run that
+    holds the folder while its children lock it for their own steps (``reproduce``)."""
 
-    def __init__(self, folder, command: str | None = None):
+    def __init__(self, folder, command: str | None = None, name: str = LOCK_FILE):
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_FILE
+        self.path = self.folder / name
         self.command = command or " ".join(["unimumer", *sys.argv[1:]])
         self.fd: int | None = None
 
@@ -82,20 +84,7 @@ class OutputLock:
         self.release()
 
 
-def remove_temp_files(*folders) -> int:
-    """Delete the atomic writers' leftover temporary files in ``folders`` (not recursive); returns how many."""
-    n = 0
-    for folder in folders:
-        folder = Path(folder)
-        if folder.is_dir():
-            for tmp in folder.glob(TEMP_GLOB):
-                if tmp.is_file():
-                    tmp.unlink(missing_ok=True)
-                    n += 1
-    return n
-
-
 def is_empty_dir(folder) -> bool:
     """True for a missing folder or one holding nothing but our lock file and leftover temporary files."""
     folder = Path(folder)
-    return not folder.exists() or all(p.name == LOCK_FILE or fnmatch(p.name, TEMP_GLOB) for p in folder.iterdir())
+    return not folder.exists() or all(p.name == LOCK_FILE or is_temp_name(p.name) for p in folder.iterdir())

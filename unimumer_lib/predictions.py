@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .records import atomic_write_text
+from .files import atomic_write_text
 
 PRED_SUFFIX = "_pred.json"
 REQUIRED_KEYS = ("img_id", "gt", "pred")

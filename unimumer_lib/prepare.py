@@ -25,9 +25,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .inkml import InkmlError, caption_of, find_inkml, ink_from_xml, is_inkml
-from .outdir import OutputLock, is_empty_dir, remove_temp_files
+from .files import atomic_write_bytes, atomic_write_text, remove_temp_files
+from .outdir import OutputLock, is_empty_dir
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
-                      Record, atomic_write_bytes, atomic_write_text, read_comer, unsafe_id, write_captions)
+                      Record, read_comer, unsafe_id, write_captions)
 from .render import check_height, default_workers, render_ink
 from .tree import depth as tree_depth, symbol_counts as caption_symbol_counts
 from .workers import imap_ordered
@@ -134,6 +135,10 @@ def _check_out_dir(split_dir: Path, out_dir: Path, manifest: dict, force: bool) 
     src, out = split_dir.resolve(), out_dir.resolve()
     if out == src or src in out.parents or out in src.parents:
         raise ValueError(f"{out_dir}: output folder overlaps the source split {split_dir}; choose another --out")
+    for folder in (out_dir, out_dir / IMAGES_DIR):
+        if folder.is_symlink():  # deleting or replacing through it would touch files outside --out
+            raise ValueError(f"{folder}: a symlink (to {folder.resolve()}); prepare only writes into real folders "
+                             f"of --out, never through a link. Choose another --out")
     if not force and not _is_ours(manifest) and not (out_dir / JOURNAL_FILE).exists() and not is_empty_dir(out_dir):
         raise ValueError(f"{out_dir}: not empty and not made by unimumer prepare (no {MANIFEST_FILE}); refusing "
                          f"to write there. Choose an empty --out, or --force to add our files beside the others "

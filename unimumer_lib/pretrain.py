@@ -22,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from .records import atomic_write_text
+from .files import atomic_write_text
 
 PRETRAIN_SEED = 1_000_000  # shard i of the pretraining stream: seed PRETRAIN_SEED + i
 SHARD_SIZE = 10_000
@@ -193,7 +193,8 @@ def write_caption_list(stream: Path, out: Path) -> Path:
     read it)."""
     import gzip
 
-    from .records import atomic_write_bytes, read_captions
+    from .files import atomic_write_bytes
+    from .records import read_captions
 
     captions = sorted(set(read_captions(Path(stream) / "caption.txt").values()))
     return atomic_write_bytes(Path(out) / CAPTION_LIST, gzip.compress(("\n".join(captions) + "\n").encode(), mtime=0))

@@ -16,10 +16,11 @@ from collections import Counter
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from .files import atomic_save_image, atomic_write_text, atomic_write_with
 
 CAPTION_FILE = "caption.txt"
 IMAGES_DIR = "images"
@@ -56,48 +57,7 @@ class Record:
     image_path: str | None = None
     source: str = ""
     split: str = ""
-
-
-# ---- atomic writes -------------------------------------------------------------------------------
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_with(path, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; others (a training container) must read our outputs
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
-def atomic_write_text(path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_save_image(path, image, **params) -> Path:
-    """Save a PIL image atomically; the format follows the suffix of ``path``."""
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format=Path(path).suffix.lstrip(".").upper().replace("JPG", "JPEG"), **params)
-    return atomic_write_bytes(path, buf.getvalue())
+    error: str = ""  # why it has no image (set where the reason is known: a path outside its root, an unsafe id)
 
 
 # ---- CoMER caption.txt + images/ -----------------------------------------------------------------
@@ -124,7 +84,7 @@ def read_captions(path) -> dict[str, str]:
             raise ValueError(f"{path}:{n}: expected '<id>\\t<caption>', got {line[:60]!r}")
         if key in captions:
             raise ValueError(f"{path}:{n}: duplicate id {key!r}")
-        captions[key] = caption.strip()
+        captions[key] = " ".join(caption.split())  # a tab or a double space inside a caption is one separator
     return captions
 
 
@@ -177,8 +137,9 @@ def read_comer(folder, split: str | None = None, source: str = "") -> list[Recor
     for key, caption in read_captions(folder / CAPTION_FILE).items():
         image = find_image(dirs, key)
         stem = key[:-len(Path(key).suffix)] if Path(key).suffix.lower() in IMAGE_SUFFIXES else key
+        why = unsafe_id(key) or ("" if image else f"no image for {key!r} in {', '.join(map(str, dirs)) or folder}")
         records.append(Record(id=stem, caption=caption, image_path=str(image) if image else None,
-                              source=source, split=split))
+                              source=source, split=split, error="" if image else f"{folder / CAPTION_FILE}: {why}"))
     return records
 
 
@@ -277,16 +238,37 @@ def _message_field(message: dict, keys: tuple[str, ...]):
     return next((message[k] for k in keys if k in message), None)
 
 
-def resolve_image(image: str, root=None, base=None) -> Path | None:
-    """An image path as written in a data file: absolute, else relative to ``root`` (given), else to ``base``
-    (the data file's folder) or the working directory; None when no such file exists."""
+def inside_root(path, root) -> bool:
+    """True when ``path`` (joined to ``root`` if relative) stays in ``root`` as written: ``..`` may not climb
+    out. Checked lexically, so a symlinked image folder inside a dataset still reads (readers only)."""
+    root = os.path.normpath(os.path.abspath(root))
+    full = os.path.normpath(os.path.join(root, path))
+    return full == root or full.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def locate_image(image: str, root=None, base=None) -> tuple[Path | None, str]:
+    """(path, "") for an image path as written in a data file, else (None, why). Relative paths resolve
+    against ``root`` when given, else against ``base`` (the data file's folder) or the working directory, and
+    must stay inside the folder they resolve against; an absolute path must lie inside ``root`` when given."""
     path = Path(image)
     if path.is_absolute():
-        return path if path.is_file() else None
-    for folder in ([Path(root)] if root is not None else [Path(base or "."), Path.cwd()]):
+        if root is not None and not inside_root(path, root):
+            return None, f"image path {image!r} lies outside the root {root}"
+        return (path, "") if path.is_file() else (None, f"image {image!r} not found")
+    folders = [Path(root)] if root is not None else [Path(base or "."), Path.cwd()]
+    escapes = [f for f in folders if not inside_root(path, f)]
+    if escapes:
+        return None, f"image path {image!r} climbs out of {escapes[0]} ('..'); refused"
+    for folder in folders:
         if (folder / path).is_file():
-            return folder / path
-    return None
+            return folder / path, ""
+    return None, f"image {image!r} not found under {' or '.join(map(str, folders))}"
+
+
+def resolve_image(image: str, root=None, base=None) -> Path | None:
+    """The file of an image path as written in a data file (see :func:`locate_image`); None when there is none
+    or the path leaves its root."""
+    return locate_image(image, root, base)[0]
 
 
 def read_prompt_json(path, root=None) -> list[Record]:
@@ -313,9 +295,9 @@ def read_prompt_json(path, root=None) -> list[Record]:
         if key in seen:
             raise ValueError(f"{path}: rows {seen[key]} and {i} share the id {key!r} (image file stem)")
         seen[key] = i
-        image = resolve_image(first, root, path.parent) if first else None
+        image, why = locate_image(first, root, path.parent) if first else (None, "the row names no image")
         records.append(Record(id=key, caption=caption.strip(), image_path=str(image) if image else None,
-                              source=path.stem, split=path.stem))
+                              source=path.stem, split=path.stem, error=f"{path}: row {i}: {why}" if why else ""))
     return records
 
 
@@ -323,6 +305,25 @@ def read_prompt_json(path, root=None) -> list[Record]:
 
 def is_image_file(path) -> bool:
     return Path(path).is_file() and Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def open_image_checked(path) -> tuple[Any, str]:
+    """(the decoded PIL image, "") or (None, why), naming the file: missing, 0-byte, truncated, not an image, a
+    decompression bomb (over PIL's pixel limit)."""
+    import warnings
+
+    from PIL import Image
+
+    from .errors import describe
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im.copy(), ""
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        return None, f"{path}: unreadable image: {describe(err)}"
 
 
 def image_records(paths) -> list[Record]:

@@ -18,7 +18,7 @@ import pandas as pd
 from . import metrics
 from .latex import braces_balanced
 from .predictions import Prediction, read_predictions
-from .records import atomic_write_text
+from .files import atomic_write_text
 
 FORMATS = ("table", "csv", "md", "latex", "json")
 HEADERS = {"file": "File", "n": "N", "exprate": "ExpRate", "le1": "≤1", "le2": "≤2", "le3": "≤3",
@@ -262,7 +262,7 @@ def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Path]:
     """``out/<name>.csv`` (4 decimals), ``.md`` and ``.tex`` (2 decimals); returns {format: path}."""
-    from .records import atomic_write_text
+    from .files import atomic_write_text
 
     flat = flat_columns(table)
     texts = {"csv": flat.to_csv(float_format="%.4f"),

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from . import config
 from .families import TEST_SPLIT_LABELS, dataset_label
-from .records import atomic_write_text, read_captions
+from .files import atomic_write_text
+from .outdir import OutputLock
+from .records import read_captions
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
 
@@ -107,6 +109,7 @@ ZERO_SHOT = "zero-shot"  # the untrained model's row beside the arms (profiles w
 # Auxiliary tasks an arm name adds to vanilla ("all" = every one; "tree+edl" = vanilla + tree + EDL).
 AUX_TASKS = {"tree": ("tree",), "edl": ("error_find", "error_fix"), "can": ("can",)}
 RUN_FILE = "run.json"
+REPRODUCE_LOCK = ".unimumer-reproduce.lock"  # the run's own lock; its notebooks lock the folders they write
 HME100K_SPLIT = "hme100k"  # predictions/<main arm>/hme100k.json; its main-table column is families' "HME100K"
 HME100K_SPLITS = ("train", "test")
 TRAIN_LABELS = {True: "synthetic", False: "CROHME train"}  # the training data of a run, by "tested on synthetic"
@@ -239,7 +242,7 @@ def open_run(run_dir: Path, record: dict) -> dict:
                 f"run asks for profile {record['profile']!r} on data {record['data']!r}{hme['asked']} (differs in: "
                 f"{', '.join(diff)}). Use another --out, or delete {run_dir} to start over.")
         return state
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != REPRODUCE_LOCK for p in run_dir.iterdir()):
         raise RunFolderMismatch(f"{run_dir} is not empty and holds no {RUN_FILE}: not a run folder of this tool; "
                                 f"use an empty or new --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -445,14 +448,17 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     data_root = None if synthetic else Path(data).resolve()
     if data_root is not None:
         tests = check_inputs(data_root, paper, p.get("test_splits"))
-    state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root),
-                                         str(hme100k) if hme100k else None))
-    if synthetic:
-        data_root = synthetic_root(run_dir, p["synth_train"], p["synth_test"])
-        tests = check_inputs(data_root, paper, p.get("test_splits"))
-    steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k) if paper
-             else basic_steps(profile, run_dir, data_root, tests))
-    if run_steps(steps, run_dir, state, profile):
-        return 1
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderMismatch(f"{run_dir}: --out is a file, not a folder")
+    with OutputLock(run_dir, "unimumer reproduce", name=REPRODUCE_LOCK):
+        state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root),
+                                             str(hme100k) if hme100k else None))
+        if synthetic:
+            data_root = synthetic_root(run_dir, p["synth_train"], p["synth_test"])
+            tests = check_inputs(data_root, paper, p.get("test_splits"))
+        steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k) if paper
+                 else basic_steps(profile, run_dir, data_root, tests))
+        if run_steps(steps, run_dir, state, profile):
+            return 1
     print(f"[reproduce:{profile}] done: tables in {run_dir / 'tables'}, figures in {run_dir / 'figures'}")
     return 0

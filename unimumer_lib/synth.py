@@ -606,8 +606,9 @@ def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = Non
 
     from tqdm.auto import tqdm
 
-    from .outdir import OutputLock, remove_temp_files
-    from .records import atomic_write_text
+    from .files import remove_temp_files
+    from .outdir import OutputLock
+    from .files import atomic_write_text
     from .render import default_workers
     from .workers import imap_ordered
 

@@ -20,7 +20,8 @@ from typing import Iterable
 from tqdm.auto import tqdm
 
 from . import edl
-from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, atomic_write_text, load_records,
+from .files import atomic_write_text
+from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, load_records, open_image_checked,
                       read_any, read_captions, sharegpt_row, write_sharegpt)
 from .tree import TreeError, count_text, tree_text
 
@@ -193,6 +194,11 @@ def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
     rejects_path, info_path = out / TASK_REJECTS, out / DATASET_INFO
     kept = [r for r in read_task_rejects(rejects_path) if r[1] not in rows] if rejects_path.exists() else []
     info = _read_dataset_info(info_path) if info_path.exists() else {}
+    rebuilt = {f"{task}.json" for task in rows}
+    if any(isinstance(e, dict) and e.get("file_name") in rebuilt for e in info.values()):
+        # Unlist the tasks being rebuilt first: a build cut short leaves them unlisted, never half new, half old.
+        atomic_write_text(info_path, json.dumps({k: e for k, e in info.items() if not (
+            isinstance(e, dict) and e.get("file_name") in rebuilt)}, indent=2) + "\n")
     info.update(dataset_info(rows, prefix))
     paths = {task: write_sharegpt(out / f"{task}.json", task_rows) for task, task_rows in rows.items()}
     buf = io.StringIO()
@@ -202,6 +208,18 @@ def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
     atomic_write_text(rejects_path, buf.getvalue())
     atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
     return paths
+
+
+def listed_task_files(folder) -> list[Path]:
+    """The task files a folder's ``dataset_info.json`` lists (each must exist)."""
+    folder = Path(folder)
+    info = _read_dataset_info(folder / DATASET_INFO)
+    files = [folder / entry["file_name"] for entry in info.values() if isinstance(entry, dict) and "file_name" in entry]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder / DATASET_INFO}: lists {missing[0].name}, which is missing (an unfinished "
+                                f"`unimumer tasks` build?)")
+    return sorted(set(files))
 
 
 def _read_dataset_info(path: Path) -> dict:
@@ -232,11 +250,13 @@ def caption_items(captions, require_images: bool = True, root=None) -> tuple[lis
     folder = captions if captions.is_dir() else captions.parent
     records = load_records(captions, root) if require_images else read_any(captions, root)
     items, missing = [], []
-    for r in records:
-        if r.image_path:
+    for r in tqdm(records, desc="check images", disable=not require_images or len(records) < 1000, mininterval=1.0):
+        why = (open_image_checked(r.image_path)[1] if r.image_path else r.error or
+               f"image not found for {r.id!r} in {captions}") if require_images else ""
+        if why:
+            missing.append((r.id, why))  # never a training row: train would fail on it later
+        elif r.image_path:
             items.append((r.id, r.caption, str(Path(r.image_path).resolve())))
-        elif require_images:
-            missing.append((r.id, f"image not found for {r.id!r} in {captions}"))
         else:
             items.append((r.id, r.caption, str((folder / IMAGES_DIR / f"{r.id}{IMAGE_SUFFIX}").resolve())))
     return items, missing

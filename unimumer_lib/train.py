@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from .config import REPO_ROOT
+from .files import atomic_write_text, respect_umask
+from . import runfolder
+from .runfolder import (FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE,
+                        RunFolderError)
 from .records import (CONTENT_KEY, IMAGE_TOKEN, ROLE_ASSISTANT, ROLE_KEY, ROLE_SYSTEM, ROLE_USER, SHAREGPT_IMAGES,
-                      SHAREGPT_MESSAGES, _umask, atomic_write_text, read_sharegpt)
+                      SHAREGPT_MESSAGES, read_sharegpt)
 
-LOSS_HISTORY_FILE = "loss_history.json"
-RUN_CONFIG_FILE = "run_config.json"
-FINAL_DIR = "final"
 _ROLES = {ROLE_USER: "user", ROLE_ASSISTANT: "assistant", ROLE_SYSTEM: "system"}
 PAPER_EFFECTIVE_BATCH = 512
 PRESET_DIR = REPO_ROOT / "configs" / "sft"
@@ -79,33 +81,70 @@ def sharegpt_to_trl(row: dict, base: Path | None = None) -> dict:
 
 
 def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limit: int | None = None,
-                          shuffle: bool = True):
+                          shuffle: bool = True, rejects: list | None = None, test_roots=None,
+                          allow_test_images: bool = False):
     """A ``datasets.Dataset`` in TRL vision format from one or more sharegpt JSON files.
 
     ``ratios`` maps a file stem (e.g. ``"tree"``) to the fraction of its rows to keep (sampled with ``seed``).
     Images stay paths until a batch is built (``Image`` feature), so million-row mixtures fit in memory; then
     they are resized into the paper's pixel range (``model.fit_pixels``).
+    A row with an empty answer is left out and appended to ``rejects`` as (file, row, reason); one file given
+    twice raises; rows repeated across files are reported. The leak guard of ``unimumer tasks``
+    (``tasks.check_no_test_images``: test splits of ``test_roots``, default the CROHME root) refuses rows whose
+    image is a test image unless ``allow_test_images``.
     """
     import random
 
     from datasets import Dataset, Image, List
 
-    rows = []
-    for path in ([paths] if isinstance(paths, (str, Path)) else paths):
-        path = Path(path)
-        part = [sharegpt_to_trl(r, path.parent) for r in read_sharegpt(path)]
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    rows, dropped, seen = [], [] if rejects is None else rejects, {}
+    for path in paths:
+        if path.resolve() in seen:
+            raise ValueError(f"{path}: given twice (as {seen[path.resolve()]}); each of its rows would be trained twice")
+        seen[path.resolve()] = path
+        part = []
+        for i, r in enumerate(read_sharegpt(path)):
+            if not r[SHAREGPT_MESSAGES][-1][CONTENT_KEY].strip():
+                dropped.append((str(path), i, "empty answer (nothing to learn)"))
+                continue
+            part.append(sharegpt_to_trl(r, path.parent))
         ratio = (ratios or {}).get(path.stem, 1.0)
         if ratio < 1.0:
             part = random.Random(seed).sample(part, round(len(part) * ratio))
         rows += part
+    if dropped:
+        print(f"train: {len(dropped)} row(s) left out, e.g. {dropped[0][0]} row {dropped[0][1]}: {dropped[0][2]}",
+              file=sys.stderr)
+    _report_repeats(rows)
+    _check_held_out(rows, paths, test_roots, allow_test_images)
     if not rows:
-        raise ValueError(f"no training records in {paths}")
+        raise ValueError(f"no training records in {', '.join(map(str, paths))}")
     if shuffle:
         random.Random(seed).shuffle(rows)
     if limit is not None:
         rows = rows[:limit]
     ds = Dataset.from_list(rows)
     return ds.cast_column("images", List(Image())).with_transform(_fit_images)
+
+
+def _report_repeats(rows: list[dict]) -> None:
+    from collections import Counter
+
+    counts = Counter(json.dumps(r, sort_keys=True) for r in rows)
+    extra = sum(c - 1 for c in counts.values() if c > 1)
+    if extra:
+        print(f"train: note: {extra} row(s) repeat an identical row (same image, prompt and answer); each is "
+              f"trained once per occurrence", file=sys.stderr)
+
+
+def _check_held_out(rows: list[dict], paths: list[Path], test_roots, allow: bool) -> None:
+    from . import config
+    from .tasks import check_no_test_images, held_out_index
+
+    index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
+    items = [(Path(image).stem, image) for r in rows for image in r["images"]]
+    check_no_test_images(items, ", ".join(map(str, paths)), index, allow)
 
 
 def _fit_images(batch: dict) -> dict:
@@ -133,12 +172,17 @@ def mixture_counts(dataset) -> dict[str, int]:
 
 
 def task_files(data_dir: str | Path) -> list[Path]:
-    """The ``<task>.json`` sharegpt files of a task folder (``dataset_info.json`` excluded)."""
-    from .tasks import DATASET_INFO
+    """The ``<task>.json`` files a task folder's ``dataset_info.json`` lists (``unimumer tasks`` writes it last,
+    after every task file of a build, so a build cut short is refused here rather than trained on in part)."""
+    from .tasks import DATASET_INFO, listed_task_files
 
-    files = sorted(p for p in Path(data_dir).glob("*.json") if p.name != DATASET_INFO)
+    data_dir = Path(data_dir)
+    if not (data_dir / DATASET_INFO).is_file():
+        raise FileNotFoundError(f"{data_dir}: no {DATASET_INFO}: not a finished task folder (build it with "
+                                f"`unimumer tasks`, or give the <task>.json files themselves)")
+    files = listed_task_files(data_dir)
     if not files:
-        raise FileNotFoundError(f"{data_dir}: no <task>.json files")
+        raise FileNotFoundError(f"{data_dir}: no <task>.json files listed in {DATASET_INFO}")
     return files
 
 
@@ -228,56 +272,101 @@ def one_gpu_unless_launched(args) -> None:
 def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str | Path = "runs/sft",
           max_steps: int | None = None, resume: bool | str = False, ratios: dict | None = None, seed: int = 0,
           model=None, processor=None, lora: dict | None = None, freeze_vision: bool = False, callbacks=None,
-          config: dict | None = None, **overrides) -> dict:
+          config: dict | None = None, force: bool = False, test_roots=None, allow_test_images: bool = False,
+          **overrides) -> dict:
     """Fine-tune and save the final model + processor to ``out_dir/final``; returns a summary dict.
 
     ``train_json``: sharegpt JSON path(s) or an already built TRL-format Dataset. ``model``/``processor``
-    replace loading ``model_path``. ``resume``: True resumes from the last checkpoint in ``out_dir``, a path
-    from that checkpoint. ``lora``: LoraConfig kwargs overriding the preset's (``{}`` turns LoRA on with defaults).
+    replace loading ``model_path``. ``resume``: True resumes the run in ``out_dir`` from its newest complete
+    checkpoint (refused unless the run there has the same settings and data: ``runfolder``), a path from that
+    checkpoint. ``force``: replace an earlier run in ``out_dir``, or write beside files this tool did not make.
+    ``lora``: LoraConfig kwargs overriding the preset's (``{}`` turns LoRA on with defaults).
     ``config``: settings from a config file, applied over the preset (``overrides`` apply over both).
+    ``test_roots``/``allow_test_images``: the leak guard (see :func:`load_sharegpt_dataset`).
     """
     import time
 
+    from .outdir import OutputLock
+
     out_dir = Path(out_dir)
     settings = resolve_settings(preset, config)
-    dataset = train_json if hasattr(train_json, "column_names") else load_sharegpt_dataset(train_json, ratios, seed)
-    checkpoint = find_checkpoint(out_dir, resume)
-    if model is None:
-        model, processor = _load(model_path, {**settings, **overrides, **({"lora": lora} if lora is not None else {})})
-    if checkpoint and not (checkpoint / "adapter_config.json").exists():
-        # The Trainer restores optimizer/scheduler/RNG but loads Qwen-VL weights with the wrong key layout
-        # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
-        model = type(model).from_pretrained(str(checkpoint), dtype=model.dtype)
-    if freeze_vision:
-        for p in model.model.visual.parameters():
-            p.requires_grad = False
-    if max_steps and max_steps > 0 and "logging_steps" not in overrides:  # enough points for a loss curve
-        overrides["logging_steps"] = max(1, min(settings["logging_steps"], max_steps // 10))
-    trainer = make_trainer(model, processor, dataset, preset, out_dir, config, lora, callbacks,
-                           max_steps=max_steps if max_steps is not None else -1, seed=seed, data_seed=seed,
-                           **overrides)
-    args = trainer.args
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    wall = time.perf_counter() - start
-    final = out_dir / FINAL_DIR
-    save_final(trainer, processor, final)
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    if trainer.is_world_process_zero():
-        atomic_write_text(out_dir / LOSS_HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
-        record_run(out_dir, args, preset, config, model_path, train_json)
+    rejects: list = []
+    dataset = train_json if hasattr(train_json, "column_names") else load_sharegpt_dataset(
+        train_json, ratios, seed, rejects=rejects, test_roots=test_roots, allow_test_images=allow_test_images)
+    print_tally(len(dataset) + len(rejects), len(dataset), len(rejects))
+    fingerprint = run_fingerprint(model_path if model is None else model, train_json, preset, config, lora, seed,
+                                  max_steps, ratios, overrides)
+    lock = OutputLock(out_dir, "unimumer train") if is_rank_zero() else None
+    with lock or _nothing():
+        marker = runfolder.claim(out_dir, fingerprint, bool(resume), force) if lock else None
+        checkpoint = find_checkpoint(out_dir, resume)
+        if marker is not None:
+            runfolder.write_marker(out_dir, marker)
+            if rejects:
+                write_rejects(out_dir / TRAIN_REJECTS_FILE, rejects)
+        if model is None:
+            model, processor = _load(model_path, {**settings, **overrides, **({"lora": lora} if lora is not None
+                                                                                else {})})
+        if checkpoint and not (checkpoint / "adapter_config.json").exists():
+            # The Trainer restores optimizer/scheduler/RNG but loads Qwen-VL weights with the wrong key layout
+            # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
+            model = type(model).from_pretrained(str(checkpoint), dtype=model.dtype)
+        if freeze_vision:
+            for p in model.model.visual.parameters():
+                p.requires_grad = False
+        if max_steps and max_steps > 0 and "logging_steps" not in overrides:  # enough points for a loss curve
+            overrides["logging_steps"] = max(1, min(settings["logging_steps"], max_steps // 10))
+        trainer = make_trainer(model, processor, dataset, preset, out_dir, config, lora, callbacks,
+                               max_steps=max_steps if max_steps is not None else -1, seed=seed, data_seed=seed,
+                               **overrides)
+        args = trainer.args
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        wall = time.perf_counter() - start
+        final = out_dir / FINAL_DIR
+        save_final(trainer, processor, final)
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        if trainer.is_world_process_zero():
+            atomic_write_text(out_dir / LOSS_HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
+            record_run(out_dir, args, preset, config, model_path, train_json, marker)
     return {"final_dir": str(final), "global_step": trainer.state.global_step, "train_loss": result.training_loss,
             "last_loss": history[-1]["loss"] if history else None, "wall_s": wall, "records": len(dataset),
-            "trainer": trainer, "model": trainer.model, "processor": processor}
+            "rejected": len(rejects), "trainer": trainer, "model": trainer.model, "processor": processor}
 
 
-def respect_umask(folder: Path) -> None:
-    """Give every file in ``folder`` the mode a plain ``open()`` would (0666 & ~umask): safetensors writes its
-    weights 0600, which another user or a serving container cannot read."""
-    mode = 0o666 & ~_umask()
-    for path in Path(folder).iterdir():
-        if path.is_file():
-            os.chmod(path, mode)
+def print_tally(read: int, written: int, rejected: int, what: str = "train: rows") -> None:
+    """The ``read N = written W + rejected R`` line (raises when it does not add up: a bug guard)."""
+    if read != written + rejected:  # pragma: no cover
+        raise RuntimeError(f"{what}: read {read} != written {written} + rejected {rejected}")
+    print(f"{what}: read {read} = used {written} + rejected {rejected}", file=sys.stderr)
+
+
+def write_rejects(path: Path, rejects: list[tuple]) -> None:
+    """``rejects.tsv`` of a run folder: file, row, reason."""
+    atomic_write_text(path, "file\trow\treason\n" + "".join(f"{f}\t{i}\t{why}\n" for f, i, why in rejects))
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def run_fingerprint(model, data, preset: str, config, lora, seed: int, max_steps, ratios, overrides: dict) -> dict:
+    """What makes two runs the same run (``runfolder``): model, data digest, recipe, steps and seed."""
+    from .runfolder import data_digest
+
+    if not isinstance(model, (str, Path)):  # a model object: its class, origin and size
+        name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        model = f"{name} ({sum(p.numel() for p in model.parameters())} parameters)"
+    knobs = {k: v for k, v in overrides.items() if v is not None and k not in ("report_to", "logging_steps")}
+    return json.loads(json.dumps({"model": str(model), "data": data_digest(data), "preset": preset,
+                                  "config": config or {}, "lora": lora, "seed": seed, "max_steps": max_steps,
+                                  "ratios": ratios, "overrides": knobs}, default=str, sort_keys=True))
 
 
 def umask_callback():
@@ -330,31 +419,35 @@ def git_commit() -> str | None:
     return sha or None
 
 
-def record_run(out_dir: Path, args, preset: str, config: dict | None, model_path, data) -> None:
-    """``run_config.json``: preset, config-file settings, model, data, git commit and the resolved SFTConfig."""
+def record_run(out_dir: Path, args, preset: str, config: dict | None, model_path, data, marker: dict | None = None
+               ) -> None:
+    """``run_config.json``: the run marker (``runfolder``) completed with preset, config-file settings, model,
+    data, git commit and the resolved SFTConfig."""
     sha = git_commit()
     data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data if isinstance(data, (str, Path))
                                                                               else "<dataset>")
-    record = {"preset": preset, "config": config or {}, "model": str(model_path), "data": data,
-              "git": sha or None, "world_size": world_size(), "sft_config": args.to_dict()}
+    record = {**(marker or {}), "complete": True, "preset": preset, "config": config or {}, "model": str(model_path),
+              "data": data, "git": sha or None, "world_size": world_size(), "sft_config": args.to_dict()}
     atomic_write_text(out_dir / RUN_CONFIG_FILE, json.dumps(record, indent=1, default=str))
 
 
 def find_checkpoint(out_dir: Path, resume: bool | str) -> Path | None:
-    """The checkpoint to resume from: ``resume`` itself when a path, the latest in ``out_dir`` when True."""
+    """The checkpoint to resume from: ``resume`` itself when a path (it must be complete), the newest complete
+    one in ``out_dir`` when True (None, with a note, when no save finished: the run starts at step 0)."""
     if not resume:
         return None
     if resume is not True:
         path = Path(resume)
         if not path.is_dir():
             raise FileNotFoundError(f"checkpoint {path} not found")
+        problem = runfolder.checkpoint_problem(path)
+        if problem:
+            raise RunFolderError(f"{path}: not a complete checkpoint: {problem}")
         return path
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    last = runfolder.newest_complete_checkpoint(out_dir, say=lambda m: print(m, file=sys.stderr))
     if last is None:
-        raise FileNotFoundError(f"resume=True but {out_dir} holds no checkpoint-* folder")
-    return Path(last)
+        print(f"resume: {out_dir} holds no complete checkpoint; the run starts at step 0", file=sys.stderr)
+    return last
 
 
 def read_loss_history(out_dir: str | Path) -> list[dict]:
@@ -390,7 +483,14 @@ def add_train_arguments(ap) -> None:
     ap.add_argument("--report-to", choices=REPORT_TO, default=None, help="default: the preset's, else none")
     ap.add_argument("--deepspeed", default=None, help="DeepSpeed JSON (e.g. configs/ds_zero2.json; a relative "
                                                       "path is looked up in the cwd, then the repo root)")
-    ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out from its newest complete "
+                    "checkpoint (only a run with the same model, data, recipe and seed)")
+    ap.add_argument("--force", action="store_true", help="replace the earlier run in --out, or write beside files "
+                    "this tool did not make (they are never overwritten)")
+    ap.add_argument("--test-root", action="append", default=None, help="folder whose test*/ splits must never "
+                    "enter training (repeatable; default: the CROHME root)")
+    ap.add_argument("--allow-test-images", action="store_true", help="train on rows from test-split images anyway "
+                    "(warns loudly; the test set is then not held out)")
     ap.add_argument("--seed", type=int, default=0, help="training seed (data order, initialisation of new weights)")
 
 
@@ -414,12 +514,14 @@ def main(argv=None) -> int:
     files = [f for d in args.data for f in (task_files(d) if Path(d).is_dir() else [Path(d)])]
     config = read_config_file(args.config) if args.config else None
     result = train(files, model_path=args.model, preset=args.preset, out_dir=args.out, max_steps=args.max_steps,
-                   resume=args.resume, seed=args.seed, config=config, report_to=args.report_to,
+                   resume=args.resume, seed=args.seed, config=config, force=args.force,
+                   test_roots=[Path(r) for r in args.test_root] if args.test_root else None,
+                   allow_test_images=args.allow_test_images, report_to=args.report_to,
                    deepspeed=deepspeed_file(args.deepspeed))
     if result["trainer"].is_world_process_zero():
         history = read_loss_history(args.out)
         if history:
-            plot_loss(history, Path(args.out) / "loss_curve.png")
+            plot_loss(history, Path(args.out) / LOSS_CURVE_FILE)
         print(f"trained {result['global_step']} steps on {result['records']} records; saved to {result['final_dir']}")
     _finish_distributed()
     return 0

@@ -24,7 +24,8 @@ import pandas as pd
 
 from . import analysis, config, metrics
 from .latex import BIG_OPERATORS, STRUCTURE_TOKENS, braces_balanced
-from .records import atomic_write_text, find_image, load_records, resolve_image
+from .files import atomic_write_text
+from .records import find_image, load_records, resolve_image
 
 ALL = "all"
 ALL_ERRORS = "(all wrong samples)"

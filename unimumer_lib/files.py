@@ -1,0 +1,108 @@
+"""Writing files safely: atomic replacement, temporary names no user file has, and the umask's file modes.
+
+Every writer of the package goes through :func:`atomic_write_with`: the new content is written to a temporary
+file beside the target, named ``.unimumer-tmp-<8 random>.<target>.tmp`` (``TEMP_PATTERN``), then renamed onto
+the target, so a kill or a full disk leaves the old file or the new one, never half of one. Only names of that
+pattern are ever cleaned up as "ours" (:func:`remove_temp_files`); a user's ``.backup.tmp`` is never touched.
+An error of the write names the target file (a bare ``[Errno 28] No space left on device`` names none).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+TEMP_PREFIX = ".unimumer-tmp-"
+TEMP_PATTERN = re.compile(r"\.unimumer-tmp-[a-z0-9_]{8}\..+\.tmp")  # mkstemp: prefix + 8 random chars + suffix
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of a temporary file :func:`atomic_write_with` makes."""
+    return TEMP_PATTERN.fullmatch(name) is not None
+
+
+def atomic_write_with(path, write) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f".{path.name}.tmp", dir=path.parent)
+    except OSError as err:
+        raise _naming(err, path) from None
+    os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; others (a training container) must read our outputs
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _naming(err, path) from None
+        raise
+    return path
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` when it names no file (ENOSPC, EDQUOT and EIO come without one)."""
+    if err.filename is not None and not is_temp_name(Path(str(err.filename)).name):
+        return err
+    return type(err)(err.errno, err.strerror or str(err), str(path))
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_image(path, image, **params) -> Path:
+    """Save a PIL image atomically; the format follows the suffix of ``path``."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format=Path(path).suffix.lstrip(".").upper().replace("JPG", "JPEG"), **params)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def remove_temp_files(*folders) -> int:
+    """Delete the leftover temporary files of :func:`atomic_write_with` in ``folders`` (not recursive, never
+    through a symlink, only names of ``TEMP_PATTERN``); returns how many."""
+    n = 0
+    for folder in map(Path, folders):
+        if folder.is_dir() and not folder.is_symlink():
+            for tmp in folder.iterdir():
+                if is_temp_name(tmp.name) and not tmp.is_symlink() and tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    n += 1
+    return n
+
+
+def respect_umask(folder) -> None:
+    """Give every file in ``folder`` the mode a plain ``open()`` would (0666 & ~umask): safetensors writes its
+    weights 0600, which another user or a serving container cannot read."""
+    mode = 0o666 & ~umask()
+    for path in Path(folder).iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
+def is_inside(path, root) -> bool:
+    """True when ``path``, with every symlink resolved, lies in ``root`` (also resolved): where a writer may
+    delete or replace files. (Readers check paths lexically: ``records.inside_root``.)"""
+    try:
+        Path(path).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return False
+    return True
