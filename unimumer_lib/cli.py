@@ -143,7 +143,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     rows = run(args.model, args.image if args.image is not None else args.data, args.out, backend=args.backend,
                batch_size=args.batch_size, root=args.root, force=args.force, **knobs)
     read, predicted, rejected = tally(rows)
-    print(f"infer: read {read} = predicted {predicted} + rejected {rejected} -> {args.out}"
+    print(f"infer: {read} records -> {args.out}: read {read} = predicted {predicted} + rejected {rejected}"
           + (f" (rejects: {side_file(Path(args.out), REJECTS_SUFFIX)})" if rejected else ""))
     return 0
 

@@ -106,7 +106,8 @@ def mine_errors(captions, out, k: int = 5, seed: int = 0, samples: int = 4, temp
             paths = write_task_files(fold_dir / "data", rows, rejects)
             model, processor = make_model() if make_model else (None, None)
             result = train(paths["vanilla"], model_path=model_path, preset=preset, out_dir=fold_dir / "sft",
-                           max_steps=max_steps, seed=seed + f, model=model, processor=processor, **train_kwargs)
+                           max_steps=max_steps, seed=seed + f, model=model, processor=processor, force=True,
+                           **train_kwargs)  # force: a fold cut short is trained again from the start
             fold_samples = sample_outputs(result["model"], result["processor"], [by_id[i] for i in held],
                                           samples, temperature, top_p, batch_size, max_new_tokens, f, progress)
             atomic_write_text(done, json.dumps(fold_samples, ensure_ascii=False, indent=1))

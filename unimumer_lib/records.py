@@ -246,13 +246,14 @@ def inside_root(path, root) -> bool:
     return full == root or full.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def locate_image(image: str, root=None, base=None) -> tuple[Path | None, str]:
+def locate_image(image: str, root=None, base=None, absolute_in_root: bool = True) -> tuple[Path | None, str]:
     """(path, "") for an image path as written in a data file, else (None, why). Relative paths resolve
     against ``root`` when given, else against ``base`` (the data file's folder) or the working directory, and
-    must stay inside the folder they resolve against; an absolute path must lie inside ``root`` when given."""
+    must stay inside the folder they resolve against; an absolute path must lie inside ``root`` when given
+    (``absolute_in_root`` False: a viewer showing the absolute paths a prediction file records)."""
     path = Path(image)
     if path.is_absolute():
-        if root is not None and not inside_root(path, root):
+        if root is not None and absolute_in_root and not inside_root(path, root):
             return None, f"image path {image!r} lies outside the root {root}"
         return (path, "") if path.is_file() else (None, f"image {image!r} not found")
     folders = [Path(root)] if root is not None else [Path(base or "."), Path.cwd()]
@@ -265,10 +266,10 @@ def locate_image(image: str, root=None, base=None) -> tuple[Path | None, str]:
     return None, f"image {image!r} not found under {' or '.join(map(str, folders))}"
 
 
-def resolve_image(image: str, root=None, base=None) -> Path | None:
+def resolve_image(image: str, root=None, base=None, absolute_in_root: bool = True) -> Path | None:
     """The file of an image path as written in a data file (see :func:`locate_image`); None when there is none
     or the path leaves its root."""
-    return locate_image(image, root, base)[0]
+    return locate_image(image, root, base, absolute_in_root)[0]
 
 
 def read_prompt_json(path, root=None) -> list[Record]:

@@ -71,7 +71,7 @@ def image_file(img_id: str, images_dir: Path | None = None, image_path: str = ""
         hit = find_image([Path(images_dir)], img_id)
         if hit is not None:
             return hit
-    return resolve_image(image_path, root) if image_path else None
+    return resolve_image(image_path, root, absolute_in_root=False) if image_path else None
 
 
 def image_html(path: Path | None, height: int = 80) -> str:
