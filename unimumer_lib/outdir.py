@@ -66,8 +66,12 @@ class OutputLock:
             os.close(fd)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))
+        except OSError as err:  # a full disk: say which file could not be written
+            os.close(fd)
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
         self.fd = fd
         return self
 
