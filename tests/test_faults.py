@@ -712,3 +712,27 @@ def test_ctrl_c_stops_infer_within_a_second_and_resumes_to_the_same_file(bad_ima
     assert cli.main([*cmd[3:-6], "--data", str(images), "--out", str(tmp_path / "q.json"), "--batch-size", "2",
                      "--max-new-tokens", "8"]) == 0
     assert out.read_bytes() == (tmp_path / "q.json").read_bytes()
+
+
+@pytest.mark.parametrize("command", ["train", "reproduce"])
+def test_ctrl_c_stops_train_and_reproduce_within_a_second_leaving_no_process(command, crohme4, tmp_path):
+    """Case 10, for the two commands whose children (TRL, papermill's kernel) took seconds to wind down."""
+    out = tmp_path / "out"
+    args = {"train": [*train_args(crohme4[1], out)[:-2], "--max-steps", "2000"],
+            "reproduce": ["reproduce", "--profile", "ci", "--out", str(out)]}[command]
+    started = {"train": out / "run_config.json", "reproduce": out / "notebooks"}[command]
+    cmd = [sys.executable, "-c", "from unimumer_lib.cli import console; raise SystemExit(console())", *args]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.0)  # into the training steps / the first notebook's kernel
+    kids = children(proc.pid)
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    took = time.time() - start
+    assert proc.returncode == 130 and "interrupted" in err and took < 1.0, (proc.returncode, took, err[-300:])
+    time.sleep(0.2)
+    assert not [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text()
+                .rsplit(")", 1)[1].split()[:1]]

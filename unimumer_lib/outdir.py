@@ -46,9 +46,12 @@ class OutputLock:
         self.path = self.folder / name
         self.command = command or " ".join(["unimumer", *sys.argv[1:]])
         self.fd: int | None = None
+        self.made: list[Path] = []
 
     def acquire(self) -> "OutputLock":
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.made = missing[::-1]  # folders this lock created: removed again on release if still empty
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
@@ -80,6 +83,11 @@ class OutputLock:
             self.path.unlink(missing_ok=True)  # unlink while still locked: a waiting opener re-checks the inode
             os.close(self.fd)
             self.fd = None
+            for folder in reversed(self.made):  # a run refused before writing leaves no empty folder behind
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (or not ours to remove): kept
+                    break
 
     def __enter__(self) -> "OutputLock":
         return self.acquire()

@@ -317,7 +317,7 @@ def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
     return summary
 
 
-def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", seed: int = 0,
+def _build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", seed: int = 0,
                      confusions=None, require_images: bool = True, progress: bool = True, root=None,
                      test_roots=None, allow_test_images: bool = False) -> dict[str, dict]:
     """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
@@ -334,13 +334,8 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
     """
     from . import config
 
-    tasks = _check_tasks(tasks)
     index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
-    if (captions is None) == (predictions is None):
-        raise ValueError("give exactly one of captions= or predictions=")
     if predictions is not None:
-        if set(tasks) - set(EDL_TASKS):
-            raise ValueError(f"predictions only give {', '.join(EDL_TASKS)}, asked for {', '.join(tasks)}")
         from .predictions import read_predictions  # the prediction file format lives there
 
         preds = read_predictions(predictions, allow_duplicates=True)
@@ -350,7 +345,7 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
         rejects = [(p.img_id, t, "prediction equals the ground truth: no error") for p in preds
                    if p.gt.split() == p.pred.split() for t in tasks]
         rows = edl_task_rows(records, tasks)
-        write_task_files(out, rows, rejects, prefix)
+        _write_task_files(Path(out), rows, rejects, prefix)
         return _summary(tasks, len(preds), rows, rejects)
 
     items, missing = caption_items(captions, require_images, root)
@@ -367,5 +362,22 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
         rejects += [(key, t, "no confusion applies to this caption") for key, _, image in items
                     if image not in made for t in edl_tasks]
         rows.update(edl_task_rows(records, edl_tasks))
-    write_task_files(out, rows, rejects, prefix)
+    _write_task_files(Path(out), rows, rejects, prefix)
     return _summary(tasks, len(items) + len(missing), rows, rejects)
+
+
+def build_task_files(out, tasks, captions=None, predictions=None, **kwargs) -> dict[str, dict]:
+    """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
+
+    Arguments as :func:`_build_task_files`. One build at a time writes into ``out``: the lock is held from the
+    first read to the last write, so a second build exits at once naming the holder.
+    """
+    from .outdir import OutputLock
+
+    tasks = _check_tasks(tasks)
+    if (captions is None) == (predictions is None):
+        raise ValueError("give exactly one of captions= or predictions=")
+    if predictions is not None and set(tasks) - set(EDL_TASKS):
+        raise ValueError(f"predictions only give {', '.join(EDL_TASKS)}, asked for {', '.join(tasks)}")
+    with OutputLock(out, "unimumer tasks"):
+        return _build_task_files(out, tasks, captions, predictions, **kwargs)
