@@ -121,14 +121,18 @@ def infer_trials(work: Path, split: Path, trials: int, rng: random.Random) -> li
     for t in range(trials):
         out = work / f"infer{t}.json"
         seen = []
-        for share in ((0.3, 0.6), (0.2, 0.4)):  # two kills in a row, the second before the rest is done
+        partial = out.with_name(out.name + ".partial.jsonl")
+        rows = lambda: len(partial.read_bytes().splitlines()) if partial.exists() else 0  # noqa: E731
+        for kill in range(2):  # two kills in a row, each once the run has written new rows
             proc = subprocess.Popen(cli(*base, "--out", out), env=ENV, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(*share) * ref_wall)
+            before = rows()
+            while rows() <= before and proc.poll() is None:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3 if kill else 0.5) * ref_wall)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            partial = out.with_name(out.name + ".partial.jsonl")
-            seen.append(len(partial.read_bytes().splitlines()) if partial.exists() else 0)
+            seen.append(rows())
         final = subprocess.run(cli(*base, "--out", out), env=ENV, capture_output=True, text=True)
         ok = final.returncode == 0 and out.read_bytes() == reference
         print(f"infer trial {t}: partial rows after kill 1 / kill 2: {seen[0]} / {seen[1]}; rerun rc "
@@ -144,10 +148,16 @@ def concurrent_trials(work: Path, split: Path) -> list[bool]:
                       work / "c_train" / ".unimumer.lock"),
             "infer": (["infer", "--model", "tiny-base", "--data", work / "many", "--out", work / "c_infer" / "p.json"],
                       work / "c_infer" / ".p.json.unimumer.lock"),
-            "tasks": (["tasks", "--captions", split, "--tasks", "vanilla,tree,can", "--out", work / "c_tasks"],
-                      work / "c_tasks" / ".unimumer.lock"),
             "reproduce": (["reproduce", "--profile", "ci", "--out", work / "c_rep"],
                           work / "c_rep" / ".unimumer-reproduce.lock")}
+    big = work / "big"  # tasks is fast: 3,000 images keep the first run busy while the second starts
+    (big / "images").mkdir(parents=True, exist_ok=True)
+    captions = (split / "caption.txt").read_text().splitlines()
+    for i in range(3000):
+        (big / "images" / f"b{i:04d}.png").write_bytes((split / "images" / f"s{i % 16:02d}.png").read_bytes())
+    (big / "caption.txt").write_text("".join(f"b{i:04d}\t{captions[i % 16].split(chr(9), 1)[1]}\n" for i in range(3000)))
+    runs["tasks"] = (["tasks", "--captions", big, "--tasks", "vanilla,tree,can", "--out", work / "c_tasks"],
+                     work / "c_tasks" / ".unimumer.lock")
     results = []
     for name, (args, lock) in runs.items():
         first = subprocess.Popen(cli(*args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
