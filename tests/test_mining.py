@@ -52,3 +52,33 @@ def test_kfold_mining_end_to_end(crohme_root, tmp_path):
         assert caption == row["gt"] and apply_corrections(marked, log).split() == row["gt"].split()
     again = mine_errors(tmp_path / "set", tmp_path / "out", k=2, samples=2, progress=False)  # folds done: reused
     assert again["errors"] == summary["errors"]
+
+
+def test_each_fold_frees_its_model_before_the_next_fold(crohme_root, tmp_path, monkeypatch):
+    """Issue 21: while fold k trained, fold k-1's model and optimizer state were still alive (OOM at 3B)."""
+    import gc
+    import weakref
+
+    from unimumer_lib import mining
+    from unimumer_lib.model import tiny_model
+    from unimumer_lib.train import train as real_train
+
+    sample_caption_set(crohme_root / "train", tmp_path / "set", 6, min_tokens=3, max_tokens=8, height=64)
+    made, live_at_train = [], []
+
+    def make_model():
+        model, processor = tiny_model()
+        made.append(weakref.ref(model))
+        return model, processor
+
+    def counting_train(*args, **kwargs):
+        gc.collect()
+        live_at_train.append(sum(ref() is not None for ref in made))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr("unimumer_lib.train.train", counting_train)
+    mining.mine_errors(tmp_path / "set", tmp_path / "out", k=3, samples=1, max_steps=2, max_new_tokens=8,
+                       make_model=make_model, progress=False, disable_tqdm=True, save_steps=10**6)
+    gc.collect()
+    assert live_at_train == [1, 1, 1]  # only the fold's own model while it trains
+    assert sum(ref() is not None for ref in made) == 0

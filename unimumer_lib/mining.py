@@ -111,10 +111,26 @@ def mine_errors(captions, out, k: int = 5, seed: int = 0, samples: int = 4, temp
             fold_samples = sample_outputs(result["model"], result["processor"], [by_id[i] for i in held],
                                           samples, temperature, top_p, batch_size, max_new_tokens, f, progress)
             atomic_write_text(done, json.dumps(fold_samples, ensure_ascii=False, indent=1))
+            del result, model, processor  # this fold's trainer, model and optimizer state
+            free_memory()  # before the next fold's model exists (two 3B models + optimizer do not fit 80 GB)
         errors = distinct_errors(fold_samples)
         per_fold.append({"fold": f, "held_out": len(held), "samples": len(fold_samples), "errors": len(errors)})
         all_samples += errors
     return _write_mined(out, all_samples, per_fold, progress)
+
+
+def free_memory() -> None:
+    """Collect what was just released (the trainer and model form reference cycles) and hand the GPU memory
+    the caching allocator keeps back to the device."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _write_mined(out: Path, errors: list[dict], per_fold: list[dict], progress: bool) -> dict:
