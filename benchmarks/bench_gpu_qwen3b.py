@@ -3,8 +3,9 @@
 The config below is the published Qwen/Qwen2.5-VL-3B-Instruct config.json, written inline. Measures, at the
 paper's image size (512x512 = 262,144 pixels -> 324 visual tokens) with a vanilla-task-length answer:
   * full fine-tuning as the paper preset trains: fp32 master weights + AdamW, bf16 autocast, gradient
-    checkpointing -- samples/s, tokens/s, peak memory, MFU (6 x params x tokens / time / peak bf16 FLOP/s)
-  * LoRA (r=64, all linear layers of the language model, bf16 base) training throughput
+    checkpointing -- samples/s, tokens/s, peak memory, MFU (model FLOPs: 6 x (language params x sequence tokens +
+    vision params x patches, 4 per image token) / time / the device's dense bf16 peak)
+  * LoRA as the single-gpu-lora preset adapts (r=64 on all linear layers, bf16 base): throughput and MFU
   * greedy generation throughput (new tokens/s) at a few batch sizes
 Random weights never emit EOS on purpose, so generation runs a fixed number of new tokens.
 
@@ -47,8 +48,25 @@ PROMPT_TOKENS = 40   # the system turn + the vanilla prompt, in Qwen tokens
 ANSWER_TOKENS = 48   # a CROHME caption averages ~25 LaTeX tokens; Qwen's BPE splits them into ~1.5-2 ids
 
 
-# Dense bf16 peak FLOP/s of common training GPUs (for MFU); override with --peak-tflops.
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A6000": 155.0}
+# Dense bf16 peak TFLOP/s of common training GPUs (for MFU), most specific name first (an H100 PCIe is not an
+# SXM part); override with --peak-tflops.
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.0), ("H100", 989.0), ("H200", 989.0),
+               ("A100", 312.0), ("L40S", 362.0), ("A6000", 155.0))
+
+
+def peak_tflops(device_name: str) -> float:
+    """The dense bf16 peak of a device name as torch reports it (nan when unknown)."""
+    return next((v for k, v in PEAK_TFLOPS if k in device_name), float("nan"))
+
+
+def train_flops(model, batch: int, seq: int, image_tokens: int) -> float:
+    """Model FLOPs of one training step: 6 x parameters x the tokens each part processes. The language model
+    sees ``seq`` tokens per sample; the vision tower sees every patch before the 2x2 merge, i.e. 4 x the image
+    tokens (counting its parameters over language tokens under-counts by ~4x for those parameters)."""
+    visual = model.get_base_model().model.visual if hasattr(model, "get_base_model") else model.model.visual
+    vision = sum(p.numel() for p in visual.parameters())
+    language = sum(p.numel() for p in model.parameters()) - vision
+    return 6 * batch * (language * seq + vision * 4 * image_tokens)
 
 
 def build(smoke: bool, attn: str, device: str, dtype: torch.dtype, fixture: bool = False):
@@ -126,7 +144,7 @@ def bench_train(model, batch, side, device, dtype, steps, warmup, lr=1e-5, autoc
     tokens_s = batch * seq * steps / wall
     return {"samples/s": batch * steps / wall, "tokens/s": tokens_s, "s/step": wall / steps,
             "peak GB": peak_gb(device), "seq": seq, "image tokens": n_img, "loss": float(loss.detach()),
-            "train FLOP/s": 6 * sum(p.numel() for p in model.parameters()) * tokens_s}
+            "train FLOP/s": train_flops(model, batch, seq, n_img) * steps / wall}
 
 
 def bench_generate(model, batch, side, device, dtype, new_tokens):
@@ -166,7 +184,7 @@ def main() -> None:
     device = "cuda" if cuda else "cpu"
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), float("nan"))
+    peak = args.peak_tflops or peak_tflops(name)
     if args.smoke or (args.fixture and device == "cpu"):
         args.full_batch, args.lora_batch, args.steps, args.warmup, args.side = 1, 1, 1, 1, 112
         args.gen_batches, args.new_tokens = "2", 4
@@ -193,13 +211,16 @@ def main() -> None:
         model = build(args.smoke, args.attn, device, dtype, args.fixture)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-        lora = LoraConfig(r=64, lora_alpha=128, lora_dropout=0.0, task_type="CAUSAL_LM",
-                          target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
-        model = get_peft_model(model, lora)
+        from unimumer_lib.train import PRESETS
+
+        spec = {**PRESETS["single-gpu-lora"]["lora"], "lora_dropout": 0.0}  # the preset's adapters: all linear
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **spec))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         r = bench_train(model, args.lora_batch, args.side, device, dtype, args.steps, args.warmup, lr=2e-4,
                         autocast=device == "cuda")
-        rows.append((f"LoRA r=64 ({trainable / 1e6:.0f} M trainable), batch {args.lora_batch}", r))
+        r["MFU %"] = 100 * r["train FLOP/s"] / (peak * 1e12)
+        rows.append((f"LoRA r={spec['r']} on {spec['target_modules']} (single-gpu-lora; {trainable / 1e6:.0f} M "
+                     f"trainable), batch {args.lora_batch}", r))
         del model
         if device == "cuda":
             torch.cuda.empty_cache()

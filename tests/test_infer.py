@@ -71,3 +71,40 @@ def test_sampling_returns_several_outputs(setup):
 def test_exprate_counts_exact_token_matches():
     rows = [{"gt": "a + b", "pred": "a  +  b"}, {"gt": "a", "pred": "b"}]
     assert exprate(rows) == 0.5
+
+
+def test_vllm_gets_the_test_set_in_one_call_not_per_batch(setup, tmp_path, monkeypatch):
+    """Issue 21: vLLM was called once per batch of 8, so it never batched across the test set."""
+    from unimumer_lib import infer
+
+    records, _, model, processor = setup
+    calls = []
+
+    def fake_runner(model_path, processor, settings, prompt):
+        def run(images):
+            calls.append(len(images))
+            return [["x"] for _ in images]
+        return run
+
+    monkeypatch.setattr(infer, "_vllm_runner", fake_runner)
+    rows = predict("some/checkpoint", processor, records, tmp_path / "v.json", backend="vllm", batch_size=2,
+                   progress=False)
+    assert calls == [len(records)] and [r["pred"] for r in rows] == ["x"] * len(records)
+
+
+def test_inference_keeps_a_model_that_fits_on_one_gpu(monkeypatch, tmp_path):
+    """Issue 21: device_map="auto" spread the 3B model over every visible GPU (slower than one GPU)."""
+    from types import SimpleNamespace
+
+    from unimumer_lib import infer, model as M
+
+    placed = []
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.get_device_properties", lambda i: SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(M, "load_model", lambda path, **kw: placed.append(kw) or ("model", "processor"))
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "model.safetensors").write_bytes(b"0" * 1000)
+    infer.load_for_inference(tmp_path / "small")
+    monkeypatch.setattr(infer, "weights_bytes", lambda path: 70 * 2**30)  # more than 80 % of one GPU
+    infer.load_for_inference(tmp_path / "big")
+    assert placed == [{"dtype": "auto", "device_map": {"": 0}}, {"dtype": "auto", "device_map": "auto"}]

@@ -37,3 +37,26 @@ def test_two_process_training(crohme_root, tmp_path):
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     assert {p.name for p in (run / "checkpoint-3").glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
     assert (run / FINAL_DIR / "preprocessor_config.json").is_file()
+
+
+def test_notebook_03_trains_in_two_processes_at_the_same_effective_batch(crohme_root, tmp_path):
+    """Issue 21: the paper profile trained on one GPU only (notebook 03 trained in-process)."""
+    from unimumer_lib import reproduce
+    from unimumer_lib.train import PRESETS
+
+    records = sample_caption_set(crohme_root / "train", tmp_path / "set", 8, max_tokens=10, height=48, seed=2)
+    rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in records], ["vanilla"], progress=False)
+    files = write_task_files(tmp_path / "tasks", rows)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # gloo: the launcher GPU users get, on CPU
+    try:
+        reproduce.run_notebook("03_sft_trl.ipynb", tmp_path / "nb", {
+            "train_json": [str(files["vanilla"])], "out_dir": str(tmp_path / "run"), "figures_dir": str(tmp_path),
+            "max_steps": 2, "processes": 2, "preset": "cpu-smoke"})
+    finally:
+        os.environ.pop("CUDA_VISIBLE_DEVICES")
+    recorded = json.loads((tmp_path / "run" / RUN_CONFIG_FILE).read_text())
+    sft = recorded["sft_config"]
+    assert recorded["world_size"] == 2
+    assert sft["per_device_train_batch_size"] * sft["gradient_accumulation_steps"] * 2 == \
+        PRESETS["cpu-smoke"]["effective_batch"]
+    assert (tmp_path / "run" / FINAL_DIR / "model.safetensors").is_file()

@@ -138,3 +138,19 @@ def test_loss_plot_needs_points(tmp_path):
     with pytest.raises(ValueError, match="no logged loss"):
         plot_loss([], tmp_path / "x.png")
     assert Image.open(plot_loss([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}], tmp_path / "x.png")).width > 0
+
+
+def test_a_bf16_run_saves_final_in_bf16(crohme6, tmp_path):
+    """Issue 21: a single-GPU paper run saved final/ in float32 (15 GB at 3B) and infer then ran it in fp32."""
+    from safetensors import safe_open
+
+    _, path = crohme6
+    train(path, out_dir=tmp_path / "run", max_steps=1, bf16=True, **QUIET)
+    final = tmp_path / "run" / "final"
+    with safe_open(str(final / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes == {"BF16"} and json.loads((final / "config.json").read_text())["dtype"] == "bfloat16"
+    from unimumer_lib.model import load_model
+
+    model, _ = load_model(final, dtype="auto")
+    assert model.dtype == torch.bfloat16

@@ -179,7 +179,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         stop_at_once("unimumer reproduce")
 
     return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms,
-                     data_hme100k=args.data_hme100k)
+                     data_hme100k=args.data_hme100k, train_processes=args.train_processes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper profiles: an HME100K-style root (train/ and test/, each caption.txt + jpg images); "
                         "the 'all' arm is also trained on its train split and tested on its test split (the main "
                         "table's HME100K column)")
+    s.add_argument("--train-processes", type=int, default=None, metavar="N",
+                   help="paper-pipeline profiles: train each arm in N processes (accelerate launch; default one per "
+                        "visible GPU; the effective batch stays the preset's)")
     s.set_defaults(func=cmd_reproduce)
     return p
 

@@ -13,6 +13,7 @@ An optional vLLM backend (same settings) is used when asked for and installed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -23,6 +24,9 @@ PARTIAL_SUFFIX = ".partial.jsonl"
 RUN_SUFFIX = ".run.json"
 REJECTS_SUFFIX = ".rejects.tsv"
 MADE_BY = "unimumer infer"
+# Images per vLLM generate call: vLLM schedules its own batches across a call, so it is given the test set in
+# large chunks (each chunk is then one resumable step of the partial file), not the HF batch size.
+VLLM_CHUNK = 1024
 SAMPLING = ("greedy", "official", "sample")
 # The official Uni-MuMER vLLM inference script's sampling (its max_tokens is OFFICIAL_MAX_TOKENS).
 OFFICIAL_SAMPLING = dict(temperature=0.2, top_p=0.8, top_k=50)
@@ -243,10 +247,11 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
         todo = [r for r in records if r.id not in done]
         run = _vllm_runner(model, processor, settings, prompt) if backend == "vllm" else (
             lambda images: generate(model, processor, images, prompt, settings))
+        step = max(batch_size, VLLM_CHUNK) if backend == "vllm" else batch_size  # vLLM batches internally
         with partial.open("a", encoding="utf-8") as sink, tqdm(total=len(todo), disable=not progress,
                                                               desc="predict") as bar:
-            for i in range(0, len(todo), batch_size):
-                batch = todo[i:i + batch_size]
+            for i in range(0, len(todo), step):
+                batch = todo[i:i + step]
                 opened = [(r, *open_checked(r)) for r in batch]
                 rows = [_rejected(r, why) for r, _, why in opened if why]
                 ok = [(r, image) for r, image, why in opened if not why]
@@ -289,15 +294,25 @@ def tally(rows: list[dict]) -> tuple[int, int, int]:
 
 
 def load_for_inference(model_path: str | Path):
-    """(model, processor) placed for inference: on the GPU(s) in the checkpoint's dtype when there are any
-    (``device_map="auto"`` also splits a model too big for one), else fp32 on the CPU."""
+    """(model, processor) placed for inference: on this process's GPU (``LOCAL_RANK``, default 0) in the
+    checkpoint's dtype when there is one, else fp32 on the CPU. A model whose weights files exceed 80 % of that
+    GPU's memory is split over every visible GPU (``device_map="auto"``); one that fits stays on one GPU, which
+    is faster than splitting its layers over several (run one process per GPU for throughput)."""
     import torch
 
     from .model import load_model
 
     if torch.cuda.is_available():
-        return load_model(model_path, dtype="auto", device_map="auto")
+        gpu = int(os.environ.get("LOCAL_RANK", "0"))
+        fits = weights_bytes(model_path) < 0.8 * torch.cuda.get_device_properties(gpu).total_memory
+        return load_model(model_path, dtype="auto", device_map={"": gpu} if fits else "auto")
     return load_model(model_path, dtype="float32")
+
+
+def weights_bytes(model_path) -> int:
+    """Size of a local checkpoint's weights files (0 for a hub id: the 3B and 7B checkpoints fit one GPU)."""
+    folder = Path(model_path)
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) if folder.is_dir() else 0
 
 
 def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int = 8, **knobs) -> list[str]:

@@ -298,6 +298,20 @@ def save_processor(processor, out: str | Path) -> None:
     atomic_write_text(out / "preprocessor_config.json", json.dumps(legacy, indent=2) + "\n")
     if processor.chat_template:
         atomic_write_text(out / "chat_template.json", json.dumps({"chat_template": processor.chat_template}) + "\n")
+    legacy_tokenizer_config(out)
+
+
+def legacy_tokenizer_config(out: Path) -> None:
+    """``tokenizer_config.json`` that transformers 4.5x also reads: 5.x saves the special tokens as a list under
+    ``extra_special_tokens``, which 4.5x takes for a name -> token mapping and fails on; the same list under
+    ``additional_special_tokens`` is read alike by both (same ids, same special tokens)."""
+    path = out / "tokenizer_config.json"
+    if not path.exists():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(cfg.get("extra_special_tokens"), list):
+        cfg["additional_special_tokens"] = cfg.pop("extra_special_tokens")
+        atomic_write_text(path, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 # Text-model fields transformers < 4.53 (and vLLM on it) read from the top level of a Qwen2.5-VL config.json.
@@ -319,6 +333,12 @@ def add_legacy_config(out: str | Path) -> None:
     if "mrope_section" in rope:
         cfg.setdefault("rope_theta", rope.get("rope_theta"))
         cfg.setdefault("rope_scaling", {"type": "mrope", "mrope_section": rope["mrope_section"]})
+        # transformers 4.5x builds the text model from text_config alone: without these it loses the mrope
+        # sections (forward raises TypeError) and unties the output layer (which then loads random).
+        text.setdefault("rope_theta", rope.get("rope_theta"))
+        text.setdefault("rope_scaling", {"type": "mrope", "rope_type": "default", "mrope_section": rope["mrope_section"]})
+    if text and "tie_word_embeddings" in cfg:
+        text.setdefault("tie_word_embeddings", cfg["tie_word_embeddings"])
     if "dtype" in cfg:
         cfg.setdefault("torch_dtype", cfg["dtype"])
     atomic_write_text(path, json.dumps(cfg, indent=2) + "\n")

@@ -294,7 +294,7 @@ def basic_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str]) 
 
 
 def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], arms: list[str],
-                hme100k: Path | None = None) -> list[tuple]:
+                hme100k: Path | None = None, processes: int | None = None) -> list[tuple]:
     """The paper pipeline as steps: (key, notebook, parameters, tag, dependencies); with an HME100K root, the
     HME100K model's steps (``hme100k_steps``) come before the tables."""
     p = PROFILES[profile]
@@ -316,7 +316,7 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
         steps.append((f"03[{arm}]", "03_sft_trl.ipynb", dict(
             train_json=[str(tasks_dir / f"{t}.json") for t in arm_tasks(arm)], preset=p["preset"],
             model_path=p["model"], out_dir=str(run_dir / "sft" / arm), figures_dir=str(figures / arm),
-            max_steps=p["max_steps"]), arm, ["02"]))
+            max_steps=p["max_steps"], **({"processes": processes} if processes else {})), arm, ["02"]))
     for arm in arms:
         steps.append((f"04[{arm}]", "04_inference_evaluation.ipynb", dict(
             model_path=str(run_dir / "sft" / arm / "final"), test_dirs={t: str(prepared / t) for t in tests},
@@ -417,13 +417,16 @@ def run_steps(steps: list[tuple], run_dir: Path, state: dict, profile: str) -> i
 
 
 def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None = None,
-              arms: str | list[str] | None = None, data_hme100k: str | None = None) -> int:
+              arms: str | list[str] | None = None, data_hme100k: str | None = None,
+              train_processes: int | None = None) -> int:
     """Run the profile's notebooks; tables land in ``out/tables``, figures in ``out/figures``.
 
     ``data`` is "synthetic" (the embedded generator; the default of ci/smoke) or a CROHME-style root with train/
     and test splits (the default of the paper profiles: ``config.crohme_root()``). ``arms`` (paper pipeline):
     comma-separated arm names, default the five of the ablation. ``data_hme100k`` (paper pipeline, needs the
-    ``all`` arm): an HME100K-style root (train/, test/) for the HME100K model and column. Returns 0, or 1 after printing which notebook
+    ``all`` arm): an HME100K-style root (train/, test/) for the HME100K model and column. ``train_processes``
+    (paper pipeline): processes per arm's training (default: notebook 03's, one per visible GPU; 2 on a CPU
+    machine runs the 2-process gloo launcher). Returns 0, or 1 after printing which notebook
     and cell failed; a refused run folder or missing input raises before any notebook runs.
     """
     if profile not in PROFILES:
@@ -432,6 +435,8 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     if p.get("threads"):
         os.environ.setdefault("OMP_NUM_THREADS", str(p["threads"]))
     paper = p.get("pipeline") == "paper"
+    if train_processes and not paper:
+        raise ValueError("--train-processes needs a paper-pipeline profile")
     if arms and not paper:
         raise ValueError(f"--arms needs a paper profile ({', '.join(k for k, v in PROFILES.items() if v.get('pipeline'))})")
     arms = parse_arms(arms or p.get("arms")) if paper else None
@@ -456,7 +461,7 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
         if synthetic:
             data_root = synthetic_root(run_dir, p["synth_train"], p["synth_test"])
             tests = check_inputs(data_root, paper, p.get("test_splits"))
-        steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k) if paper
+        steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k, train_processes) if paper
                  else basic_steps(profile, run_dir, data_root, tests))
         if run_steps(steps, run_dir, state, profile):
             return 1

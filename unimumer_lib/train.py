@@ -214,7 +214,11 @@ def make_config(preset: str, out_dir: str | Path, devices: int | None = None, co
     effective = cfg.pop("effective_batch")
     for key in ("lora", "quantize"):
         cfg.pop(key)
-    per_step = cfg["per_device_train_batch_size"] * (devices or world_size())
+    devices = devices or world_size()
+    explicit = "per_device_train_batch_size" in overrides or "per_device_train_batch_size" in (config or {})
+    if not explicit and cfg["per_device_train_batch_size"] * devices > effective and effective % devices == 0:
+        cfg["per_device_train_batch_size"] = effective // devices  # more processes: same effective batch
+    per_step = cfg["per_device_train_batch_size"] * devices
     if "gradient_accumulation_steps" not in overrides and not (config or {}).get("gradient_accumulation_steps"):
         cfg["gradient_accumulation_steps"] = max(1, effective // per_step)
         if cfg["gradient_accumulation_steps"] * per_step != effective:
@@ -321,6 +325,10 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
         trainer = make_trainer(model, processor, dataset, preset, out_dir, config, lora, callbacks,
                                max_steps=max_steps if max_steps is not None else -1, seed=seed, data_seed=seed,
                                **overrides)
+        if checkpoint and not (checkpoint / "adapter_config.json").exists():
+            # The weights are in place already (above); the Trainer's own loader would only warn that every
+            # key is "missing" (its key layout differs). Optimizer, scheduler, RNG and state still load.
+            trainer._load_from_checkpoint = lambda *args, **kwargs: None
         args = trainer.args
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -333,7 +341,9 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
             record_run(out_dir, args, preset, config, model_path, train_json, marker)
     return {"final_dir": str(final), "global_step": trainer.state.global_step, "train_loss": result.training_loss,
             "last_loss": history[-1]["loss"] if history else None, "wall_s": wall, "records": len(dataset),
-            "rejected": len(rejects), "trainer": trainer, "model": trainer.model, "processor": processor}
+            "rejected": len(rejects), "world_size": world_size(),
+            "effective_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size(),
+            "trainer": trainer, "model": trainer.model, "processor": processor}
 
 
 def print_tally(read: int, written: int, rejected: int, what: str = "train: rows") -> None:
@@ -405,12 +415,27 @@ def save_final(trainer, processor, final: Path) -> None:
     model = trainer.model
     if hasattr(model, "generation_config"):
         model.generation_config = neutral_generation_config(processor.tokenizer)
+    if _saves_bf16(trainer):  # fp32 master weights of a bf16 run: final/ in bf16, as the released checkpoints
+        import torch
+
+        model.to(torch.bfloat16)
     trainer.save_model(str(final))
     if trainer.is_world_process_zero():
         save_processor(processor, final)
         if (final / "config.json").exists():
             add_legacy_config(final)
         respect_umask(final)
+
+
+def _saves_bf16(trainer) -> bool:
+    """A bf16 run without DeepSpeed or peft keeps fp32 master weights: round them once, at the end, so final/
+    is half the size and ``infer`` (dtype "auto") runs it in bf16. (DeepSpeed saves its bf16 module; peft saves
+    adapters only.)"""
+    import torch
+
+    model = trainer.model
+    return bool(trainer.args.bf16 and not trainer.args.deepspeed and not hasattr(model, "peft_config")
+                and getattr(model, "dtype", None) == torch.float32)
 
 
 def git_commit() -> str | None:
@@ -527,6 +552,58 @@ def main(argv=None) -> int:
         print(f"trained {result['global_step']} steps on {result['records']} records; saved to {result['final_dir']}")
     _finish_distributed()
     return 0
+
+
+def train_processes(processes: int | None = None) -> int:
+    """Training processes: ``processes`` when given, else one per visible GPU (1 without a GPU)."""
+    if processes is not None:
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        return processes
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def launch_command(files, out_dir, processes: int, model_path: str, preset: str, max_steps: int | None = None,
+                   seed: int = 0, force: bool = False, deepspeed: str | None = None) -> list[str]:
+    """``accelerate launch`` of ``unimumer train`` with one process per GPU (``--multi_gpu``: NCCL on GPUs,
+    gloo where there are none, as tests/test_multiprocess.py runs it on CPU)."""
+    import sys
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "unimumer_lib.cli",
+           "train", "--data", *map(str, files), "--model", str(model_path), "--preset", preset, "--out", str(out_dir),
+           "--seed", str(seed)]
+    cmd += ["--max-steps", str(max_steps)] if max_steps is not None else []
+    cmd += ["--force"] if force else []
+    cmd += ["--deepspeed", deepspeed] if deepspeed else []
+    return cmd
+
+
+def launch(files, out_dir, processes: int, model_path: str, preset: str, max_steps: int | None = None,
+           seed: int = 0, force: bool = False) -> dict:
+    """Train in ``processes`` processes (notebook 03 with several GPUs); the paper preset on GPUs runs DeepSpeed
+    ZeRO-2, as the paper. Returns the summary of the run folder (step, loss, final folder) once all ranks end."""
+    import subprocess
+
+    import torch
+
+    zero2 = str(REPO_ROOT / "configs" / "ds_zero2.json") if preset == "paper" and torch.cuda.is_available() else None
+    cmd = launch_command(files, out_dir, processes, model_path, preset, max_steps, seed, force, zero2)
+    print(f"training in {processes} processes ({'DeepSpeed ZeRO-2, ' if zero2 else ''}accelerate launch): "
+          + " ".join(cmd[2:]), flush=True)
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
+    if done.returncode:
+        raise RuntimeError(f"{out_dir}: training in {processes} processes failed (exit {done.returncode}); the "
+                           f"ranks' messages are above")
+    record = json.loads((Path(out_dir) / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
+    history = read_loss_history(out_dir)
+    return {"final_dir": str(Path(out_dir) / FINAL_DIR), "global_step": history[-1]["step"] if history else 0,
+            "last_loss": history[-1]["loss"] if history else None, "world_size": record["world_size"],
+            "effective_batch": record["sft_config"]["per_device_train_batch_size"]
+            * record["sft_config"]["gradient_accumulation_steps"] * record["world_size"]}
 
 
 def _finish_distributed() -> None:
