@@ -108,3 +108,22 @@ def test_inference_keeps_a_model_that_fits_on_one_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(infer, "weights_bytes", lambda path: 70 * 2**30)  # more than 80 % of one GPU
     infer.load_for_inference(tmp_path / "big")
     assert placed == [{"dtype": "auto", "device_map": {"": 0}}, {"dtype": "auto", "device_map": "auto"}]
+
+
+def test_two_inference_processes_merge_to_the_one_process_file(tmp_path):
+    """Issue 21: one process per GPU (data-parallel shards merged in order) instead of device_map="auto"."""
+    from unimumer_lib import cli
+    from unimumer_lib.synth import synthesize
+    from unimumer_lib.render import render_ink
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(5):
+        render_ink(synthesize(i, seed=9), height=64).save(images / f"e{i}.png")
+    base = ["infer", "--model", "tiny-base", "--data", str(images), "--max-new-tokens", "16"]
+    assert cli.main([*base, "--out", str(tmp_path / "one.json"), "--processes", "1"]) == 0
+    assert cli.main([*base, "--out", str(tmp_path / "two.json"), "--processes", "2"]) == 0
+    assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert sorted(p.name for p in tmp_path.glob("two.shard-*-of-2.json")) == ["two.shard-0-of-2.json",
+                                                                             "two.shard-1-of-2.json"]
+    assert cli.main([*base, "--out", str(tmp_path / "two.json"), "--processes", "2"]) == 0  # resumes: no work left

@@ -154,3 +154,27 @@ def test_a_bf16_run_saves_final_in_bf16(crohme6, tmp_path):
 
     model, _ = load_model(final, dtype="auto")
     assert model.dtype == torch.bfloat16
+
+
+def test_a_tied_output_layer_saved_twice_is_stored_once(tmp_path):
+    """Issue 21: ZeRO-2 saved a duplicate lm_head (~0.6 GB at 3B): DeepSpeed's gathered state dict holds the tied
+    output layer as its own tensor. The copy is dropped and the model loads with identical logits."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from unimumer_lib.model import load_model, save, tiny_model
+    from unimumer_lib.train import TIED_OUTPUT, drop_tied_duplicate
+
+    model, processor = tiny_model()
+    folder = save(model, processor, tmp_path / "m")
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors[TIED_OUTPUT] = tensors["model.embed_tokens.weight"].clone()  # what a gathered ZeRO-2 state dict saves
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    size = (folder / "model.safetensors").stat().st_size
+    assert drop_tied_duplicate(folder) and not drop_tied_duplicate(folder)
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        assert TIED_OUTPUT not in f.keys()
+    assert (folder / "model.safetensors").stat().st_size < size
+    back, _ = load_model(folder, dtype="float32")
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(back(input_ids=ids).logits, model.eval()(input_ids=ids).logits)

@@ -140,12 +140,32 @@ def cmd_infer(args: argparse.Namespace) -> int:
         return 0 if len(good) == len(opened) else 1
     if args.out is None:
         raise ValueError("--data needs --out (the prediction JSON to write)")
-    rows = run(args.model, args.image if args.image is not None else args.data, args.out, backend=args.backend,
-               batch_size=args.batch_size, root=args.root, force=args.force, **knobs)
+    data = args.image if args.image is not None else args.data
+    processes = args.processes or max(1, __import__("torch").cuda.device_count())
+    if processes > 1 and args.shard is None:  # one process per GPU, merged in record order
+        from .infer import run_sharded
+
+        passed = ["--backend", args.backend, "--batch-size", str(args.batch_size), "--task", args.task,
+                  "--sampling", args.sampling, "--num-beams", str(args.num_beams),
+                  *(["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens is not None else [])]
+        rows = run_sharded(args.model, data, args.out, processes, passed, root=args.root, force=args.force,
+                           task=args.task)
+    else:
+        rows = run(args.model, data, args.out, backend=args.backend, batch_size=args.batch_size, root=args.root,
+                   force=args.force, shard=_shard(args.shard), **knobs)
     read, predicted, rejected = tally(rows)
     print(f"infer: {read} records -> {args.out}: read {read} = predicted {predicted} + rejected {rejected}"
           + (f" (rejects: {side_file(Path(args.out), REJECTS_SUFFIX)})" if rejected else ""))
     return 0
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()):
+        raise ValueError(f"--shard {text!r}: expected I/N")
+    return int(index), int(count)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -295,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hf (transformers generate, default) or vllm "
                    "(GPU; install the vllm extra)")
     s.add_argument("--batch-size", type=int, default=8, help="images per generate call (default 8)")
+    s.add_argument("--processes", type=int, default=None, metavar="N", help="data-parallel processes, each on its "
+                   "own GPU, merged in record order (default: one per visible GPU; 1 on CPU)")
+    s.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # I/N: one process of --processes
     s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
     s.add_argument("--max-new-tokens", type=int, default=None, help="default: per task (official: 2048)")
     s.add_argument("--num-beams", type=int, default=1, help="beam search width with greedy (default 1)")

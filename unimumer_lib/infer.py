@@ -332,13 +332,16 @@ def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int 
 
 
 def run(model_path: str | Path, data: str | Path | list, out: str | Path, backend: str = "hf", batch_size: int = 8,
-        root: str | Path | None = None, force: bool = False, **knobs) -> list[dict]:
+        root: str | Path | None = None, force: bool = False, shard: tuple[int, int] | None = None,
+        **knobs) -> list[dict]:
     """``unimumer infer``: read ``data`` (any layout ``records.load_records`` knows, an image file or a folder of
-    images; a list of image files), recognise, write ``out``."""
+    images; a list of image files), recognise, write ``out``. ``shard=(i, n)``: only the i-th of n contiguous
+    parts of the records (one process of :func:`run_sharded`)."""
     from .model import resolve_model_path
-    from .records import image_records
 
-    records = image_records(data) if isinstance(data, list) else load_records(data, root, unlabelled=True)
+    records = read_inputs(data, root)
+    if shard is not None:
+        records = shard_of(records, *shard)
     model_path = resolve_model_path(model_path)  # a shipped name (tiny-base) -> its folder
     if backend == "vllm":
         from .model import load_processor
@@ -347,6 +350,68 @@ def run(model_path: str | Path, data: str | Path | list, out: str | Path, backen
     else:
         model, processor = load_for_inference(model_path)
     return predict(model, processor, records, out, batch_size=batch_size, backend=backend, force=force, **knobs)
+
+
+def read_inputs(data, root=None) -> list[Record]:
+    from .records import image_records
+
+    return image_records(data) if isinstance(data, list) else load_records(data, root, unlabelled=True)
+
+
+def shard_of(records: list, index: int, count: int) -> list:
+    """The ``index``-th of ``count`` contiguous, near-equal parts of ``records`` (their concatenation in index
+    order is ``records``)."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    return records[len(records) * index // count:len(records) * (index + 1) // count]
+
+
+def shard_file(out: Path, index: int, count: int) -> Path:
+    return out.with_name(f"{out.stem}.shard-{index}-of-{count}{out.suffix}")
+
+
+def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, cli_args: list[str],
+                root=None, force: bool = False, task: str = "vanilla") -> list[dict]:
+    """Data-parallel inference: ``processes`` ``unimumer infer --shard i/n`` processes, one per GPU
+    (``CUDA_VISIBLE_DEVICES=i``; on a CPU machine they share the cores), each writing (and resuming) its own shard
+    file; the shards are merged in record order into ``out``. ``cli_args``: the decoding/batch options passed on."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from .files import atomic_write_text
+
+    out = Path(out)
+    records = read_inputs(data, root)
+    gpus = torch.cuda.device_count()
+    procs = []
+    for i in range(processes):
+        cmd = [sys.executable, "-m", "unimumer_lib.cli", "infer", "--model", str(model_path), "--out",
+               str(shard_file(out, i, processes)), "--shard", f"{i}/{processes}", *cli_args,
+               *(["--data", *map(str, data)] if isinstance(data, list) else ["--data", str(data)]),
+               *(["--root", str(root)] if root is not None else []), *(["--force"] if force else [])]
+        env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus else {})}
+        procs.append(subprocess.Popen(cmd, env=env))
+    failed = [i for i, proc in enumerate(procs) if proc.wait()]
+    if failed:
+        raise RuntimeError(f"{out}: inference shard(s) {', '.join(map(str, failed))} of {processes} failed (their "
+                           f"messages are above); rerun to resume them")
+    rows = [row for i in range(processes) for row in json.loads(shard_file(out, i, processes).read_text("utf-8"))]
+    if [r["img_id"] for r in rows] != [r.id for r in records]:  # pragma: no cover - a bug guard
+        raise RuntimeError(f"{out}: merged shards do not follow the records' order")
+    merged = {"made_by": MADE_BY, "task": task, "shards": [_settings_of(shard_file(out, i, processes))
+                                                           for i in range(processes)]}
+    claim_output(out, merged, force)
+    _write_final(out, rows)
+    _write_rejects(out, rows)
+    atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**merged, "complete": True}, indent=1) + "\n")
+    return rows  # the shard files stay: they are what a rerun resumes from
+
+
+def _settings_of(shard: Path) -> dict:
+    record = json.loads(side_file(shard, RUN_SUFFIX).read_text(encoding="utf-8"))
+    return {k: v for k, v in record.items() if k != "complete"}
 
 
 def _rejected(r: Record, reason: str) -> dict:

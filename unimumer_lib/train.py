@@ -421,10 +421,39 @@ def save_final(trainer, processor, final: Path) -> None:
         model.to(torch.bfloat16)
     trainer.save_model(str(final))
     if trainer.is_world_process_zero():
+        drop_tied_duplicate(final)
         save_processor(processor, final)
         if (final / "config.json").exists():
             add_legacy_config(final)
         respect_umask(final)
+
+
+TIED_OUTPUT = "lm_head.weight"
+
+
+def drop_tied_duplicate(folder: Path) -> bool:
+    """Remove ``lm_head.weight`` from a saved model whose config ties it to the input embeddings: DeepSpeed's
+    gathered ZeRO-2 state dict holds both as separate tensors, so the file carries a second copy (~0.6 GB at 3B)
+    that a tied model never reads. Returns True when a copy was removed (single-file checkpoints)."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(folder) / "model.safetensors"
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")) if path.exists() else {}
+    tied = config.get("tie_word_embeddings", (config.get("text_config") or {}).get("tie_word_embeddings"))
+    if not tied:
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        if TIED_OUTPUT not in f.keys():
+            return False
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    tensors.pop(TIED_OUTPUT)
+    from .files import atomic_write_with
+
+    atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return True
 
 
 def _saves_bf16(trainer) -> bool:
