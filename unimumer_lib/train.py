@@ -415,13 +415,11 @@ def save_final(trainer, processor, final: Path) -> None:
     model = trainer.model
     if hasattr(model, "generation_config"):
         model.generation_config = neutral_generation_config(processor.tokenizer)
-    if _saves_bf16(trainer):  # fp32 master weights of a bf16 run: final/ in bf16, as the released checkpoints
-        import torch
-
-        model.to(torch.bfloat16)
     trainer.save_model(str(final))
     if trainer.is_world_process_zero():
         drop_tied_duplicate(final)
+        if _saves_bf16(trainer):  # fp32 master weights of a bf16 run: final/ in bf16, as the released checkpoints
+            weights_to_bf16(final)
         save_processor(processor, final)
         if (final / "config.json").exists():
             add_legacy_config(final)
@@ -454,6 +452,31 @@ def drop_tied_duplicate(folder: Path) -> bool:
 
     atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return True
+
+
+def weights_to_bf16(folder: Path) -> None:
+    """Rewrite a saved model's fp32 weights files in bf16 (the live model keeps its fp32 master weights) and
+    record ``dtype: bfloat16`` in its config, so loaders with dtype "auto" run it in bf16."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from .files import atomic_write_text, atomic_write_with
+
+    folder = Path(folder)
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata()
+            tensors = {k: (t.to(torch.bfloat16) if t.dtype == torch.float32 else t)
+                       for k in f.keys() for t in [f.get_tensor(k)]}
+        atomic_write_with(path, lambda tmp, tensors=tensors: save_file(tensors, tmp, metadata=metadata))
+        del tensors
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = "bfloat16"
+    for sub in ("text_config", "vision_config"):
+        if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
+            config[sub]["dtype"] = "bfloat16"
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
 
 
 def _saves_bf16(trainer) -> bool:
