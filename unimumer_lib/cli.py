@@ -121,7 +121,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from .infer import open_checked, recognize, run, side_file, tally, REJECTS_SUFFIX
+    from .infer import REJECTS_SUFFIX, open_checked, recognize, run, side_file, tally
+    from .workers import gpu_processes
 
     knobs = dict(task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
     if (args.image is None) == (args.data is None):
@@ -141,7 +142,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if args.out is None:
         raise ValueError("--data needs --out (the prediction JSON to write)")
     data = args.image if args.image is not None else args.data
-    processes = args.processes or max(1, __import__("torch").cuda.device_count())
+    processes = gpu_processes(args.processes)
     if processes > 1 and args.shard is None:  # one process per GPU, merged in record order
         from .infer import run_sharded
 

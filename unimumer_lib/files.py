@@ -96,13 +96,3 @@ def respect_umask(folder) -> None:
     for path in Path(folder).iterdir():
         if path.is_file() and not path.is_symlink():
             os.chmod(path, mode)
-
-
-def is_inside(path, root) -> bool:
-    """True when ``path``, with every symlink resolved, lies in ``root`` (also resolved): where a writer may
-    delete or replace files. (Readers check paths lexically: ``records.inside_root``.)"""
-    try:
-        Path(path).resolve().relative_to(Path(root).resolve())
-    except ValueError:
-        return False
-    return True

@@ -115,25 +115,11 @@ def side_file(out: Path, suffix: str) -> Path:
     return out.with_name(out.name + suffix)
 
 
-def model_identity(model) -> dict:
-    """What identifies the weights a run uses: a folder's weights files (name, size, mtime), a hub id as given,
-    a loaded model's origin and size."""
-    if not isinstance(model, (str, Path)):
-        origin = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
-        return {"loaded": str(origin), "parameters": sum(p.numel() for p in model.parameters()),
-                **({"files": _weights_stats(Path(origin))} if origin and Path(origin).is_dir() else {})}
-    path = Path(model)
-    return {"path": str(path.resolve()), "files": _weights_stats(path)} if path.is_dir() else {"hub": str(model)}
-
-
-def _weights_stats(folder: Path) -> list:
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.iterdir())
-            if p.suffix in (".safetensors", ".bin") and p.is_file()]
-
-
 def run_settings(model, task: str, prompt: str, settings: GenerationConfig, records: list[Record]) -> dict:
     """The settings a prediction file is made with (``<out>.run.json``); rows are reused only under equal ones."""
     import hashlib
+
+    from .model import model_identity
 
     data = hashlib.sha256(json.dumps([[r.id, r.caption, r.image_path or ""] for r in records]).encode()).hexdigest()
     keys = ("max_new_tokens", "num_beams", "num_return_sequences", "do_sample", "temperature", "top_p", "top_k",
@@ -143,12 +129,12 @@ def run_settings(model, task: str, prompt: str, settings: GenerationConfig, reco
                                   "data": {"records": len(records), "sha256": data[:16]}}, default=str))
 
 
-def claim_output(out: Path, wanted: dict, force: bool) -> None:
-    """Refuse ``out`` (and its partial file) unless this tool wrote them with ``wanted`` settings (``force``:
-    recompute, replacing what it wrote with other settings). A file it did not write is never replaced."""
+def held_settings(out: Path) -> dict | None:
+    """The settings ``out`` (or its partial file) was written with; None when neither exists. A file this tool
+    did not write raises StaleOutput: it is never replaced."""
     partial, run_file = side_file(out, PARTIAL_SUFFIX), side_file(out, RUN_SUFFIX)
     if not (out.exists() or partial.exists()):
-        return
+        return None
     try:
         held = json.loads(run_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -157,15 +143,21 @@ def claim_output(out: Path, wanted: dict, force: bool) -> None:
         found = out if out.exists() else partial
         raise StaleOutput(f"{found}: exists and was not written by {MADE_BY} (no {run_file.name}); it is never "
                           f"replaced: choose another --out, or move it away")
-    held = {k: v for k, v in held.items() if k != "complete"}
-    if held == wanted:
+    return {k: v for k, v in held.items() if k != "complete"}
+
+
+def claim_output(out: Path, wanted: dict, force: bool) -> None:
+    """Refuse ``out`` (and its partial file) unless this tool wrote them with ``wanted`` settings (``force``:
+    recompute, replacing what it wrote with other settings). A file it did not write is never replaced."""
+    held = held_settings(out)
+    if held is None or held == wanted:
         return
     if not force:
         diff = [k for k in wanted if held.get(k) != wanted[k]]
         raise StaleOutput(f"{out}: holds predictions made with other settings (differs in {', '.join(diff)}: "
                           + "; ".join(f"{k} there {held.get(k)!r}, now {wanted[k]!r}" for k in diff[:2])
                           + "); --force recomputes them, or choose another --out")
-    for path in (out, partial, side_file(out, REJECTS_SUFFIX)):
+    for path in (out, side_file(out, PARTIAL_SUFFIX), side_file(out, REJECTS_SUFFIX)):
         path.unlink(missing_ok=True)
 
 
@@ -375,14 +367,29 @@ def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, c
     """Data-parallel inference: ``processes`` ``unimumer infer --shard i/n`` processes, one per GPU
     (``CUDA_VISIBLE_DEVICES=i``; on a CPU machine they share the cores), each writing (and resuming) its own shard
     file; the shards are merged in record order into ``out``. ``cli_args``: the decoding/batch options passed on."""
+    from .files import atomic_write_text
+    from .outdir import OutputLock
+
+    out = Path(out)
+    with OutputLock(out.parent, name=f".{out.name}.unimumer.lock"):
+        held_settings(out)  # a file this tool did not write is refused before any shard starts
+        rows = _run_shards(model_path, data, out, processes, cli_args, root, force)
+        merged = {"made_by": MADE_BY, "task": task, "shards": [_settings_of(shard_file(out, i, processes))
+                                                               for i in range(processes)]}
+        claim_output(out, merged, force)
+        _write_final(out, rows)
+        _write_rejects(out, rows)
+        atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**merged, "complete": True}, indent=1) + "\n")
+    return rows  # the shard files stay: they are what a rerun resumes from
+
+
+def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str], root, force: bool) -> list[dict]:
+    """Run the shard processes and return their rows merged in record order."""
     import subprocess
     import sys
 
     import torch
 
-    from .files import atomic_write_text
-
-    out = Path(out)
     records = read_inputs(data, root)
     gpus = torch.cuda.device_count()
     procs = []
@@ -400,13 +407,7 @@ def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, c
     rows = [row for i in range(processes) for row in json.loads(shard_file(out, i, processes).read_text("utf-8"))]
     if [r["img_id"] for r in rows] != [r.id for r in records]:  # pragma: no cover - a bug guard
         raise RuntimeError(f"{out}: merged shards do not follow the records' order")
-    merged = {"made_by": MADE_BY, "task": task, "shards": [_settings_of(shard_file(out, i, processes))
-                                                           for i in range(processes)]}
-    claim_output(out, merged, force)
-    _write_final(out, rows)
-    _write_rejects(out, rows)
-    atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**merged, "complete": True}, indent=1) + "\n")
-    return rows  # the shard files stay: they are what a rerun resumes from
+    return rows
 
 
 def _settings_of(shard: Path) -> dict:

@@ -124,11 +124,9 @@ def free_memory() -> None:
     the caching allocator keeps back to the device."""
     import gc
 
+    import torch
+
     gc.collect()
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

@@ -336,12 +336,30 @@ def add_legacy_config(out: str | Path) -> None:
         # transformers 4.5x builds the text model from text_config alone: without these it loses the mrope
         # sections (forward raises TypeError) and unties the output layer (which then loads random).
         text.setdefault("rope_theta", rope.get("rope_theta"))
-        text.setdefault("rope_scaling", {"type": "mrope", "rope_type": "default", "mrope_section": rope["mrope_section"]})
+        text.setdefault("rope_scaling", {"type": "mrope", "rope_type": "default",
+                                         "mrope_section": rope["mrope_section"]})
     if text and "tie_word_embeddings" in cfg:
         text.setdefault("tie_word_embeddings", cfg["tie_word_embeddings"])
     if "dtype" in cfg:
         cfg.setdefault("torch_dtype", cfg["dtype"])
     atomic_write_text(path, json.dumps(cfg, indent=2) + "\n")
+
+
+def model_identity(model) -> dict:
+    """What identifies the weights a run uses (recorded by ``train`` and ``infer`` to tell runs apart): a
+    folder's weights files (name, size, mtime), a hub id or built-in name as given, a loaded model's origin and
+    size."""
+    if not isinstance(model, (str, Path)):
+        origin = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        return {"loaded": str(origin), "parameters": num_parameters(model),
+                **({"files": _weights_stats(Path(origin))} if origin and Path(origin).is_dir() else {})}
+    path = Path(model)
+    return {"path": str(path.resolve()), "files": _weights_stats(path)} if path.is_dir() else {"id": str(model)}
+
+
+def _weights_stats(folder: Path) -> list:
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.iterdir())
+            if p.suffix in (".safetensors", ".bin") and p.is_file()]
 
 
 def num_parameters(model) -> int:

@@ -1,8 +1,9 @@
 """A training run folder (``train --out``): what made it, what a new run may replace, where a resume continues.
 
-``run_config.json`` is the folder's marker. ``claim`` writes it before the first step with ``made_by``, the
-run's ``fingerprint`` (model, a digest of the training data, preset, config file settings, overrides, steps,
-seed) and the names of files that were there before (``foreign``), and ``record_run`` completes it at the end.
+``run_config.json`` is the folder's marker, written before the first step from what ``claim`` returns:
+``made_by``, the run's ``fingerprint`` (model, a digest of the training data, preset, config file settings,
+overrides, steps, seed) and the names of files that were there before (``foreign``); ``record_run`` completes it
+at the end.
 Rules: a folder holding files this tool did not make is refused (``force``: the run writes beside them, and is
 refused anyway when one of them has a name the run writes); an earlier run of ours is replaced only with
 ``force``, and resumed only when its fingerprint equals this run's, from its newest *complete* checkpoint (a
@@ -178,7 +179,8 @@ def _zip_problem(path: Path) -> str | None:
 
 def checkpoints(folder: Path) -> list[Path]:
     """``checkpoint-<step>`` folders of ``folder``, newest step first."""
-    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*")
+             if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), reverse=True)
 
 

@@ -606,9 +606,8 @@ def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = Non
 
     from tqdm.auto import tqdm
 
-    from .files import remove_temp_files
+    from .files import atomic_write_text, remove_temp_files
     from .outdir import OutputLock
-    from .files import atomic_write_text
     from .render import default_workers
     from .workers import imap_ordered
 

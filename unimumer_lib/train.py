@@ -101,7 +101,8 @@ def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limi
     rows, dropped, seen = [], [] if rejects is None else rejects, {}
     for path in paths:
         if path.resolve() in seen:
-            raise ValueError(f"{path}: given twice (as {seen[path.resolve()]}); each of its rows would be trained twice")
+            raise ValueError(f"{path}: given twice (as {seen[path.resolve()]}); each of its rows would be trained "
+                             f"twice")
         seen[path.resolve()] = path
         part = []
         for i, r in enumerate(read_sharegpt(path)):
@@ -313,7 +314,8 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
         if model is None:
             model, processor = _load(model_path, {**settings, **overrides, **({"lora": lora} if lora is not None
                                                                                 else {})})
-        if checkpoint and not (checkpoint / "adapter_config.json").exists():
+        own_weights = checkpoint is not None and not (checkpoint / "adapter_config.json").exists()
+        if own_weights:
             # The Trainer restores optimizer/scheduler/RNG but loads Qwen-VL weights with the wrong key layout
             # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
             model = type(model).from_pretrained(str(checkpoint), dtype=model.dtype)
@@ -325,7 +327,7 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
         trainer = make_trainer(model, processor, dataset, preset, out_dir, config, lora, callbacks,
                                max_steps=max_steps if max_steps is not None else -1, seed=seed, data_seed=seed,
                                **overrides)
-        if checkpoint and not (checkpoint / "adapter_config.json").exists():
+        if own_weights:
             # The weights are in place already (above); the Trainer's own loader would only warn that every
             # key is "missing" (its key layout differs). Optimizer, scheduler, RNG and state still load.
             trainer._load_from_checkpoint = lambda *args, **kwargs: None
@@ -370,13 +372,11 @@ def _nothing():
 
 def run_fingerprint(model, data, preset: str, config, lora, seed: int, max_steps, ratios, overrides: dict) -> dict:
     """What makes two runs the same run (``runfolder``): model, data digest, recipe, steps and seed."""
+    from .model import model_identity
     from .runfolder import data_digest
 
-    if not isinstance(model, (str, Path)):  # a model object: its class, origin and size
-        name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
-        model = f"{name} ({sum(p.numel() for p in model.parameters())} parameters)"
     knobs = {k: v for k, v in overrides.items() if v is not None and k not in ("report_to", "logging_steps")}
-    return json.loads(json.dumps({"model": str(model), "data": data_digest(data), "preset": preset,
+    return json.loads(json.dumps({"model": model_identity(model), "data": data_digest(data), "preset": preset,
                                   "config": config or {}, "lora": lora, "seed": seed, "max_steps": max_steps,
                                   "ratios": ratios, "overrides": knobs}, default=str, sort_keys=True))
 
@@ -433,24 +433,18 @@ def drop_tied_duplicate(folder: Path) -> bool:
     """Remove ``lm_head.weight`` from a saved model whose config ties it to the input embeddings: DeepSpeed's
     gathered ZeRO-2 state dict holds both as separate tensors, so the file carries a second copy (~0.6 GB at 3B)
     that a tied model never reads. Returns True when a copy was removed (single-file checkpoints)."""
-    from safetensors.torch import load_file, save_file
-
-    path = Path(folder) / "model.safetensors"
-    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")) if path.exists() else {}
-    tied = config.get("tie_word_embeddings", (config.get("text_config") or {}).get("tie_word_embeddings"))
-    if not tied:
-        return False
     from safetensors import safe_open
 
+    path = Path(folder) / "model.safetensors"
+    if not path.exists():
+        return False
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    if not config.get("tie_word_embeddings", (config.get("text_config") or {}).get("tie_word_embeddings")):
+        return False
     with safe_open(str(path), "pt") as f:
         if TIED_OUTPUT not in f.keys():
             return False
-        metadata = f.metadata()
-    tensors = load_file(str(path))
-    tensors.pop(TIED_OUTPUT)
-    from .files import atomic_write_with
-
-    atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _rewrite_weights(path, lambda tensors: {k: t for k, t in tensors.items() if k != TIED_OUTPUT})
     return True
 
 
@@ -458,25 +452,30 @@ def weights_to_bf16(folder: Path) -> None:
     """Rewrite a saved model's fp32 weights files in bf16 (the live model keeps its fp32 master weights) and
     record ``dtype: bfloat16`` in its config, so loaders with dtype "auto" run it in bf16."""
     import torch
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from .files import atomic_write_text, atomic_write_with
 
     folder = Path(folder)
     for path in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata()
-            tensors = {k: (t.to(torch.bfloat16) if t.dtype == torch.float32 else t)
-                       for k in f.keys() for t in [f.get_tensor(k)]}
-        atomic_write_with(path, lambda tmp, tensors=tensors: save_file(tensors, tmp, metadata=metadata))
-        del tensors
+        _rewrite_weights(path, lambda tensors: {k: t.to(torch.bfloat16) if t.dtype == torch.float32 else t
+                                                for k, t in tensors.items()})
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config["dtype"] = "bfloat16"
     for sub in ("text_config", "vision_config"):
         if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
             config[sub]["dtype"] = "bfloat16"
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
+
+
+def _rewrite_weights(path: Path, transform) -> None:
+    """Replace a safetensors file, atomically, by ``transform({name: tensor})``, keeping its metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from .files import atomic_write_with
+
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        tensors = transform({k: f.get_tensor(k) for k in f.keys()})
+    atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _saves_bf16(trainer) -> bool:
@@ -606,23 +605,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def train_processes(processes: int | None = None) -> int:
-    """Training processes: ``processes`` when given, else one per visible GPU (1 without a GPU)."""
-    if processes is not None:
-        if processes < 1:
-            raise ValueError(f"processes must be >= 1, got {processes}")
-        return processes
-    import torch
-
-    return max(1, torch.cuda.device_count())
-
-
 def launch_command(files, out_dir, processes: int, model_path: str, preset: str, max_steps: int | None = None,
                    seed: int = 0, force: bool = False, deepspeed: str | None = None) -> list[str]:
     """``accelerate launch`` of ``unimumer train`` with one process per GPU (``--multi_gpu``: NCCL on GPUs,
     gloo where there are none, as tests/test_multiprocess.py runs it on CPU)."""
-    import sys
-
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "unimumer_lib.cli",
            "train", "--data", *map(str, files), "--model", str(model_path), "--preset", preset, "--out", str(out_dir),

@@ -46,6 +46,17 @@ def imap_ordered(fn: Callable, jobs: Iterable, workers: int, chunksize: int = 16
         pool.join()
 
 
+def gpu_processes(processes: int | None = None) -> int:
+    """Processes for a data-parallel job: ``processes`` when given, else one per visible GPU (1 without one)."""
+    if processes is not None:
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        return processes
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (children first), read from /proc (empty where there is none)."""
     parent_of = {}
