@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from unimumer_lib import cli
-from unimumer_lib.compare import align, compare, mcnemar_exact, paired_bootstrap
+from unimumer_lib.compare import align, compare, confusion_changes, mcnemar_exact, paired_bootstrap
 from unimumer_lib.predictions import read_predictions
 
 
@@ -81,3 +81,38 @@ def test_align_refuses_different_expressions():
     with pytest.raises(ValueError, match="occurs twice"):
         align(a + a, a)
 
+
+
+def test_confusion_changes_lists_the_pairs_whose_count_moved():
+    a = [{"img_id": "1", "gt": "a + b", "pred": "a + b"}, {"img_id": "2", "gt": "x = 1", "pred": "x = l"},
+         {"img_id": "3", "gt": "y", "pred": "y y"}]
+    b = [{"img_id": "1", "gt": "a + b", "pred": "a - b"}, {"img_id": "2", "gt": "x = 1", "pred": "x = 1"},
+         {"img_id": "3", "gt": "y", "pred": "y y"}]
+    rows = confusion_changes(a, b)
+    assert [(r["gt_token"], r["pred_token"], r["A"], r["B"], r["B - A"]) for r in rows] == [
+        ("+", "-", 0, 1, 1), ("1", "l", 1, 0, -1)]  # the unchanged insertion of y is not listed
+
+
+def test_inspector_filters_what_b_fixed_and_broke(reference_predictions, tmp_path):
+    from unimumer_lib import widgets
+
+    preds = read_predictions(reference_predictions)
+    wrong = [p.img_id for p in preds if p.pred.split() != p.gt.split()][:9]
+    right = [p.img_id for p in preds if p.pred.split() == p.gt.split()][:4]
+    b = [{"img_id": p.img_id, "gt": p.gt, "image_path": p.image_path,
+          "pred": p.gt if p.img_id in wrong else p.pred + " \\times" if p.img_id in right else p.pred} for p in preds]
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    ins = widgets.inspector(tmp_path / "b.json", baseline=reference_predictions, page_size=20)
+    assert ins.change is not None and ins.change.value == widgets.ALL
+    assert len(ins.selection()) == sum(p["pred"].split() != p["gt"].split() for p in b)  # B's wrong samples
+    ins.change.value = "fixed by B"
+    assert sorted(ins.selection().img_id) == sorted(wrong)
+    assert ins.html.count("A (fixed): ") == 9
+    ins.change.value = "broken by B"
+    assert sorted(ins.selection().img_id) == sorted(right)
+    ins.symbol.value = "\\times"  # under "broken": B's errors, the appended \times of each
+    assert len(ins.selection()) == 4
+    ins.change.value = "fixed by B"  # under "fixed": A's errors that B fixed
+    touched = [p for p in preds if p.img_id in wrong and "\\times" in (p.gt + " " + p.pred).split()]
+    assert set(ins.selection().img_id) <= {p.img_id for p in touched}
+    assert widgets.inspector(tmp_path / "b.json").change is None  # one system: no change filter

@@ -202,3 +202,19 @@ def test_per_length_exprate_is_written_for_every_test_split(run_dir):
         table = pd.read_csv(run_dir / "analysis" / test / "exprate_by_length.csv")
         assert list(table.columns) == ["bucket", "n", "exprate"]
         assert table["n"].sum() == reproduce.PROFILES[PROFILE]["sample_size"]
+
+
+def test_notebook05_compares_the_main_arm_with_vanilla(run_dir):
+    import nbformat
+
+    from unimumer_lib.compare import compare
+    from unimumer_lib.predictions import read_predictions
+
+    for test in TESTS:
+        nb = nbformat.read(run_dir / "notebooks" / f"05_error_analysis.{test}.ipynb", as_version=4)
+        printed = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        preds = run_dir / "predictions"
+        result = compare(read_predictions(preds / "vanilla" / f"{test}.json"),
+                         read_predictions(preds / reproduce.MAIN_ARM / f"{test}.json"))
+        shown = next(line for line in printed.splitlines() if line.endswith("fixed by B"))
+        assert shown.startswith(f"{result.fixed} samples")

@@ -55,8 +55,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .compare import STATUSES, compare_files
+    from .analysis import token_label
+    from .compare import STATUSES, compare_files, confusion_changes
     from .files import atomic_write_text
+    from .predictions import read_predictions
 
     results, rows = compare_files(args.a, args.b, samples=args.samples, seed=args.seed)
     print(f"A = {args.a}\nB = {args.b}\n{results[0].n} expressions in both")
@@ -67,6 +69,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{r.fixed:6d} {r.broken:6d} {r.p_value:10.3g}")
     counts = Counter(r["status"] for r in rows)
     print("ExpRate per expression: " + ", ".join(f"{s} {counts[s]}" for s in STATUSES))
+    changed = confusion_changes(read_predictions(args.a), read_predictions(args.b))
+    if changed:
+        print("confusions that changed most (gt -> pred: A, B):")
+        for r in changed:
+            print(f"  {token_label(r['gt_token'])} -> {token_label(r['pred_token'])}: {r['A']}, {r['B']} "
+                  f"({r['B - A']:+d})")
     if args.out:
         _refuse_overwriting_inputs(args.out, [Path(args.a), Path(args.b)])
         lines = ["img_id\tstatus\tgt\tpred_a\tpred_b\n"] + [

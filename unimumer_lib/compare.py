@@ -131,6 +131,26 @@ def changes(a: list, b: list) -> list[dict]:
             for p, x, y, g, pa, pb in zip(a, ok_a, ok_b, gt, pred_a, pred_b)]
 
 
+def confusion_changes(a: list, b: list, top: int | None = 10) -> list[dict]:
+    """The confusion pairs (gt token -> predicted token; insertions/deletions with ``analysis.GAP``) whose count
+    changed most from A to B: ``{"gt_token", "pred_token", "A", "B", "B - A"}``, largest change first."""
+    from collections import Counter
+
+    from .analysis import edit_ops
+    from .metrics import tokens
+
+    def counts(preds):
+        gt, pred = _texts(preds)
+        return Counter((x, y) for g, q in zip(gt, pred) for _, x, y in edit_ops(tokens(g), tokens(q)))
+
+    a, b = align(a, b)
+    ca, cb = counts(a), counts(b)
+    rows = [{"gt_token": x, "pred_token": y, "A": ca[x, y], "B": cb[x, y], "B - A": cb[x, y] - ca[x, y]}
+            for x, y in set(ca) | set(cb) if ca[x, y] != cb[x, y]]
+    rows.sort(key=lambda r: (-abs(r["B - A"]), r["gt_token"], r["pred_token"]))
+    return rows[:top] if top else rows
+
+
 def compare_files(path_a, path_b, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[list[PairedResult],
                                                                                              list[dict]]:
     """``unimumer compare``: B against A on ExpRate, ≤1 and ≤2, and the per-expression changes."""
@@ -138,3 +158,17 @@ def compare_files(path_a, path_b, samples: int = BOOTSTRAP_SAMPLES, seed: int = 
 
     a, b = read_predictions(path_a), read_predictions(path_b)
     return [compare(a, b, metric, samples, seed) for metric in THRESHOLDS], changes(a, b)
+
+
+def mark_changes(samples, baseline: list, system: list | None = None):
+    """``samples`` (``analysis.samples_frame`` of system B) with B's change against ``baseline`` (system A's
+    predictions) per expression: ``change`` (one of ``STATUSES``), ``pred_a`` and ``ops_a`` (A's edit operations,
+    the confusions B fixed). ``system`` is B's prediction list; None: the frame's own img_id/gt/pred."""
+    from .analysis import edit_ops
+    from .metrics import tokens
+
+    b = system if system is not None else samples[["img_id", "gt", "pred"]].to_dict("records")
+    status = {c["img_id"]: c for c in changes(baseline, b)}
+    rows = [status[key] for key in samples["img_id"]]
+    return samples.assign(change=[c["status"] for c in rows], pred_a=[c["pred_a"] for c in rows],
+                          ops_a=[edit_ops(tokens(c["gt"]), tokens(c["pred_a"])) for c in rows])

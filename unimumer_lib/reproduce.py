@@ -105,6 +105,7 @@ TEST_SPLIT_CROHME = "test2014"
 DATASET_LABELS = {"test": "synthetic", **TEST_SPLIT_LABELS}  # test2014 ... test2023 (families.py)
 ARMS = ("vanilla", "tree", "edl", "can", "all")
 MAIN_ARM = "all"
+BASELINE_ARM = "vanilla"  # notebook 05 compares the main arm against it (what the auxiliary tasks fixed and broke)
 ZERO_SHOT = "zero-shot"  # the untrained model's row beside the arms (profiles with zero_shot)
 # Auxiliary tasks an arm name adds to vanilla ("all" = every one; "tree+edl" = vanilla + tree + EDL).
 AUX_TASKS = {"tree": ("tree",), "edl": ("error_find", "error_fix"), "can": ("can",)}
@@ -341,10 +342,13 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
         predictions_root=str(preds), tests=labels, main_arm=main_arm, figures_dir=str(figures),
         arm_names={arm: arm_model_name(profile, arm) for arm in table_arms},
         main_tests=main_tests), "tables", [f"04[{arm}]" for arm in table_arms] + [f"04[{t}]" for t in main_tests]))
-    for t in tests:
+    baseline = BASELINE_ARM if BASELINE_ARM in arms and BASELINE_ARM != main_arm else None
+    for t in tests:  # the main arm's errors, and (with the vanilla arm) what it fixed and broke against vanilla
         steps.append((f"05[{t}]", "05_error_analysis.ipynb", dict(
             pred_path=str(preds / main_arm / f"{t}.json"), images_dir=str(prepared / t / "images"),
-            out_dir=str(run_dir / "analysis" / t), figures_dir=str(figures / main_arm / t)), t, [f"04[{main_arm}]"]))
+            out_dir=str(run_dir / "analysis" / t), figures_dir=str(figures / main_arm / t),
+            **({"baseline_path": str(preds / baseline / f"{t}.json")} if baseline else {})),
+            t, [f"04[{main_arm}]"] + ([f"04[{baseline}]"] if baseline else [])))
     return steps
 
 

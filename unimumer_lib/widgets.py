@@ -7,6 +7,11 @@ rendered as math (``ipywidgets.HTMLMath``, typeset by the notebook's MathJax; di
 as tokens with the differing ones highlighted, and a "label noise" toggle: flagged ids (a wrong reference, e.g.
 a prediction that is right where the ground truth is not) are written to ``label_noise.csv`` in the run folder.
 
+With ``baseline`` (system A's predictions on the same test set) the inspector compares two systems: a
+``change`` filter shows the expressions B fixed, broke, or both got wrong (``compare.STATUSES``), and each card
+adds A's prediction. Under "fixed by B" the pair and symbol filters match A's errors (the confusions B fixed);
+otherwise B's.
+
 Images: the record of the same id in ``data`` (any ``records.load_records`` layout: a prepared or CoMER folder,
 an official prompt JSON), else ``<images_dir>/<img_id>`` (png/jpg/bmp), else the prediction's ``image_path``
 (absolute, or relative to ``root``); text only when none exists.
@@ -29,6 +34,7 @@ from .records import find_image, load_records, resolve_image
 
 ALL = "all"
 ALL_ERRORS = "(all wrong samples)"
+CHANGE_FILTERS = {"fixed by B": "fixed", "broken by B": "broken", "both wrong": "both wrong"}  # label -> status
 LABEL_NOISE_FILE = "label_noise.csv"
 LABEL_NOISE_COLUMNS = ("img_id", "dataset", "gt", "pred")
 _MARK = {"gt": "background:#fdd", "pred": "background:#dfd"}
@@ -94,8 +100,21 @@ def card_html(row, image: Path | None) -> str:
         f'<div style="font-size:130%">GT: {math_html(gt, gt_bad, "gt")}</div>'
         f'<div style="font-size:130%">Pred: {math_html(pred, pred_bad, "pred")}</div>'
         f'<div style="font-family:monospace">GT&nbsp;&nbsp;: {highlight(gt, gt_bad, "gt")}</div>'
-        f'<div style="font-family:monospace">Pred: {highlight(pred, pred_bad, "pred")}</div></div>'
+        f'<div style="font-family:monospace">Pred: {highlight(pred, pred_bad, "pred")}</div>'
+        f"{baseline_html(row, gt)}</div>"
     )
+
+
+def baseline_html(row, gt: list[str]) -> str:
+    """System A's prediction on a card of a two-system inspector (its differences from the ground truth
+    highlighted), or "" without a baseline."""
+    pred_a = getattr(row, "pred_a", None)
+    if pred_a is None:
+        return ""
+    tokens_a = metrics.tokens(pred_a)
+    _, bad = analysis.diff_mask(gt, tokens_a)
+    return (f'<div style="font-family:monospace;color:#555">A ({html.escape(str(row.change))}): '
+            f'{highlight(tokens_a, bad, "pred")}</div>')
 
 
 def read_label_noise(path: Path | str) -> dict[str, dict]:
@@ -151,17 +170,21 @@ class ConfusionInspector:
         datasets = sorted(set(samples["dataset"].astype(str)))
         self.dataset = w.Dropdown(options=[ALL] + datasets, value=ALL, description="dataset")
         self.error_class = w.Dropdown(options=[ALL, *analysis.ERROR_CLASSES], value=ALL, description="class")
+        self.change = (w.Dropdown(options=[ALL, *CHANGE_FILTERS], value=ALL, description="B vs A")
+                       if "change" in samples.columns else None)
         longest = int(samples["gt_len"].max()) if len(samples) else 1
         self.length = w.IntRangeSlider(value=(0, longest), min=0, max=max(longest, 1), description="gt length")
         self.prev = w.Button(description="◀ prev")
         self.next = w.Button(description="next ▶")
         self.status = w.Label()
         self.gallery = w.VBox()
-        for control in (self.pairs, self.symbol, self.dataset, self.error_class, self.length):
+        controls = [self.pairs, self.symbol, self.dataset, self.error_class, self.length]
+        for control in controls + ([self.change] if self.change is not None else []):
             control.observe(self._on_filter, names="value")
         self.prev.on_click(lambda _: self.turn(-1))
         self.next.on_click(lambda _: self.turn(+1))
-        filters = w.VBox([self.symbol, self.dataset, self.error_class, self.length])
+        filters = w.VBox([self.symbol, self.dataset, self.error_class, self.length]
+                         + ([self.change] if self.change is not None else []))
         self.widget = w.VBox([w.HBox([self.pairs, filters]), w.HBox([self.prev, self.next, self.status]),
                               self.gallery])
         self.refresh()
@@ -173,8 +196,15 @@ class ConfusionInspector:
                        for card in self.gallery.children)
 
     def selection(self) -> pd.DataFrame:
-        """The wrong samples matching the current pair/symbol and filters."""
-        df = self.samples[~self.samples["correct"]]
+        """The wrong samples (with a baseline and a change filter: the samples of that change) matching the current
+        pair/symbol and filters."""
+        if self.change is not None and self.change.value != ALL:
+            status = CHANGE_FILTERS[self.change.value]
+            df = self.samples[self.samples["change"] == status]
+            if status == "fixed":  # B is right here: the confusions to match are A's, the ones B fixed
+                df = df.assign(ops=df["ops_a"])
+        else:
+            df = self.samples[~self.samples["correct"]]
         if self.symbol.value.strip():
             df = analysis.samples_with(df, symbol=self.symbol.value.strip())
         elif self.pairs.value is not None:
@@ -238,9 +268,17 @@ class ConfusionInspector:
 
 
 def inspector(predictions, images_dir: Path | str | None = None, page_size: int = 6, root: Path | str | None = None,
-              flags_path: Path | str | None = None, data: Path | str | None = None) -> ConfusionInspector:
-    """Build the inspector from a prediction file, a list of Prediction, or a samples frame (see the class)."""
+              flags_path: Path | str | None = None, data: Path | str | None = None,
+              baseline=None) -> ConfusionInspector:
+    """Build the inspector from a prediction file, a list of Prediction, or a samples frame (see the class);
+    ``baseline`` (a prediction file or list of system A on the same test set) adds the fixed/broken filter."""
     samples = predictions if isinstance(predictions, pd.DataFrame) else analysis.samples_frame(predictions)
+    if baseline is not None:
+        from .compare import mark_changes
+        from .predictions import read_predictions
+
+        samples = mark_changes(samples, read_predictions(baseline) if isinstance(baseline, (str, Path))
+                               else baseline)
     return ConfusionInspector(samples, images_dir, page_size, root=root, flags_path=flags_path, data=data)
 
 

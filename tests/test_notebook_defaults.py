@@ -1,0 +1,35 @@
+"""Every notebook runs by hand from its defaults, as in JupyterLab: papermill with no parameters, cwd notebooks/,
+in pipeline order (03 trains on what 02 wrote, 04/05 read the released predictions). Outputs land in the runs
+folder (here a temporary one), never beside the notebooks."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from unimumer_lib import config
+from unimumer_lib.reproduce import NOTEBOOKS_DIR, run_notebook
+
+NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def outputs_text(path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_every_notebook_runs_from_its_defaults(tmp_path, monkeypatch, crohme_root, reference_predictions):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("UNIMUMER_RUNS", str(runs))
+    before = sorted(p.name for p in NOTEBOOKS_DIR.iterdir())
+    assert len(NOTEBOOKS) == 5
+    texts = {name: outputs_text(run_notebook(name, tmp_path / "executed", {})) for name in NOTEBOOKS}
+    assert sorted(p.name for p in NOTEBOOKS_DIR.iterdir()) == before  # nothing written beside the notebooks
+    assert config.runs_dir() == runs
+    assert (runs / "crohme_prepared" / "train" / "caption.txt").is_file()  # 01
+    assert (runs / "02_task_synthesis" / "tasks" / "vanilla.json").is_file()  # 02
+    assert (runs / "sft" / "final" / "config.json").is_file()  # 03 trained on 02's tasks
+    assert "83.8742" in texts["04_inference_evaluation.ipynb"]  # the released predictions' ExpRate
+    assert "no baseline_path" in texts["05_error_analysis.ipynb"]
+    assert (runs / "05_error_analysis" / "confusions.csv").is_file()
