@@ -1,8 +1,9 @@
 """The published Uni-MuMER normalisation of CROHME 2023 / MathWriting ground truths, as explicit rules.
 
 The authors report these benchmarks twice: on the original captions and on a "normalised" version in which
-the LaTeX style is standardised and unusable items are removed (CROHME 2023: 2,300 -> 1,652; MathWriting:
-7,644 -> 7,319).  ``normalize_caption`` reproduces that convention; it is not ``latex.normalize`` (the
+the LaTeX style is standardised and unusable items are removed (published files: CROHME 2023 2,300 -> 1,652,
+MathWriting 7,644 -> 7,319; these rules keep 1,651 and 7,318 of the raw files, see the README).
+``normalize_caption`` reproduces that convention; it is not ``latex.normalize`` (the
 CROHME-literature one), which inserts ``\\limits``, merges many more synonyms and repairs broken braces.
 
 An item is **removed** (``Removed`` is raised, its reason says which rule) when its caption
