@@ -64,6 +64,36 @@ def test_bleu_equals_nltk_on_reference(reference):
 words = st.lists(st.sampled_from(["x", "y", "1", "2", "+", "{", "}", "^", "\\frac"]), max_size=7)
 
 
+edits = st.lists(st.tuples(st.sampled_from(["sub", "ins", "del"]), st.integers(0, 40), st.sampled_from("ab")),
+                 max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from("ab"), max_size=25), edits), min_size=1, max_size=8))
+def test_bleu_equals_nltk_on_near_copies_with_repeated_ngrams(pairs):
+    # Predictions a few edits away from long two-symbol references: n-grams repeat inside and across the common
+    # prefix and suffix, which BLEU matches without counting (corpus_bleu's windows).
+    gts, preds = [], []
+    for gt, script in pairs:
+        pred = list(gt)
+        for op, at, token in script:
+            if op == "ins":
+                pred.insert(at % (len(pred) + 1), token)
+            elif pred:
+                if op == "sub":
+                    pred[at % len(pred)] = token
+                else:
+                    del pred[at % len(pred)]
+        gts.append(" ".join(gt))
+        preds.append(" ".join(pred))
+    try:
+        expected = corpus_bleu([[g.split()] for g in gts], [p.split() for p in preds],
+                               smoothing_function=SmoothingFunction().method4)
+    except ZeroDivisionError:  # NLTK's method4 on a corpus of one-token hypotheses
+        return
+    assert metrics.score(gts, preds)["bleu4"] == pytest.approx(100 * expected, abs=1e-9)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(words, words), min_size=1, max_size=6))
 def test_bleu_equals_nltk_on_short_random_corpora(pairs):

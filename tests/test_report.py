@@ -206,3 +206,31 @@ def test_structure_classes_and_exprate_by_structure():
     assert table.loc["script"].tolist() == [1, 100.0]
     assert table.loc["depth 1"].tolist() == [3, pytest.approx(200 / 3)]
     assert table.loc["root", "n"] == 0 and pd.isna(table.loc["root", "exprate"])
+
+
+def pandas_text(rows, fmt):
+    """What pandas prints for result rows (the tables' former backend): the oracle of the plain formatter."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=report._columns(rows))
+    if fmt == "csv":
+        return df.to_csv(index=False, float_format="%.4f")
+    df["cer"] = df["cer"].map("{:.4f}".format)
+    shown = df.rename(columns=report.HEADERS)
+    if fmt == "table":
+        return shown.to_string(index=False, float_format=lambda v: f"{v:.2f}") + "\n" + report.CER_NOTE
+    return report.markdown(shown, "{:.2f}") + "\n\n" + report.CER_NOTE
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "md"])
+def test_tables_without_pandas_print_what_pandas_printed(fmt, reference_predictions, tmp_path):
+    rows = report.evaluate_files([reference_predictions])
+    grouped = [{"img_id": f"s{i}", "gt": "x ^ { 2 }", "pred": "x ^ { 2 }" if i % 3 else "x ^ { 2",
+                "dataset": "A,|b" if i % 2 else "c"} for i in range(9)]
+    (tmp_path / "g_pred.json").write_text(json.dumps(grouped))
+    rows += report.evaluate_files([tmp_path / "g_pred.json"], normalize=True, by_dataset=True)  # + unbalanced
+    for some in (rows[:1], rows, rows[1:]):
+        ours, theirs = report.format_results(some, fmt), pandas_text(some, fmt)
+        if fmt == "table":  # the same cells in the same order; column padding is ours (one space apart)
+            ours, theirs = ours.split(), theirs.split()
+        assert ours == theirs

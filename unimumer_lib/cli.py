@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import describe
 from .normalize import STYLES
-from .prepare import KINDS as PREPARE_KINDS
+from .families import INKML_FAMILIES
 
 
 def _csv(text: str) -> list[str]:
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare", parents=[debug], help="InkML folders -> images + caption.txt per split")
-    s.add_argument("kind", choices=PREPARE_KINDS,
+    s.add_argument("kind", choices=INKML_FAMILIES,
                    help="input layout: InkML split folders, CROHME (truth + MathML) or MathWriting (normalizedLabel)")
     s.add_argument("--src", required=True,
                    help="folder holding split folders (CROHME: train/, test2014/, ...; MathWriting: train/, valid/, "

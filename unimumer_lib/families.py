@@ -18,6 +18,8 @@ LAYOUTS = {
     "caption-folder": "caption.txt + images/ (png/jpg/bmp), read by `records.load_records`",
     "prompt-json": "official prompt JSON (sharegpt messages + images), read by `records.load_records --root`",
 }
+# The families whose raw data is InkML (`unimumer prepare <family>`).
+INKML_FAMILIES = tuple(layout.removesuffix("-inkml") for layout in LAYOUTS if layout.endswith("-inkml"))
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ class _CharMap(dict):
 @dataclass
 class Encoded:
     """Token sequences, one character per token: ``strings`` (rapidfuzz compares them at C speed) and the same
-    as one flat array of token ids ``codes`` with per-sequence ``offsets``/``lengths`` (for numpy)."""
+    as one flat int32 array of token ids ``codes`` with per-sequence ``offsets``/``lengths`` (for numpy)."""
 
     strings: list[str]
     codes: np.ndarray
@@ -81,11 +81,9 @@ class Encoded:
     lengths: np.ndarray
 
 
-def _encode(texts: Sequence[str], chars: _CharMap) -> Encoded:
-    get = chars.__getitem__
-    strings = ["".join(map(get, t.split())) for t in texts]
+def _encoded(strings: list[str]) -> Encoded:
     lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-    codes = np.frombuffer("".join(strings).encode("utf-32-le"), dtype="<u4").astype(np.int64)
+    codes = np.frombuffer("".join(strings).encode("utf-32-le"), dtype="<u4").astype(np.int32)
     codes[codes >= _SURROGATES + _SURROGATE_SPAN] -= _SURROGATE_SPAN
     codes -= _FIRST_CHAR
     offsets = np.zeros(len(strings) + 1, dtype=np.int64)
@@ -94,35 +92,35 @@ def _encode(texts: Sequence[str], chars: _CharMap) -> Encoded:
 
 
 def encode_pairs(gts: Sequence[str], preds: Sequence[str]) -> tuple[Encoded, Encoded, dict[str, int]]:
-    """Tokenise and encode references and hypotheses over one shared vocabulary {token: id}."""
+    """Tokenise and encode references and hypotheses over one shared vocabulary {token: id} (references first;
+    a prediction equal to its reference reuses the reference's encoding)."""
     if len(gts) != len(preds):
         raise ValueError(f"{len(gts)} references but {len(preds)} predictions")
     chars = _CharMap()
-    ref, hyp = _encode(gts, chars), _encode(preds, chars)
-    return ref, hyp, {tok: i for i, tok in enumerate(chars)}
+    get = chars.__getitem__
+    refs = ["".join(map(get, t.split())) for t in gts]
+    hyps = [r if g == p else "".join(map(get, p.split())) for g, p, r in zip(gts, preds, refs)]
+    return _encoded(refs), _encoded(hyps), {tok: i for i, tok in enumerate(chars)}
 
 
-def _pairwise(scorer, refs: list[str], hyps: list[str]) -> np.ndarray:
-    return np.fromiter(map(scorer, refs, hyps), dtype=np.int64, count=len(refs))
-
-
-def distances(ref: Encoded, hyp: Encoded) -> np.ndarray:
-    """Token edit distance per pair."""
-    return _pairwise(align.distance, ref.strings, hyp.strings)
-
-
-def _select(enc: Encoded, keep: np.ndarray) -> Encoded:
-    """The sequences where ``keep`` is True (strings left out: BLEU only needs the arrays)."""
-    lengths = enc.lengths[keep]
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Encoded([], enc.codes[np.repeat(keep, enc.lengths)], offsets, lengths)
+def distances(ref: Encoded, hyp: Encoded, threads: int = 1) -> np.ndarray:
+    """Token edit distance per pair (``align.distance`` over all pairs at once)."""
+    return align.pair_distances(ref.strings, hyp.strings, threads)
 
 
 # ---------------------------------------------------------------- BLEU
 
 def _bits(count: int) -> int:
     return max(1, int(count).bit_length())
+
+
+def _windows(enc: Encoded, pairs: np.ndarray, start: np.ndarray, stop: np.ndarray) -> Encoded:
+    """The tokens ``[start, stop)`` of the sequences ``pairs`` (strings left out: BLEU only needs the arrays)."""
+    lengths = (stop - start).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    first = np.repeat(enc.offsets[pairs] + start - offsets[:-1], lengths)
+    return Encoded([], enc.codes[first + np.arange(int(offsets[-1]), dtype=np.int64)], offsets, lengths)
 
 
 class _NGrams:
@@ -132,16 +130,15 @@ class _NGrams:
     def __init__(self, enc: Encoded, vocab_size: int):
         self.codes = enc.codes
         self.tok_bits = _bits(vocab_size)
-        self.seq = np.repeat(np.arange(len(enc.lengths), dtype=np.int64), enc.lengths)
+        self.seq = np.repeat(np.arange(len(enc.lengths), dtype=np.int32), enc.lengths)
         # tokens left in the sequence from each position on (itself included)
-        self.left = enc.offsets[1:][self.seq] - np.arange(len(enc.codes))
+        self.left = (enc.offsets[1:][self.seq] - np.arange(len(enc.codes), dtype=np.int64)).astype(np.int32)
         self.key = np.zeros(len(enc.codes), dtype=np.int64)
         self.n = 0
         self.width = 0
 
     def next_order(self) -> tuple[np.ndarray, np.ndarray, int]:
         """Advance to order n+1: (sequence index, n-gram id, id width in bits) of every n-gram inside a sequence.
-
         When the packed id would not fit in 62 bits it is first renumbered (dense ranks, exact)."""
         if self.width + self.tok_bits > 62:
             _, inverse = np.unique(self.key, return_inverse=True)
@@ -170,6 +167,7 @@ def _clipped_matches(seq: np.ndarray, key: np.ndarray, width: int, pairs: int) -
     if width + _bits(pairs) + 1 > 63:
         _, key = np.unique(key, return_inverse=True)
         width = _bits(int(key.max(initial=0)) + 1)
+    seq = seq.astype(np.int64)
     from_hyp = (seq >= pairs).astype(np.int64)
     # One sort of (pair, n-gram, side) keys: a run of equal (pair, n-gram) holds the reference occurrences
     # (side 0) then the hypothesis ones (side 1).
@@ -182,22 +180,85 @@ def _clipped_matches(seq: np.ndarray, key: np.ndarray, width: int, pairs: int) -
     return int(np.minimum(in_hyp, size - in_hyp).sum())
 
 
+def _ngram_count(lengths: np.ndarray, n: int) -> int:
+    return int(np.maximum(lengths - n + 1, 0).sum())
+
+
 def corpus_bleu(ref: Encoded, hyp: Encoded, vocab_size: int, order: int = BLEU_ORDER) -> float:
     """Corpus BLEU (0-1) equal to ``nltk.translate.bleu_score.corpus_bleu`` with one reference per hypothesis,
     uniform weights and ``SmoothingFunction().method4``."""
-    hyp_len = int(hyp.lengths.sum())
-    ref_len = int(ref.lengths.sum())
-    # An exact match contributes all its n-grams as matches: only the other pairs need counting.
-    exact = np.fromiter(map(str.__eq__, ref.strings, hyp.strings), dtype=bool, count=len(ref.strings))
-    ngrams = _NGrams(_concat(_select(ref, ~exact), _select(hyp, ~exact)), vocab_size)
-    numerators, denominators = [], []
+    return _bleu(_clipped_ngram_matches(ref, hyp, vocab_size, order), hyp.lengths, int(ref.lengths.sum()), order)
+
+
+def _clipped_ngram_matches(ref: Encoded, hyp: Encoded, vocab_size: int, order: int = BLEU_ORDER) -> list[int]:
+    """Per order n = 1..order: sum over pairs of the clipped matches sum_g min(count_hyp(g), count_ref(g)).
+
+    Clipped matches drop by exactly one when one equal occurrence is taken from both sides, so the n-grams of a
+    pair's common prefix and common suffix are matched without counting: only the n-grams inside the window from
+    ``order - 1`` tokens before the first difference to ``order - 1`` tokens after the last one are counted (an
+    exact match is all prefix)."""
+    refs, hyps = ref.strings, hyp.strings
+    prefix = align.pair_prefixes(refs, hyps)
+    suffix = align.pair_suffixes([r[k:] for r, k in zip(refs, prefix.tolist())],
+                                 [h[k:] for h, k in zip(hyps, prefix.tolist())])
+    pairs = np.arange(len(refs))
+    reach = order - 1
+    start = np.maximum(prefix - reach, 0)
+    r_win = _windows(ref, pairs, start, np.minimum(ref.lengths, ref.lengths - suffix + reach))
+    h_win = _windows(hyp, pairs, start, np.minimum(hyp.lengths, hyp.lengths - suffix + reach))
+    windows = _concat(r_win, h_win)
+    counted = _clipped_matches_one_sort(windows, vocab_size, order, len(refs))
+    if counted is None:  # keys too wide to pack: one sort per order, n-gram ids renumbered as needed
+        ngrams = _NGrams(windows, vocab_size)
+        counted = [_clipped_matches(*ngrams.next_order(), len(refs)) for _ in range(order)]
+    return [_ngram_count(hyp.lengths, n) - _ngram_count(h_win.lengths, n) + counted[n - 1]
+            for n in range(1, order + 1)]
+
+
+def _clipped_matches_one_sort(enc: Encoded, vocab_size: int, order: int, pairs: int) -> list[int] | None:
+    """Clipped matches of every order 1..``order`` from one sort: each position's key packs (pair, its
+    ``order`` tokens, padded past the sequence end, side, tokens left), so that the positions sorted by it are
+    grouped by (pair, n-gram) for every n at once (an n-gram is a prefix of the longest one). Sequences
+    ``< pairs`` are the references, the others the hypotheses. None when the key does not fit in 63 bits."""
+    tok_bits = _bits(vocab_size + 1)  # + the padding id
+    low_bits = 1 + _bits(order)  # side, then min(tokens left, order)
+    if _bits(pairs) + order * tok_bits + low_bits > 63:
+        return None
+    total = len(enc.codes)
+    seq = np.repeat(np.arange(len(enc.lengths), dtype=np.int64), enc.lengths)
+    side = seq >= pairs
+    left = np.minimum(enc.offsets[1:][seq] - np.arange(total, dtype=np.int64), order)
+    key = seq - side * pairs
+    codes = enc.codes.astype(np.int64)
+    for k in range(order):
+        token = np.full(total, vocab_size, dtype=np.int64)
+        if k < total:
+            token[:total - k] = codes[k:]
+        token[left <= k] = vocab_size  # past the end of its sequence
+        key = (key << tok_bits) | token
+    key = (((key << 1) | side) << (low_bits - 1)) | left
+    key.sort()
+    left, side = key & ((1 << (low_bits - 1)) - 1), (key >> (low_bits - 1)) & 1
+    counted = []
     for n in range(1, order + 1):
-        hyp_ngrams = np.maximum(hyp.lengths - n + 1, 0)
-        matches = int(hyp_ngrams[exact].sum()) + _clipped_matches(*ngrams.next_order(), int((~exact).sum()))
-        numerators.append(matches)
-        # NLTK's modified_precision divides by max(1, #hyp n-grams) per sentence.
-        denominators.append(int(np.maximum(hyp_ngrams, 1).sum()))
-    if numerators[0] == 0:
+        valid = left >= n
+        group = key[valid] >> (low_bits + (order - n) * tok_bits)  # (pair, first n tokens)
+        if not len(group):
+            counted.append(0)
+            continue
+        starts = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
+        size = np.diff(np.append(starts, len(group)))
+        in_hyp = np.add.reduceat(side[valid], starts)
+        counted.append(int(np.minimum(in_hyp, size - in_hyp).sum()))
+    return counted
+
+
+def _bleu(numerators: list[int], hyp_lengths: np.ndarray, ref_len: int, order: int = BLEU_ORDER) -> float:
+    """BLEU from the clipped matches per order, the hypothesis lengths and the total reference length."""
+    hyp_len = int(hyp_lengths.sum())
+    # NLTK's modified_precision divides by max(1, #hyp n-grams) per sentence.
+    denominators = [int(np.maximum(hyp_lengths - n + 1, 1).sum()) for n in range(1, order + 1)]
+    if not numerators or numerators[0] == 0:
         return 0.0
     precisions = []
     smooth_step = 1
@@ -230,13 +291,30 @@ def _single_spaced(text: str) -> str:
     return " ".join(text.split())
 
 
-def char_error_rate(gts: Sequence[str], preds: Sequence[str]) -> float:
+def _spaced_length(texts: Sequence[str]) -> int | None:
+    """Total length of the texts when every one is already single-spaced (no leading, trailing, doubled or
+    non-space whitespace; one C-speed check of the whole corpus instead of one per text), else None."""
+    joined = "\x1f".join(texts)  # a separator that no single-spaced text holds
+    if ("  " in joined or " \x1f" in joined or "\x1f " in joined or joined.startswith(" ") or joined.endswith(" ")
+            or not joined.replace("\x1f", "").isprintable()):
+        return None
+    return len(joined) - max(len(texts) - 1, 0)
+
+
+def char_error_rate(gts: Sequence[str], preds: Sequence[str], threads: int = 1) -> float:
     """Corpus CER in percent: character edit distance / reference characters, tokens joined by one space."""
-    refs, hyps = list(map(_single_spaced, gts)), list(map(_single_spaced, preds))
-    total = sum(map(len, refs))
+    total = _spaced_length(gts)
+    if total is None:
+        total = sum(map(len, map(_single_spaced, gts)))
+    differ = [i for i, (g, p) in enumerate(zip(gts, preds)) if g != p]
+    refs, hyps = [gts[i] for i in differ], [preds[i] for i in differ]
+    if _spaced_length(refs) is None:
+        refs = list(map(_single_spaced, refs))
+    if _spaced_length(hyps) is None:
+        hyps = list(map(_single_spaced, hyps))
     if total == 0:
         return 0.0 if not any(hyps) else 100.0
-    return 100.0 * int(_pairwise(align.distance, refs, hyps).sum()) / total
+    return 100.0 * int(align.pair_distances(refs, hyps, threads).sum()) / total
 
 
 def published_cer(gts: Sequence[str], d: np.ndarray) -> float:
@@ -274,22 +352,41 @@ def exprate_at(d: np.ndarray, threshold: int) -> float:
     return 100.0 * float(np.mean(d <= threshold)) if len(d) else 0.0
 
 
-def score(gts: Sequence[str], preds: Sequence[str]) -> dict:
+def score(gts: Sequence[str], preds: Sequence[str], threads: int | None = None) -> dict:
     """All corpus metrics (keys RESULT_KEYS; rates in percent, ``cer`` a fraction as published) for aligned lists
-    of captions and predictions."""
-    ref, hyp, vocab = encode_pairs(gts, preds)
-    d = distances(ref, hyp)
-    n = len(d)
-    longest = np.maximum(ref.lengths, hyp.lengths)
+    of captions and predictions. A prediction that is its caption character for character (most of them, for a
+    good model) needs only its token count; only the others are encoded and compared. Large corpora use
+    ``threads`` threads (default ``workers.threads()``: OMP_NUM_THREADS, else the cores)."""
+    from .workers import threads as thread_policy
+
+    threads = thread_policy(threads)
+    if len(gts) != len(preds):
+        raise ValueError(f"{len(gts)} references but {len(preds)} predictions")
+    n = len(gts)
+    same = np.fromiter(map(str.__eq__, gts, preds), dtype=bool, count=n)
+    differ = np.flatnonzero(~same)
+    ref, hyp, vocab = encode_pairs([gts[i] for i in differ], [preds[i] for i in differ])
+    ref_len = np.zeros(n, dtype=np.int64)
+    ref_len[same] = [len(gts[i].split()) for i in np.flatnonzero(same)]
+    ref_len[differ] = ref.lengths
+    hyp_len = ref_len.copy()
+    hyp_len[differ] = hyp.lengths
+    d = np.zeros(n, dtype=np.int32)
+    d[differ] = distances(ref, hyp, threads)
+    longest = np.maximum(ref_len, hyp_len)
     scores = np.where(longest == 0, 100.0, 100.0 * (1.0 - d / np.maximum(longest, 1)))
     out = {"n": n}
     for k, key in zip(THRESHOLDS, ("exprate", "le1", "le2", "le3")):
         out[key] = exprate_at(d, k)
     out["edit_score"] = float(scores.mean()) if n else 0.0
-    out["bleu4"] = 100.0 * corpus_bleu(ref, hyp, len(vocab)) if n else 0.0
+    matches = [_ngram_count(ref_len[same], k) + m
+               for k, m in enumerate(_clipped_ngram_matches(ref, hyp, len(vocab)), start=1)]
+    out["bleu4"] = 100.0 * _bleu(matches, hyp_len, int(ref_len.sum())) if n else 0.0
     out["cer"] = published_cer(gts, d)
-    out["cer_char"] = char_error_rate(gts, preds)
-    out["structure_rate"] = 100.0 * float(structure_matches(ref, hyp, vocab).mean()) if n else 0.0
+    out["cer_char"] = char_error_rate(gts, preds, threads)
+    structure = same.copy()
+    structure[differ] = structure_matches(ref, hyp, vocab)
+    out["structure_rate"] = 100.0 * float(structure.mean()) if n else 0.0
     return out
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Iterable
 
@@ -28,7 +30,7 @@ KNOWN_KEYS = (*REQUIRED_KEYS, "image_path")
 STRING_KEYS = ("img_id", "gt", "pred")
 
 
-@dataclass
+@dataclass(slots=True)
 class Prediction:
     img_id: str
     gt: str
@@ -42,22 +44,30 @@ class Prediction:
 
 
 def _check_record(path: Path, index: int, rec) -> Prediction:
+    if isinstance(rec, dict):  # the usual record, checked without building any message
+        img_id, gt, pred, image_path = rec.get("img_id"), rec.get("gt"), rec.get("pred"), rec.get("image_path")
+        if (isinstance(img_id, str) and isinstance(gt, str) and isinstance(pred, str)
+                and (image_path is None or isinstance(image_path, str))):
+            known = 3 + ("image_path" in rec)
+            extra = {k: v for k, v in rec.items() if k not in KNOWN_KEYS} if len(rec) > known else {}
+            return Prediction(img_id, gt, pred, image_path or "", extra)
+    raise ValueError(_record_problem(path, index, rec))
+
+
+def _record_problem(path: Path, index: int, rec) -> str:
+    """What is wrong with a record that failed the check, naming the file, the index and the id."""
     where = f"{path}: record {index}"
     if not isinstance(rec, dict):
-        raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
+        return f"{where}: expected an object, got {type(rec).__name__}"
     if isinstance(rec.get("img_id"), str):
         where += f" (img_id {rec['img_id']!r})"
     missing = [k for k in REQUIRED_KEYS if k not in rec]
     if missing:
-        raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+        return f"{where}: missing key(s) {', '.join(missing)}"
     for key in STRING_KEYS:
         if not isinstance(rec[key], str):
-            raise ValueError(f"{where}: {key!r} must be a string, got {type(rec[key]).__name__}")
-    image_path = rec.get("image_path")
-    if image_path is not None and not isinstance(image_path, str):
-        raise ValueError(f"{where}: 'image_path' must be a string or null, got {type(image_path).__name__}")
-    extra = {k: v for k, v in rec.items() if k not in KNOWN_KEYS}
-    return Prediction(rec["img_id"], rec["gt"], rec["pred"], image_path or "", extra)
+            return f"{where}: {key!r} must be a string, got {type(rec[key]).__name__}"
+    return f"{where}: 'image_path' must be a string or null, got {type(rec['image_path']).__name__}"
 
 
 def duplicate_ids(preds: Iterable[Prediction]) -> dict[str, int]:
@@ -135,6 +145,31 @@ def read_predictions(path: Path | str, allow_duplicates: bool = False) -> list[P
         shown = ", ".join(f"{k} (x{c})" for k, c in list(dups.items())[:10])
         raise ValueError(f"{path}: {len(dups)} duplicate img_id(s): {shown}")
     return preds
+
+
+def read_columns(path: Path | str, keys: tuple[str, ...] = ("gt", "pred")) -> dict[str, list]:
+    """Columns of a prediction file, ``{key: [value per record]}`` (``dataset`` and other extra keys give None
+    where a record lacks them), validated as ``read_predictions`` validates (the same errors), without building
+    a ``Prediction`` per record: what scoring a large file needs."""
+    path = Path(path)
+    data = read_records(path)
+    if not data:
+        raise ValueError(f"{path}: no prediction records (an empty list)")
+    try:  # C-level passes (itemgetter, dict.get, map(type)); a missing key or a non-dict record raises
+        columns = {key: list(map(itemgetter(key), data)) for key in STRING_KEYS}
+        valid = all(set(map(type, columns[key])) == {str} for key in STRING_KEYS) and set(
+            map(type, map(dict.get, data, repeat("image_path")))) <= {str, type(None)}
+    except (TypeError, KeyError):
+        valid = False
+    if not valid:  # the record at fault, named as read_predictions names it
+        for i, rec in enumerate(data):
+            _check_record(path, i, rec)
+    ids = columns["img_id"]
+    if len(set(ids)) != len(ids):
+        dups = duplicate_ids(Prediction(i, "", "") for i in ids)
+        shown = ", ".join(f"{k} (x{c})" for k, c in list(dups.items())[:10])
+        raise ValueError(f"{path}: {len(dups)} duplicate img_id(s): {shown}")
+    return {key: columns[key] if key in columns else list(map(dict.get, data, repeat(key))) for key in keys}
 
 
 def write_predictions(path: Path | str, preds: Iterable[Prediction | dict]) -> Path:

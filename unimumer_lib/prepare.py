@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .families import INKML_FAMILIES
 from .inkml import InkmlError, caption_of, find_inkml, ink_from_xml, is_inkml
 from .files import atomic_write_bytes, atomic_write_text, remove_temp_files
 from .outdir import OutputLock, is_empty_dir
@@ -38,7 +39,7 @@ PNG_OPTIONS = {"compress_level": 3}
 JOURNAL_FILE = ".prepare-items.jsonl"  # per-image freshness records of a run still going (or killed)
 BAD_NAME_CHARS = ("\t", "\n", "\r")  # caption.txt is "<id>\t<caption>" lines
 # Layouts ``prepare`` reads: split folders of InkML either way; the caption follows the file (``inkml.caption_of``).
-KINDS = ("crohme", "mathwriting")
+KINDS = INKML_FAMILIES  # what `unimumer prepare` reads
 
 
 def find_splits(src) -> dict[str, Path]:

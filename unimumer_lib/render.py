@@ -120,7 +120,9 @@ def _render_job(job) -> Image.Image:
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .workers import cores
+
+    return cores()
 
 
 def render_many(items: Iterable, height: int = 128, workers: int | None = None, chunksize: int = 16,

@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Mapping
 
 from . import metrics
 from .latex import braces_balanced
-from .predictions import Prediction, read_predictions
+from .predictions import Prediction, read_columns, read_predictions
 from .files import atomic_write_text
+
+if TYPE_CHECKING:  # pandas is imported where a table needs it, so that `unimumer eval` starts without it
+    import pandas as pd
 
 FORMATS = ("table", "csv", "md", "latex", "json")
 HEADERS = {"file": "File", "n": "N", "exprate": "ExpRate", "le1": "≤1", "le2": "≤2", "le3": "≤3",
@@ -67,13 +68,23 @@ def evaluate_files(paths: list[Path], normalize: bool | str | None = False, by_d
     a ``dataset`` key also get one row per dataset, ``file`` being ``PATH#DATASET``."""
     rows = []
     for path in paths:
-        preds = read_predictions(path)
-        rows.append({"file": str(path), **score_predictions(preds, normalize)})
-        groups = {p.extra.get("dataset") for p in preds} - {None}
+        if normalize:
+            preds = read_predictions(path)
+            rows.append({"file": str(path), **score_predictions(preds, normalize)})
+            columns = {"gt": [p.gt for p in preds], "pred": [p.pred for p in preds],
+                       "dataset": [p.extra.get("dataset") for p in preds]}
+        else:  # the plain scores need the texts only: no Prediction per record
+            columns = read_columns(path, ("gt", "pred", "dataset"))
+            rows.append({"file": str(path), **metrics.score(columns["gt"], columns["pred"])})
+        groups = set(columns["dataset"]) - {None}
         if by_dataset and groups:
             for group in sorted(groups, key=str):
-                subset = [p for p in preds if p.extra.get("dataset") == group]
-                rows.append({"file": f"{path}#{group}", "dataset": group, **score_predictions(subset, normalize)})
+                keep = [i for i, g in enumerate(columns["dataset"]) if g == group]
+                if normalize:
+                    result = score_predictions([preds[i] for i in keep], normalize)
+                else:
+                    result = metrics.score([columns["gt"][i] for i in keep], [columns["pred"][i] for i in keep])
+                rows.append({"file": f"{path}#{group}", "dataset": group, **result})
     return rows
 
 
@@ -122,25 +133,72 @@ def _columns(rows: list[dict]) -> list[str]:
 
 
 def results_frame(rows: list[dict]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=_columns(rows))
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _result_columns(rows: list[dict]) -> list[tuple[str, list, str]]:
+    """(column, values, kind) of result rows; kind is what pandas infers for them: ``int``, ``float`` (numbers,
+    an int column with a missing cell included) or ``object`` (text)."""
+    columns = []
+    for name in _columns(rows):
+        values = [row.get(name) for row in rows]
+        present = [v for v in values if not _missing(v)]
+        if any(isinstance(v, str) or isinstance(v, bool) for v in present):
+            kind = "object"
+        elif len(present) == len(values) and all(isinstance(v, int) for v in present):
+            kind = "int"
+        else:
+            kind = "float"
+        columns.append((name, values, kind))
+    return columns
+
+
+def _cells(values: list, kind: str, float_format: str, missing: str) -> list[str]:
+    if kind == "float":
+        return [missing if _missing(v) else float_format.format(float(v)) for v in values]
+    return [missing if _missing(v) else str(v) for v in values]
+
+
 def format_results(rows: list[dict], fmt: str = "table") -> str:
-    """Render result rows: ``json`` is the unrounded list of dicts; the others round to 2 decimals (4 in csv)."""
+    """Render result rows: ``json`` is the unrounded list of dicts; the others round to 2 decimals (4 in csv).
+    table / csv / md are written without pandas (what pandas' ``to_string`` / ``to_csv`` print); latex uses it."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     if fmt == "json":
         return json.dumps([{k: row[k] for k in _columns(rows)} for row in rows], indent=1)
-    df = results_frame(rows)
+    columns = _result_columns(rows)
     if fmt == "csv":
-        return df.to_csv(index=False, float_format="%.4f")
-    df["cer"] = df["cer"].map("{:.4f}".format)  # a fraction: 2 decimals would print 0.01
-    shown = df.rename(columns=HEADERS)
-    if fmt == "table":
-        return shown.to_string(index=False, float_format=lambda v: f"{v:.2f}") + "\n" + CER_NOTE
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([name for name, _, _ in columns])
+        writer.writerows(zip(*(_cells(v, kind, "{:.4f}", "") for _, v, kind in columns)))
+        return buf.getvalue() if rows else buf.getvalue()
+    shown = [(HEADERS.get(name, name), [f"{v:.4f}" for v in values], "object") if name == "cer"
+             else (HEADERS.get(name, name), values, kind) for name, values, kind in columns]  # cer: a fraction
     if fmt == "latex":
-        return _latex_symbols(shown.to_latex(index=False, float_format="%.2f", escape=True))
-    return markdown(shown, "{:.2f}") + "\n\n" + CER_NOTE
+        import pandas as pd
+
+        frame = pd.DataFrame({name: values for name, values, _ in shown})
+        return _latex_symbols(frame.to_latex(index=False, float_format="%.2f", escape=True))
+    if fmt == "table":
+        cells = [[name, *_cells(values, kind, "{:.2f}", "NaN")] for name, values, kind in shown]
+        widths = [max(map(len, column)) for column in cells]
+        lines = [" ".join(c.rjust(w) for c, w in zip(line, widths)) for line in zip(*cells)]
+        return "\n".join(lines) + "\n" + CER_NOTE
+    cells = [_cells(values, kind, "{:.2f}", "–") for _, values, kind in shown]
+    lines = ["| " + " | ".join(name for name, _, _ in shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") if kind != "float" else c for c, (_, _, kind) in zip(row, shown))
+              + " |" for row in zip(*cells)]
+    return "\n".join(lines) + "\n\n" + CER_NOTE
 
 
 def _latex_symbols(text: str) -> str:
@@ -149,6 +207,8 @@ def _latex_symbols(text: str) -> str:
 
 def markdown(df: pd.DataFrame, float_format: str = "{:.2f}") -> str:
     """A GitHub Markdown table (pandas' to_markdown needs tabulate, which we do not depend on)."""
+    import pandas as pd
+
     def cell(v):
         if isinstance(v, float):
             return "–" if pd.isna(v) else float_format.format(v)
@@ -162,6 +222,8 @@ def markdown(df: pd.DataFrame, float_format: str = "{:.2f}") -> str:
 
 def published() -> pd.DataFrame:
     """Published numbers: columns model, dataset, metric, value, source."""
+    import pandas as pd
+
     with resources.files("unimumer_lib.resources").joinpath(PUBLISHED_CSV).open(encoding="utf-8") as fh:
         return pd.read_csv(fh)
 
@@ -173,6 +235,8 @@ def main_table(results: Mapping[str, Path | str | dict], model: str = "ours", in
     ``results`` maps a dataset name (e.g. "CROHME 2014") to a prediction file or an ``evaluate_files`` row.
     Published rows (``resources/published.csv``) come first; missing cells are NaN.
     """
+    import pandas as pd
+
     long = []
     for dataset, result in results.items():
         row = result if isinstance(result, dict) else evaluate_files([Path(result)])[0]
@@ -223,6 +287,8 @@ def arm_results(root: Path | str, arms: list[str], tests: Mapping[str, str]) -> 
 def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[str, str]) -> pd.DataFrame:
     """The main table of a paper run: published rows, then one row ``names[arm]`` per arm (ExpRate/≤1/≤2 per
     test set)."""
+    import pandas as pd
+
     tables = [main_table(dict(rows), model=names[arm], include_published=i == 0)
               for i, (arm, rows) in enumerate(results.items())]
     columns = list(dict.fromkeys(c for table in tables for c in table.columns))  # an arm may have more test sets
@@ -232,6 +298,8 @@ def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[s
 def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
     """Rows: arms; columns: ExpRate, ≤1, ≤2 per test set. ``published.csv`` holds no ablation rows, so none are
     added."""
+    import pandas as pd
+
     table = pd.DataFrame({arm: {f"{label} {HEADERS[key]}": row[key] for label, row in rows.items()
                                 for key in MAIN_METRICS} for arm, rows in results.items()}).T
     table.index.name = "arm"
@@ -241,6 +309,8 @@ def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
 def paired_table(root: Path | str, base: str, arm: str, tests: Mapping[str, str], seed: int = 0) -> pd.DataFrame:
     """``arm`` − ``base`` per test set and metric (ExpRate, ≤1, ≤2) over the same expressions: both rates, the
     difference in points with its paired bootstrap 95 % interval, fixed/broken counts, McNemar's exact p."""
+    import pandas as pd
+
     from .compare import compare
 
     rows = []
@@ -254,6 +324,8 @@ def paired_table(root: Path | str, base: str, arm: str, tests: Mapping[str, str]
 
 def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
     """(dataset, metric) columns -> "dataset metric" strings, for CSV."""
+    import pandas as pd
+
     out = table.copy()
     if isinstance(out.columns, pd.MultiIndex):
         out.columns = [f"{d} {m}" for d, m in out.columns]
@@ -262,6 +334,8 @@ def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Path]:
     """``out/<name>.csv`` (4 decimals), ``.md`` and ``.tex`` (2 decimals); returns {format: path}."""
+    import pandas as pd
+
     from .files import atomic_write_text
 
     flat = flat_columns(table)
@@ -293,6 +367,8 @@ def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, st
 
 def read_table_csv(path: Path | str) -> pd.DataFrame:
     """A table written by ``write_table`` (first column = row names)."""
+    import pandas as pd
+
     return pd.read_csv(path, index_col=0)
 
 
@@ -309,6 +385,8 @@ def structure_classes(caption: str) -> list[str]:
 def structure_table(preds: list[Prediction]) -> pd.DataFrame:
     """ExpRate by structure class of the ground truth (a prediction counts in every class it has):
     columns structure, n, exprate (percent)."""
+    import pandas as pd
+
     rows = []
     order = list(STRUCTURE_CLASSES) + [label for _, label in DEPTH_BUCKETS]
     for name in order:

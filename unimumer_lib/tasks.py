@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from tqdm.auto import tqdm
-
 from . import edl
 from .files import atomic_write_text
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, load_records, open_image_checked,
@@ -107,6 +105,8 @@ def split_answer(target: str) -> tuple[str, str]:
 def caption_rows(items: Iterable[tuple[str, str, str]], tasks: Iterable[str] = CAPTION_TASKS,
                  progress: bool = True) -> tuple[dict[str, list[dict]], list[tuple[str, str, str]]]:
     """(id, caption, image) items -> ({task: rows}, rejects [(id, task, reason)])."""
+    from tqdm.auto import tqdm
+
     tasks = _check_tasks(tasks)
     rows: dict[str, list[dict]] = {t: [] for t in tasks}
     rejects = []
@@ -246,6 +246,8 @@ def caption_items(captions, require_images: bool = True, root=None) -> tuple[lis
     """Any ``records.load_records`` layout -> (id, caption, image) items and the ids whose image is missing,
     as rejects [(id, reason)]. With ``require_images`` False a missing image is kept at the path where
     ``unimumer prepare`` puts it (``images/<id>.png`` beside the captions) and nothing is rejected."""
+    from tqdm.auto import tqdm
+
     captions = Path(captions)
     folder = captions if captions.is_dir() else captions.parent
     records = load_records(captions, root) if require_images else read_any(captions, root)
@@ -332,6 +334,8 @@ def _build_task_files(out, tasks, captions=None, predictions=None, prefix: str =
     ``held_out_index``) or whose image lies in a ``test*`` folder raise HeldOutImageLeak before anything is
     written (``allow_test_images``: a loud warning instead).
     """
+    from tqdm.auto import tqdm
+
     from . import config
 
     index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)

@@ -1,4 +1,8 @@
-"""Worker processes for the batch commands: results in input order, stopped at once on Ctrl-C, never orphaned.
+"""Worker processes and threads for the batch commands: how many (``cores``, ``threads``), results in input
+order, stopped at once on Ctrl-C, never orphaned.
+
+``threads`` is the one thread policy: a count given wins, else ``OMP_NUM_THREADS``, else the cores left per
+worker process; never more threads x workers than cores (``benchmarks/bench_threads.py`` measures it).
 
 Workers ignore SIGINT: the parent gets the KeyboardInterrupt and terminates the whole pool, so one Ctrl-C stops
 everything within about a second. Each worker asks Linux to kill it when its parent dies (``PR_SET_PDEATHSIG``),
@@ -44,6 +48,22 @@ def imap_ordered(fn: Callable, jobs: Iterable, workers: int, chunksize: int = 16
         raise
     finally:
         pool.join()
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which a container or ``taskset`` narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads(requested: int | None = None, workers: int = 1) -> int:
+    """Threads for each of ``workers`` processes: ``requested`` when given, else ``OMP_NUM_THREADS`` when set,
+    else the cores per worker; capped so that threads x workers never exceeds the cores (at least 1)."""
+    if requested is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        requested = int(env) if env.isdigit() and int(env) > 0 else cores()
+    if requested < 1:
+        raise ValueError(f"threads must be >= 1, got {requested}")
+    return max(1, min(requested, cores() // max(1, workers)))
 
 
 def gpu_processes(processes: int | None = None) -> int:
