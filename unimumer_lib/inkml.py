@@ -240,6 +240,34 @@ def find_inkml(folder) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if is_inkml(p))
 
 
+LISTING_SEP = "\x00"  # joins path parts in inkml_listing: it sorts below every character, as Path order needs
+
+
+def inkml_listing(folder):
+    """The files of ``find_inkml(folder)``, in its order, as one numpy array of relative paths (parts joined by
+    ``LISTING_SEP``, UTF-8 bytes): about a file name's length per file instead of a ``Path`` object each, for
+    corpora of hundreds of thousands of files. Symlinked folders are not entered, as ``Path.rglob`` does not."""
+    import os
+
+    import numpy as np
+
+    folder = Path(folder)
+    blocks = []
+    for top, dirs, files in os.walk(folder):
+        dirs.sort()
+        rel = Path(top).relative_to(folder).parts
+        names = [LISTING_SEP.join((*rel, f)).encode("utf-8", "surrogateescape") for f in files
+                 if f.lower().endswith(INKML_SUFFIX) and os.path.isfile(os.path.join(top, f))]
+        if names:
+            blocks.append(np.array(names, dtype=bytes))
+    return np.sort(np.concatenate(blocks)) if blocks else np.array([], dtype="S1")
+
+
+def listing_path(folder, entry) -> Path:
+    """The path of one ``inkml_listing`` entry."""
+    return Path(folder).joinpath(*entry.decode("utf-8", "surrogateescape").split(LISTING_SEP))
+
+
 def read_inkml_folder(folder) -> tuple[list[Ink], list[Reject]]:
     """Read every .inkml under ``folder``; a bad file becomes a Reject(path, reason), never an exception."""
     inks, rejects = [], []

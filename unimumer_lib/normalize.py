@@ -41,7 +41,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .latex import ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, tokenize
+from .latex import (ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK,
+                    braces_balanced, normalize as latex_normalize, tokenize)
 from .predictions import Prediction, read_predictions, write_predictions
 from .files import atomic_write_text
 
@@ -278,15 +279,20 @@ def normalize_prediction(text: str) -> str:
 Dropped = list[tuple[Prediction, Removed]]
 
 
+def normalize_texts(texts: list[str]) -> tuple[list[str], int]:
+    """``latex.normalize`` on each text whose braces balance; the others stay as they are (normalising them
+    would invent closing braces). Returns the texts and how many were left unbalanced."""
+    out = [latex_normalize(t) if braces_balanced(t) else t for t in texts]
+    return out, sum(not braces_balanced(t) for t in texts)
+
+
 def normalize_predictions(preds: list[Prediction], style: str) -> tuple[list[Prediction], Dropped]:
     """(kept, removed) after normalising ``gt`` and ``pred`` in ``style`` (one of STYLES); ``crohme``
-    (``report.normalize_texts``: texts with unbalanced braces stay as they are) removes nothing; ``unimumer``
+    (``normalize_texts``: texts with unbalanced braces stay as they are) removes nothing; ``unimumer``
     removes the items whose ground truth the published protocol removes."""
     if style not in STYLES:
         raise ValueError(f"unknown normalisation style {style!r}; expected one of {', '.join(STYLES)}")
     if style == "crohme":
-        from .report import normalize_texts
-
         gts, _ = normalize_texts([p.gt for p in preds])
         hyps, _ = normalize_texts([p.pred for p in preds])
         return [replace(p, gt=g, pred=h) for p, g, h in zip(preds, gts, hyps)], []

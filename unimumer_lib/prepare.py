@@ -19,14 +19,16 @@ import hashlib
 import io
 import json
 from collections import Counter
+from collections import deque
 from contextlib import closing
+import tempfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .families import INKML_FAMILIES
-from .inkml import InkmlError, caption_of, find_inkml, ink_from_xml, is_inkml
-from .files import atomic_write_bytes, atomic_write_text, remove_temp_files
+from .inkml import InkmlError, caption_of, find_inkml, ink_from_xml, inkml_listing, is_inkml, listing_path
+from .files import atomic_write_bytes, atomic_write_text, atomic_write_with, remove_temp_files
 from .outdir import OutputLock, is_empty_dir
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
                       Record, read_comer, unsafe_id, write_captions)
@@ -183,7 +185,12 @@ def stratified(paths: list[Path], limit: int | None, split_dir: Path) -> list[Pa
 
 
 def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous) -> dict:
-    paths = stratified(find_inkml(split_dir), limit, split_dir)
+    """One split, in memory that does not grow with the corpus: the files are listed as one compact array, the
+    captions, sources and image records stream to disk as they come, and the manifest is written from there."""
+    listing = inkml_listing(split_dir)
+    if limit:
+        keep = set(stratified([listing_path(split_dir, e) for e in listing], limit, split_dir))
+        listing = listing[[listing_path(split_dir, e) in keep for e in listing]]
     image_dir = out_dir / IMAGES_DIR
     items = _previous_items(out_dir, previous)
     owned = set(items) | set(previous.get("source_of") or {})  # ids whose image an earlier run wrote
@@ -193,70 +200,154 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
                 "images": images}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps({**settings, "complete": False, "items": items},
                                                           indent=1, ensure_ascii=False) + "\n")
-
-    rejects: list[tuple[Path, str]] = []
-    first_seen: dict[str, Path] = {}
-    jobs = []
-    for path in paths:
-        stem = path.stem
-        if any(c in stem for c in BAD_NAME_CHARS):
-            rejects.append((path, "file name holds a tab or newline, which caption.txt cannot hold"))
-            continue
-        if stem in first_seen:
-            rejects.append((path, f"duplicate id {stem!r} (also {first_seen[stem].relative_to(root)})"))
-            continue
-        first_seen[stem] = path
-        png = str(image_dir / f"{stem}{IMAGE_SUFFIX}") if images else None
-        jobs.append((str(path), png, height, items.get(stem)))
-
+    (out_dir / JOURNAL_FILE).write_text("", encoding="utf-8")  # the manifest above now holds what it held
+    rejects = _listing_rejects(listing, split_dir, root)
     workers = default_workers() if workers is None else workers
-    records, written = [], {}
     if images:
         image_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(out_dir / JOURNAL_FILE, "a", encoding="utf-8") as journal, \
-                closing(imap_ordered(_prepare_one, jobs, workers, chunksize=32)) as results:
-            # the bar first: zip then exhausts it, so it closes at total (green in JupyterLab, not stuck at n-1)
-            for (key, caption, reason, item), (path, *_) in zip(
-                    tqdm(results, total=len(jobs), desc=split_dir.name, unit="expr", mininterval=1.0), jobs):
-                if reason is not None:
-                    rejects.append((Path(path), reason))
-                    continue
-                records.append(Record(id=key, caption=caption, source=source_of(Path(path), split_dir),
-                                      split=split_dir.name))
-                if item is not None:
-                    written[key] = item
-                    journal.write(json.dumps({"id": key, **item}) + "\n")
-                    journal.flush()
-    except BaseException:
-        remove_temp_files(out_dir, image_dir)  # the workers are gone: what they left half-written goes too
-        raise
-    rejects.sort(key=lambda r: str(r[0]))
+    counts = {"written": 0, "sources": Counter(), "total": len(listing) - len(rejects)}
+    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=out_dir) as sources:
+        def write_captions_streamed(tmp):
+            with open(tmp, "w", encoding="utf-8") as captions, \
+                    open(out_dir / JOURNAL_FILE, "a", encoding="utf-8") as journal:
+                _prepare_stream(_jobs(listing, split_dir, image_dir if images else None, height, items, rejects),
+                                workers, split_dir, captions, sources, journal, rejects, counts)
 
-    if images and not limit:  # a full run: our images of files gone or now rejected go; nothing else does
-        for stem in owned - set(written):
-            (image_dir / f"{stem}{IMAGE_SUFFIX}").unlink(missing_ok=True)
-        items = written
-    else:  # a partial run keeps the other images it made (and their records) for the next full run
-        items = {k: v for k, v in items.items() if (image_dir / f"{k}{IMAGE_SUFFIX}").exists()} | written
-
-    manifest = {
-        **settings,
-        "complete": True,
-        "read": len(paths),
-        "written": len(records),
-        "rejected": len(rejects),
-        "sources": dict(sorted(Counter(r.source for r in records).items())),
-        "source_of": {r.id: r.source for r in records},
-        "rejects": [{"file": str(p.relative_to(root)), "reason": why} for p, why in rejects],
-        "items": dict(sorted(items.items())),
-    }
-    lines = ["\t".join(REJECTS_HEADER)] + [f"{r['file']}\t{r['reason']}" for r in manifest["rejects"]]
-    write_captions(out_dir / CAPTION_FILE, records)
-    atomic_write_text(out_dir / REJECTS_FILE, "\n".join(lines) + "\n")
-    atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+        try:
+            atomic_write_with(out_dir / CAPTION_FILE, write_captions_streamed)
+        except BaseException:
+            remove_temp_files(out_dir, image_dir)  # the workers are gone: what they left half-written goes too
+            raise
+        written = None
+        if (images and owned) or not images or limit:  # the ids this run wrote, when something needs them
+            written = _journal_items(out_dir / JOURNAL_FILE)
+        if images and not limit:  # a full run: our images of files gone or now rejected go; nothing else does
+            for stem in owned - set(written or ()):
+                (image_dir / f"{stem}{IMAGE_SUFFIX}").unlink(missing_ok=True)
+            kept = None  # the items are this run's journal, streamed into the manifest
+        else:  # a partial run keeps the other images it made (and their records) for the next full run
+            kept = dict(sorted(({k: v for k, v in items.items() if (image_dir / f"{k}{IMAGE_SUFFIX}").exists()}
+                                | (written or {})).items()))
+        rejects.sort(key=lambda r: str(r[0]))
+        summary = {**settings, "complete": True, "read": len(listing), "written": counts["written"],
+                   "rejected": len(rejects), "sources": dict(sorted(counts["sources"].items())),
+                   "rejects": [{"file": str(p.relative_to(root)), "reason": why} for p, why in rejects]}
+        lines = ["\t".join(REJECTS_HEADER)] + [f"{r['file']}\t{r['reason']}" for r in summary["rejects"]]
+        atomic_write_text(out_dir / REJECTS_FILE, "\n".join(lines) + "\n")
+        sources.seek(0)
+        _write_manifest(out_dir, summary, sources, kept)
     (out_dir / JOURNAL_FILE).unlink(missing_ok=True)
-    return manifest
+    return summary
+
+
+def _listing_rejects(listing, split_dir: Path, root: Path) -> list[tuple[Path, str]]:
+    """Files refused before reading: names caption.txt cannot hold, and every file whose id (stem) an earlier file
+    of the listing already has (found from 8-byte digests, not a set of names)."""
+    import numpy as np
+
+    rejects, digests = [], np.empty(len(listing), dtype=np.uint64)
+    for i, entry in enumerate(listing):
+        stem = listing_path(split_dir, entry).stem
+        if any(c in stem for c in BAD_NAME_CHARS):
+            rejects.append((listing_path(split_dir, entry), "file name holds a tab or newline, which caption.txt "
+                                                            "cannot hold"))
+            stem = f"{BAD_NAME_CHARS[0]}{i}"  # a key no other file has: never a duplicate as well
+        digests[i] = int.from_bytes(hashlib.blake2b(stem.encode("utf-8", "surrogateescape"), digest_size=8).digest(),
+                                    "little")
+    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+    for i in np.flatnonzero(first[inverse] != np.arange(len(listing))):
+        path, earlier = listing_path(split_dir, listing[i]), listing_path(split_dir, listing[first[inverse[i]]])
+        if path.stem == earlier.stem:  # (equal digests of different ids: not a duplicate)
+            rejects.append((path, f"duplicate id {path.stem!r} (also {earlier.relative_to(root)})"))
+    return rejects
+
+
+def _jobs(listing, split_dir: Path, image_dir: Path | None, height: int, items: dict, rejects: list):
+    """The ``_prepare_one`` jobs of the listing, one at a time, skipping the files already refused."""
+    refused = {str(p) for p, _ in rejects}
+    for entry in listing:
+        path = str(listing_path(split_dir, entry))
+        if path in refused:
+            continue
+        stem = Path(path).stem
+        png = str(image_dir / f"{stem}{IMAGE_SUFFIX}") if image_dir is not None else None
+        yield path, png, height, items.get(stem)
+
+
+def _prepare_stream(jobs, workers: int, split_dir: Path, captions, sources, journal, rejects: list,
+                    counts: dict) -> None:
+    """Run the jobs, writing each caption line, ``id<TAB>source`` line and image record as its result comes."""
+    from tqdm.auto import tqdm
+
+    pending = deque()
+
+    def remembered(jobs):
+        for job in jobs:
+            pending.append(job[0])
+            yield job
+
+    total = counts.get("total")
+    with closing(imap_ordered(_prepare_one, remembered(jobs), workers, chunksize=32)) as results, \
+            tqdm(total=total, desc=split_dir.name, unit="expr", mininterval=1.0) as bar:
+        for key, caption, reason, item in results:
+            path = pending.popleft()
+            bar.update()
+            if reason is not None:
+                rejects.append((Path(path), reason))
+                continue
+            if "\t" in key or "\n" in key or "\n" in caption:
+                raise ValueError(f"record {key!r}: id/caption must not contain tabs or newlines")
+            source = source_of(Path(path), split_dir)
+            captions.write(f"{key}\t{caption}\n")
+            sources.write(f"{key}\t{source}\n")
+            counts["written"] += 1
+            counts["sources"][source] += 1
+            if item is not None:
+                journal.write(json.dumps({"id": key, **item}) + "\n")
+                journal.flush()
+
+
+def _journal_items(journal: Path) -> dict[str, dict]:
+    items = {}
+    if journal.exists():
+        for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+                items[row.pop("id")] = row
+            except (ValueError, KeyError, AttributeError):
+                continue
+    return items
+
+
+def _write_manifest(out_dir: Path, summary: dict, sources, items: dict | None) -> Path:
+    """The finished manifest, streamed: ``summary``'s keys, ``source_of`` from the ``id<TAB>source`` lines and
+    ``items`` (None: this run's journal lines, in file order)."""
+    dump = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write("{\n" + "".join(f" {dump(k)}: {dump(v)},\n" for k, v in summary.items()))
+            out.write(' "source_of": {')
+            for n, line in enumerate(sources):
+                key, source = line.rstrip("\n").split("\t")
+                out.write(("," if n else "") + f"\n  {dump(key)}: {dump(source)}")
+            out.write('\n },\n "items": {')
+            rows = ((k, v) for k, v in items.items()) if items is not None else _journal_rows(out_dir / JOURNAL_FILE)
+            for n, (key, item) in enumerate(rows):
+                out.write(("," if n else "") + f"\n  {dump(key)}: {dump(item)}")
+            out.write("\n }\n}\n")
+
+    return atomic_write_with(out_dir / MANIFEST_FILE, write)
+
+
+def _journal_rows(journal: Path):
+    with open(journal, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+                yield row.pop("id"), row
+            except (ValueError, KeyError, AttributeError):
+                continue
 
 
 def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128, workers: int | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from . import metrics
-from .latex import braces_balanced
+from .normalize import normalize_texts
 from .predictions import Prediction, read_columns, read_predictions
 from .files import atomic_write_text
 
@@ -34,15 +34,6 @@ _RULE = "=" * 60
 DATASETS = ("CROHME 2014", "CROHME 2016", "CROHME 2019", "HME100K")
 MAIN_METRICS = ("exprate", "le1", "le2")
 PUBLISHED_CSV = "published.csv"
-
-
-def normalize_texts(texts: list[str]) -> tuple[list[str], int]:
-    """``latex.normalize`` on each text whose braces balance; the others stay as they are (normalising them
-    would invent closing braces). Returns the texts and how many were left unbalanced."""
-    from .latex import normalize as normalize_latex
-
-    out = [normalize_latex(t) if braces_balanced(t) else t for t in texts]
-    return out, sum(not braces_balanced(t) for t in texts)
 
 
 def score_predictions(preds: list[Prediction], normalize: bool | str | None = False) -> dict:

@@ -15,6 +15,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 PR_SET_PDEATHSIG = 1
@@ -33,15 +34,24 @@ def _init_worker(parent: int) -> None:
 def imap_ordered(fn: Callable, jobs: Iterable, workers: int, chunksize: int = 16) -> Iterator:
     """``map(fn, jobs)`` over ``workers`` processes (in this process when ``workers <= 1``), in input order.
 
-    Leaving early (an exception, Ctrl-C, or the caller closing the generator) terminates the workers.
+    Jobs are taken from the iterable a block at a time (never all of them at once), so a generator of jobs keeps
+    memory constant. Leaving early (an exception, Ctrl-C, or the caller closing the generator) terminates the
+    workers.
     """
-    jobs = list(jobs)
-    if workers <= 1 or len(jobs) <= 1:
+    jobs = iter(jobs)
+    if workers <= 1:
         yield from map(fn, jobs)
         return
-    pool = multiprocessing.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(os.getpid(),))
+    block = max(1, workers * chunksize * 8)
+    first = list(islice(jobs, block))
+    if len(first) <= 1:
+        yield from map(fn, first)
+        return
+    pool = multiprocessing.Pool(min(workers, len(first)), initializer=_init_worker, initargs=(os.getpid(),))
     try:
-        yield from pool.imap(fn, jobs, chunksize)
+        while first:
+            yield from pool.imap(fn, first, chunksize)
+            first = list(islice(jobs, block))
         pool.close()
     except BaseException:
         pool.terminate()
