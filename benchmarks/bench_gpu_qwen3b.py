@@ -108,7 +108,8 @@ def batch_inputs(batch: int, side: int, device: str, dtype: torch.dtype, with_an
     if with_answer:
         labels[:, -ANSWER_TOKENS:] = input_ids[:, -ANSWER_TOKENS:]
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
-            "pixel_values": vis["pixel_values"].to(device, dtype), "image_grid_thw": vis["image_grid_thw"].to(device)}, n_img
+            "pixel_values": vis["pixel_values"].to(device, dtype),
+            "image_grid_thw": vis["image_grid_thw"].to(device)}, n_img
 
 
 def sync(device):

@@ -183,8 +183,8 @@ def main() -> int:
 
         captions, _ = crohme_captions()
         fns = official_functions(args.official_preprocess, ("get_symbol_counts", "make_count_dict2str"))
-        ours, theirs = compare_per_caption(count_text, lambda c: fns["make_count_dict2str"](fns["get_symbol_counts"](c)),
-                                           captions, args.repeat)
+        official = lambda c: fns["make_count_dict2str"](fns["get_symbol_counts"](c))  # noqa: E731
+        ours, theirs = compare_per_caption(count_text, official, captions, args.repeat)
         rows.append((f"symbol counting, {len(captions):,} CROHME captions", f"{ours:,.0f}/s", f"{theirs:,.0f}/s",
                      f"{ours / theirs:.2f}x throughput", "outputs equal"))
         package = args.official_preprocess.parent / "unimumer_tree" / "latex2tree.py"

@@ -155,7 +155,8 @@ def concurrent_trials(work: Path, split: Path) -> list[bool]:
     captions = (split / "caption.txt").read_text().splitlines()
     for i in range(3000):
         (big / "images" / f"b{i:04d}.png").write_bytes((split / "images" / f"s{i % 16:02d}.png").read_bytes())
-    (big / "caption.txt").write_text("".join(f"b{i:04d}\t{captions[i % 16].split(chr(9), 1)[1]}\n" for i in range(3000)))
+    (big / "caption.txt").write_text("".join(f"b{i:04d}\t{captions[i % 16].split(chr(9), 1)[1]}\n"
+                                             for i in range(3000)))
     runs["tasks"] = (["tasks", "--captions", big, "--tasks", "vanilla,tree,can", "--out", work / "c_tasks"],
                      work / "c_tasks" / ".unimumer.lock")
     results = []

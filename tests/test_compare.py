@@ -33,7 +33,8 @@ def test_paired_bootstrap_interval():
     assert diff == pytest.approx(100 * fixed / 2000)
     # The paired standard error of a mean of 0/1 increments: sqrt(p(1-p)/n) with p = fixed/n.
     se = 100 * np.sqrt((fixed / 2000) * (1 - fixed / 2000) / 2000)
-    assert low == pytest.approx(diff - 1.96 * se, abs=0.35 * se) and high == pytest.approx(diff + 1.96 * se, abs=0.35 * se)
+    assert low == pytest.approx(diff - 1.96 * se, abs=0.35 * se)
+    assert high == pytest.approx(diff + 1.96 * se, abs=0.35 * se)
     assert low > 0
 
 

@@ -1,4 +1,5 @@
-"""Faults and bad input: bad coordinates, stale or foreign outputs, locks, Ctrl-C, kill -9, odd encodings, CLI errors."""
+"""Faults and bad input: bad coordinates, stale or foreign outputs, locks, Ctrl-C, kill -9, odd encodings, CLI
+errors."""
 
 from __future__ import annotations
 
@@ -350,7 +351,8 @@ def test_tasks_into_a_prepared_split_fails_before_writing(src, tmp_path, capsys)
 def test_unwritable_out_is_one_line(src, tmp_path):
     (tmp_path / "file").write_text("")
     result = run_cli("prepare", "crohme", "--src", src, "--out", tmp_path / "file/x", "--workers", "2")
-    assert result.returncode == 2 and result.stderr == f"unimumer prepare: error: {tmp_path / 'file/x'}: Not a directory\n"
+    assert result.returncode == 2
+    assert result.stderr == f"unimumer prepare: error: {tmp_path / 'file/x'}: Not a directory\n"
     if os.geteuid() != 0:  # root writes into read-only folders
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o555)

@@ -76,7 +76,8 @@ def test_saved_folder_has_the_legacy_files(hub, tmp_path):
     model, processor = load_model(hub, dtype="float32")
     out = save(model, processor, tmp_path / "final")
     legacy = json.loads((out / "preprocessor_config.json").read_text())
-    assert legacy["image_processor_type"] == "Qwen2VLImageProcessor" and legacy["max_pixels"] == PREPROCESSOR["max_pixels"]
+    assert legacy["image_processor_type"] == "Qwen2VLImageProcessor"
+    assert legacy["max_pixels"] == PREPROCESSOR["max_pixels"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hidden_size"] == cfg["text_config"]["hidden_size"] and cfg["rope_scaling"]["type"] == "mrope"
     assert json.loads((out / "generation_config.json").read_text()).get("repetition_penalty", 1.0) == 1.0

@@ -5,7 +5,6 @@ folder (here a temporary one), never beside the notebooks."""
 from __future__ import annotations
 
 import nbformat
-import pytest
 
 from unimumer_lib import config
 from unimumer_lib.reproduce import NOTEBOOKS_DIR, run_notebook

@@ -119,7 +119,7 @@ def test_decoding_settings_used_by_infer_and_mining(hub, vanilla):
     settings = decoding(processor.tokenizer, max_new_tokens=8)
     settings.update(output_scores=True, output_logits=True, return_dict_in_generate=True)
     out = recorder._generate(**inputs, generation_config=settings)
-    assert out.scores and all(torch.equal(s, l) for s, l in zip(out.scores, out.logits))
+    assert out.scores and all(torch.equal(s, lg) for s, lg in zip(out.scores, out.logits))
     official = decoding(processor.tokenizer, "official")
     assert (official.do_sample, official.temperature, official.top_p, official.top_k) == (
         True, OFFICIAL_SAMPLING["temperature"], OFFICIAL_SAMPLING["top_p"], OFFICIAL_SAMPLING["top_k"])

@@ -40,7 +40,8 @@ TEXT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>\\frac { x 
 
 def _old_transformers():
     if not (TARGET / "transformers").is_dir():
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(TARGET), *OLD],
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(TARGET),
+                               *OLD],
                               capture_output=True, text=True)
         if done.returncode:
             pytest.skip(f"{OLD[0]} could not be installed from PyPI: {done.stderr[-300:]}")

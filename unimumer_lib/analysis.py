@@ -144,7 +144,8 @@ def error_class_table(samples: pd.DataFrame) -> pd.DataFrame:
     wrong = samples[~samples["correct"]]
     counts = wrong["error_class"].value_counts().reindex(list(ERROR_CLASSES), fill_value=0)
     total = max(1, len(wrong))
-    return pd.DataFrame({"error_class": counts.index, "n": counts.values, "percent_of_errors": 100.0 * counts.values / total})
+    return pd.DataFrame({"error_class": counts.index, "n": counts.values,
+                         "percent_of_errors": 100.0 * counts.values / total})
 
 
 def length_table(samples: pd.DataFrame, bins: Sequence[int] = LENGTH_BINS) -> pd.DataFrame:

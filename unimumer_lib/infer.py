@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .records import Record, load_records
 from .tasks import PROMPTS
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
 
 PARTIAL_SUFFIX = ".partial.jsonl"
 RUN_SUFFIX = ".run.json"

@@ -14,8 +14,9 @@ Per sample: token Levenshtein distance d (``unimumer_lib.align.distance``, rapid
 - structure rate: ExpRate after mapping every symbol token to one placeholder and keeping the structure tokens
   (``unimumer_lib.latex.STRUCTURE_TOKENS``): "is the layout right, whatever the symbols".
 
-All rates are percentages except ``cer`` (a fraction, as published). Tokenisation is ``str.split()`` as in the published evaluation, not
-``latex.tokenize``, so an un-spaced prediction is scored as the published script scores it.
+All rates are percentages except ``cer`` (a fraction, as published). Tokenisation is ``str.split()`` as in the
+published evaluation, not ``latex.tokenize``, so an un-spaced prediction is scored as the published script scores
+it.
 """
 
 from __future__ import annotations

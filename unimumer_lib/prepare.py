@@ -277,7 +277,6 @@ def _jobs(listing, split_dir: Path, image_dir: Path | None, height: int, items: 
 def _prepare_stream(jobs, workers: int, split_dir: Path, captions, sources, journal, rejects: list,
                     counts: dict) -> None:
     """Run the jobs, writing each caption line, ``id<TAB>source`` line and image record as its result comes."""
-    from tqdm.auto import tqdm
 
     pending = deque()
 

@@ -442,7 +442,8 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     if train_processes and not paper:
         raise ValueError("--train-processes needs a paper-pipeline profile")
     if arms and not paper:
-        raise ValueError(f"--arms needs a paper profile ({', '.join(k for k, v in PROFILES.items() if v.get('pipeline'))})")
+        paper = ", ".join(k for k, v in PROFILES.items() if v.get("pipeline"))
+        raise ValueError(f"--arms needs a paper profile ({paper})")
     arms = parse_arms(arms or p.get("arms")) if paper else None
     hme100k = Path(data_hme100k).resolve() if data_hme100k else None
     if hme100k is not None:

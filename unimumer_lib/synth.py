@@ -383,7 +383,8 @@ def glyph_strokes(char: str) -> tuple[np.ndarray, ...]:
         char = "A"
     font, key = _HERSHEY.get(char) or (("greek", _GREEK_KEYS[char]) if char in _GREEK_KEYS else ("futural", char))
     glyph = _hershey_font(font).all_glyphs.get(key)
-    if glyph is None or char not in _GREEK_KEYS and char not in _HERSHEY and not (char.isascii() and char.isprintable()):
+    printable = char.isascii() and char.isprintable()
+    if glyph is None or char not in _GREEK_KEYS and char not in _HERSHEY and not printable:
         raise ValueError(f"no Hershey glyph for {char!r} (U+{ord(char):04X})")
     strokes = tuple(np.array(s, dtype=np.float64) * [1, 1 if flip else -1] for s in glyph.strokes if len(s) > 0)
     return strokes
