@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from unimumer_lib.predictions import (KNOWN_KEYS, Prediction, duplicate_ids, missing_ids, read_predictions,
-                                      write_predictions)
+from unimumer_lib.predictions import (KNOWN_KEYS, Prediction, duplicate_ids, missing_ids, read_columns,
+                                      read_predictions, write_predictions)
 
 
 def dump(tmp_path, data, name="pred.json"):
@@ -90,3 +90,30 @@ def test_write_validates(tmp_path):
 def test_image_path_is_optional(tmp_path):
     rows = [{k: v for k, v in record(0).items() if k != "image_path"}]
     assert read_predictions(dump(tmp_path, rows))[0].image_path == ""
+
+
+@pytest.mark.parametrize("rows", [
+    [record(0), {k: v for k, v in record(1).items() if k != "gt"}],
+    [record(0), record(1), record(2, pred=None)],
+    [record(0), record(1, img_id=7)],
+    [record(0), "x"],
+    [record(0), record(1, image_path=3)],
+    [record(0), record(1), record(0, pred="y")],
+    [],
+])
+def test_read_columns_refuses_what_read_predictions_refuses_with_the_same_message(tmp_path, rows):
+    path = dump(tmp_path, rows)
+    with pytest.raises(ValueError) as theirs:
+        read_predictions(path)
+    with pytest.raises(ValueError) as ours:
+        read_columns(path)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_read_columns_holds_the_records_texts(reference_predictions, tmp_path):
+    preds = read_predictions(reference_predictions)
+    columns = read_columns(reference_predictions, ("img_id", "gt", "pred", "dataset"))
+    assert columns["gt"] == [p.gt for p in preds] and columns["pred"] == [p.pred for p in preds]
+    assert columns["img_id"] == [p.img_id for p in preds] and set(columns["dataset"]) == {None}
+    rows = [record(0, dataset="a"), record(1, image_path=None)]
+    assert read_columns(dump(tmp_path, rows), ("dataset",)) == {"dataset": ["a", None]}
