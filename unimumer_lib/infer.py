@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .records import Record, load_records
-from .tasks import PROMPTS
+from .taskspec import MAX_NEW_TOKENS, PROMPTS, TASKS, extract_answer
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
@@ -37,7 +37,6 @@ OFFICIAL_MAX_TOKENS = 2048
 # New-token budgets per task, in Qwen tokens, about 2x or more the longest target so no answer is cut. Longest
 # targets with the Qwen tokenizer (+ <|im_end|>), CROHME test2014 / train: vanilla 240 / 133, tree 747 / 377,
 # can 308 / 244; error_find is a marked caption, error_fix a correction log + caption.
-MAX_NEW_TOKENS = {"vanilla": 512, "tree": 2048, "can": 1024, "error_find": 768, "error_fix": 1024}
 
 
 def _open_image(image):
@@ -105,9 +104,8 @@ def generate(model, processor, images: list, prompt: str = PROMPTS["vanilla"], s
 
 
 def extract(text: str, task: str) -> str:
-    from .metrics import extract_answer
-
-    return extract_answer(text, "vanilla" if task not in ("tree", "can") else task)
+    """The LaTeX of a model output of ``task`` (a task not registered: the whole output, as vanilla)."""
+    return extract_answer(text, task if task in TASKS else "vanilla")
 
 
 class StaleOutput(ValueError):

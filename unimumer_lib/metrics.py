@@ -22,7 +22,6 @@ it.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -416,56 +415,4 @@ def exprate_by_group(groups: Sequence[str], d: np.ndarray) -> dict[str, tuple[in
 
 # ---------------------------------------------------------------- answer extraction
 
-TASKS = ("auto", "vanilla", "tree", "can")
-_FENCE = re.compile(r"```[a-zA-Z]*\n?(.*?)```", re.S)
-_LABEL = re.compile(r"^(final answer|answer|latex( format)?|result)\s*[:：]\s*", re.I)
-# A Tree-CoT node line (``unimumer_lib.tree``): tab-indented, or ``symbol (relation)``.
-_TREE_LINE = re.compile(r"^(\t|\S+ \([a-z_]+\)$)")
-
-
-def extract_answer(text: str, task: str = "auto", normalize: bool = False) -> str:
-    """The LaTeX answer in a model output.
-
-    vanilla: the whole output. tree / can / auto: the last non-empty line (Tree-CoT and symbol-counting
-    outputs end with the LaTeX). Code fences, ``$``/``\\[ \\]`` delimiters and an "Answer:" label are stripped.
-    A Tree-CoT output whose last line is still a tree node line (no final LaTeX line) is
-    turned back into LaTeX tokens with ``unimumer_lib.tree.tree_text_to_tokens``.
-    ``normalize`` applies ``unimumer_lib.latex.normalize`` (off by default: published scores are exact).
-    """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    if not isinstance(text, str):
-        raise TypeError(f"model output must be a string, got {type(text).__name__}")
-    fenced = _FENCE.findall(text)
-    body = fenced[-1] if fenced and task == "vanilla" else _FENCE.sub(lambda m: m.group(1), text)
-    lines = [line for line in body.splitlines() if line.strip()]
-    if not lines:
-        answer = ""
-    elif task == "vanilla":
-        answer = " ".join(lines)
-    elif task in ("tree", "auto") and len(lines) > 1 and _TREE_LINE.match(lines[-1]):
-        answer = _from_tree(body, fallback=lines[-1])
-    else:
-        answer = lines[-1]
-    answer = _strip_delimiters(answer)
-    if normalize:
-        from .latex import normalize as normalize_latex
-        answer = normalize_latex(answer)
-    return answer
-
-
-def _from_tree(text: str, fallback: str) -> str:
-    try:
-        from .tree import tree_text_to_tokens
-        return " ".join(tree_text_to_tokens(text))
-    except (ImportError, ValueError):
-        return fallback
-
-
-def _strip_delimiters(answer: str) -> str:
-    answer = _LABEL.sub("", answer.strip())
-    for left, right in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)")):
-        if answer.startswith(left) and answer.endswith(right) and len(answer) >= len(left) + len(right):
-            answer = answer[len(left):len(answer) - len(right)]
-            break
-    return " ".join(answer.split())
+from .taskspec import extract_answer  # noqa: E402,F401  (read back as each task's spec says; kept here for callers)

@@ -30,9 +30,6 @@ CROHME_COMMANDS = ("\\Delta", "\\alpha", "\\beta", "\\cdot", "\\cdots", "\\cos",
                    "\\gamma", "\\geq", "\\gt", "\\in", "\\infty", "\\lambda", "\\ldots", "\\leq", "\\log", "\\lt",
                    "\\mu", "\\neq", "\\phi", "\\pi", "\\pm", "\\prime", "\\rightarrow", "\\sigma", "\\sin",
                    "\\tan", "\\theta", "\\times", "\\{", "\\}", "\\limits", "\\mbox", "\\left", "\\right")
-TREE_WORDS = ("(above)", "(below)", "(sup)", "(sub)", "(right)", "(nextline)", "(begin_", "(end_", "{cases}",
-              "{matrix}", "{pmatrix}", "{bmatrix}", "<error_start>", "<error_end>", "<deleted>", "REPLACE:",
-              "INSERT:", "DELETE:", " -> ", " after ")
 
 # Optional keys: "rope_theta" (default 10000) and "mrope" (temporal, height) rotary sections, width taking the rest.
 SIZES = {
@@ -179,11 +176,11 @@ def set_pixel_bounds(processor, min_pixels: int | None = None, max_pixels: int |
 
 def latex_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: CROHME symbols, LaTeX structure tokens, task prompts and markers."""
-    from .tasks import PROMPTS
+    from .taskspec import PROMPTS, vocabulary
 
     symbols = ([chr(c) for c in range(33, 127)] + list(CROHME_COMMANDS) + list(FRAC_LIKE) + list(BIG_OPERATORS)
                + list(ACCENTS) + list(RADICALS) + list(ENV_TOKENS) + list(SCRIPT_TOKENS) + [ROW_BREAK])
-    lines = [" ".join(symbols)] * 20 + list(PROMPTS.values()) * 5 + list(TREE_WORDS) * 10
+    lines = [" ".join(symbols)] * 20 + list(PROMPTS.values()) * 5 + list(vocabulary()) * 10
     lines += [f"{s}: {n}" for s in symbols for n in range(1, 4)]
     lines += [f"{s} ^ {{ 2 }} _ {{ i }} {{ {s} }}" for s in symbols]
     return lines

@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, taskspec
 from .families import TEST_SPLIT_LABELS, dataset_label
 from .files import atomic_write_text
 from .outdir import OutputLock
@@ -103,12 +103,10 @@ PROFILES = {
 TEST_SPLIT_CROHME = "test2014"
 # Column names of the tables (report.published() uses the same dataset names).
 DATASET_LABELS = {"test": "synthetic", **TEST_SPLIT_LABELS}  # test2014 ... test2023 (families.py)
-ARMS = ("vanilla", "tree", "edl", "can", "all")
+ARMS = ("vanilla", *taskspec.arms(), "all")  # the ablation: vanilla, each auxiliary arm of the registry, all
 MAIN_ARM = "all"
 BASELINE_ARM = "vanilla"  # notebook 05 compares the main arm against it (what the auxiliary tasks fixed and broke)
 ZERO_SHOT = "zero-shot"  # the untrained model's row beside the arms (profiles with zero_shot)
-# Auxiliary tasks an arm name adds to vanilla ("all" = every one; "tree+edl" = vanilla + tree + EDL).
-AUX_TASKS = {"tree": ("tree",), "edl": ("error_find", "error_fix"), "can": ("can",)}
 RUN_FILE = "run.json"
 REPRODUCE_LOCK = ".unimumer-reproduce.lock"  # the run's own lock; its notebooks lock the folders they write
 HME100K_SPLIT = "hme100k"  # predictions/<main arm>/hme100k.json; its main-table column is families' "HME100K"
@@ -121,13 +119,15 @@ class RunFolderMismatch(ValueError):
 
 
 def arm_tasks(arm: str) -> list[str]:
-    """Training tasks of an arm: vanilla plus the named auxiliary tasks (``all`` = tree+edl+can)."""
-    names = list(AUX_TASKS) if arm == MAIN_ARM else [n for n in arm.split("+") if n != "vanilla"]
-    unknown = [n for n in names if n not in AUX_TASKS]
+    """Training tasks of an arm: vanilla plus the tasks of the named auxiliary arms (``taskspec.arms``: an arm name
+    adds its tasks to vanilla; ``all`` = every one; ``tree+edl`` = vanilla + tree + EDL)."""
+    aux = taskspec.arms()
+    names = list(aux) if arm == MAIN_ARM else [n for n in arm.split("+") if n != "vanilla"]
+    unknown = [n for n in names if n not in aux]
     if unknown or not arm:
-        raise ValueError(f"unknown arm {arm!r}: use vanilla, all, or auxiliary tasks {'+'.join(AUX_TASKS)} "
+        raise ValueError(f"unknown arm {arm!r}: use vanilla, all, or auxiliary tasks {'+'.join(aux)} "
                          f"joined with '+'")
-    return ["vanilla"] + [t for n in AUX_TASKS if n in names for t in AUX_TASKS[n]]
+    return ["vanilla"] + [t for n in aux if n in names for t in aux[n]]
 
 
 def parse_arms(text: str | list[str] | None) -> list[str]:

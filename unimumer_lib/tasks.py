@@ -21,31 +21,9 @@ from . import edl
 from .files import atomic_write_text
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, load_records, open_image_checked,
                       read_any, read_captions, sharegpt_row, write_sharegpt)
-from .tree import TreeError, count_text, tree_text
+from .taskspec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, TASKS, get as task_spec, names as task_names
+from .tree import TreeError
 
-PROMPT_PREFIX = "I have an image of a handwritten mathematical expression"
-# Published Uni-MuMER prompts, byte-exact; the EDL texts come from a third-party copy of the released data.
-PROMPTS = {
-    "vanilla": PROMPT_PREFIX + ". Please write out the expression of the formula in the image using LaTeX format.",
-    "tree": PROMPT_PREFIX + ". Please generate the abstract syntax tree (AST) of the formula in the image, "
-            "and then provide its corresponding LaTeX format.",
-    "can": PROMPT_PREFIX + ". Please identify and count each distinct visible mathematical symbol in the image, "
-           "and then provide its corresponding LaTeX format.",
-    "error_find": PROMPT_PREFIX + " and its OCR recognition result. Please help me to detect possible errors in the "
-                  "recognition result and mark the places where errors occur with <error_start> <error_end> and "
-                  "<deleted>.",
-    "error_fix": PROMPT_PREFIX + " and a predicted formula with error tags, correct the formula by modifying the parts "
-                 "marked with <error_start> and <error_end> and inserting content where <deleted> are present. Output "
-                 "the modifications in a single string with the following format: REPLACE:old -> new for errors to be "
-                 "replaced. INSERT:content after position for missing content. DELETE:to_delete for parts to be "
-                 "removed.",
-}
-
-CAPTION_TASKS = ("vanilla", "tree", "can")
-EDL_TASKS = ("error_find", "error_fix")
-TASKS = CAPTION_TASKS + EDL_TASKS
-ANSWER_SEPARATOR = "\n"  # between the reasoning (tree, counts, correction log) and the final caption
-FORMULA_SEPARATOR = "\n"  # between an EDL prompt and the formula it asks about
 DATASET_INFO = "dataset_info.json"
 TASK_REJECTS = "rejects.tsv"
 TASK_REJECTS_HEADER = ("id", "task", "reason")
@@ -68,15 +46,20 @@ def _check_tasks(tasks: Iterable[str]) -> list[str]:
     return tasks
 
 
+def __getattr__(name: str):
+    """``CAPTION_TASKS`` / ``EDL_TASKS``: the registered tasks of each kind (``taskspec``), as registered now."""
+    kinds = {"CAPTION_TASKS": "caption", "EDL_TASKS": "edl"}
+    if name in kinds:
+        return task_names(kinds[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def caption_target(task: str, caption: str) -> str:
     """Assistant target of a caption task; TreeError when the tree cannot carry the caption."""
-    if task == "vanilla":
-        return caption
-    if task == "tree":
-        return tree_text(caption) + ANSWER_SEPARATOR + caption
-    if task == "can":
-        return count_text(caption) + ANSWER_SEPARATOR + caption
-    raise ValueError(f"{task!r} is not a caption task ({', '.join(CAPTION_TASKS)})")
+    spec = task_spec(task)
+    if spec.kind != "caption":
+        raise ValueError(f"{task!r} is not a caption task ({', '.join(task_names('caption'))})")
+    return spec.target(caption)
 
 
 def caption_row(task: str, caption: str, image: str) -> dict:
@@ -102,12 +85,12 @@ def split_answer(target: str) -> tuple[str, str]:
     return head, caption
 
 
-def caption_rows(items: Iterable[tuple[str, str, str]], tasks: Iterable[str] = CAPTION_TASKS,
+def caption_rows(items: Iterable[tuple[str, str, str]], tasks: Iterable[str] | None = None,
                  progress: bool = True) -> tuple[dict[str, list[dict]], list[tuple[str, str, str]]]:
     """(id, caption, image) items -> ({task: rows}, rejects [(id, task, reason)])."""
     from tqdm.auto import tqdm
 
-    tasks = _check_tasks(tasks)
+    tasks = _check_tasks(task_names("caption") if tasks is None else tasks)
     rows: dict[str, list[dict]] = {t: [] for t in tasks}
     rejects = []
     items = list(items)
@@ -125,11 +108,12 @@ def caption_rows(items: Iterable[tuple[str, str, str]], tasks: Iterable[str] = C
     return rows, rejects
 
 
-def edl_task_rows(records: Iterable[dict], tasks: Iterable[str] = EDL_TASKS) -> dict[str, list[dict]]:
+def edl_task_rows(records: Iterable[dict], tasks: Iterable[str] | None = None) -> dict[str, list[dict]]:
     """EDL records -> {error_find: rows, error_fix: rows} (only the tasks asked for)."""
     build = {"error_find": error_find_row, "error_fix": error_fix_row}
     records = list(records)
-    return {t: [build[t](r) for r in records] for t in _check_tasks(tasks) if t in build}
+    asked = _check_tasks(task_names("edl") if tasks is None else tasks)
+    return {t: [build[t](r) for r in records] for t in asked if t in build}
 
 
 def mixture(rows: dict[str, list[dict]], ratios: dict[str, float] | None = None, seed: int = 0) -> list[dict]:
@@ -355,9 +339,9 @@ def _build_task_files(out, tasks, captions=None, predictions=None, prefix: str =
     items, missing = caption_items(captions, require_images, root)
     check_no_test_images([(key, image) for key, _, image in items], captions, index, allow_test_images)
     rejects = [(key, t, reason) for key, reason in missing for t in tasks]
-    rows, caption_rejects = caption_rows(items, [t for t in tasks if t in CAPTION_TASKS], progress)
+    rows, caption_rejects = caption_rows(items, [t for t in tasks if task_spec(t).kind == "caption"], progress)
     rejects += caption_rejects
-    edl_tasks = [t for t in tasks if t in EDL_TASKS]
+    edl_tasks = [t for t in tasks if task_spec(t).kind == "edl"]
     if edl_tasks:
         if confusions is None:
             raise ValueError(f"{', '.join(edl_tasks)} from captions needs a confusion table (confusions=)")
@@ -381,7 +365,7 @@ def build_task_files(out, tasks, captions=None, predictions=None, **kwargs) -> d
     tasks = _check_tasks(tasks)
     if (captions is None) == (predictions is None):
         raise ValueError("give exactly one of captions= or predictions=")
-    if predictions is not None and set(tasks) - set(EDL_TASKS):
-        raise ValueError(f"predictions only give {', '.join(EDL_TASKS)}, asked for {', '.join(tasks)}")
+    if predictions is not None and set(tasks) - set(task_names("edl")):
+        raise ValueError(f"predictions only give {', '.join(task_names('edl'))}, asked for {', '.join(tasks)}")
     with OutputLock(out, "unimumer tasks"):
         return _build_task_files(out, tasks, captions, predictions, **kwargs)

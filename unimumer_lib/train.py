@@ -159,7 +159,7 @@ def _fit_images(batch: dict) -> dict:
 
 def task_of(example: dict) -> str:
     """The task of a TRL-format example, recognised by its published user prompt ("other" if none matches)."""
-    from .tasks import PROMPTS
+    from .taskspec import PROMPTS
 
     text = "".join(c.get("text") or "" for c in example["messages"][0]["content"])
     return next((task for task, prompt in PROMPTS.items() if text.startswith(prompt)), "other")

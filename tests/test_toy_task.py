@@ -1,0 +1,61 @@
+"""A task added in one place (``taskspec.register``) goes through the whole pipeline: its rows are built from real
+CROHME captions, the mixture counts it, the tiny model trains on it, inference uses its prompt, budget and answer
+reading, and the predictions score."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unimumer_lib import reproduce, taskspec
+from unimumer_lib.infer import predict
+from unimumer_lib.mining import sample_caption_set
+from unimumer_lib.report import evaluate_files
+from unimumer_lib.records import read_sharegpt
+from unimumer_lib.tasks import build_task_files
+from unimumer_lib.train import load_sharegpt_dataset, mixture_counts, task_files, train
+
+TOY = taskspec.TaskSpec(
+    "reverse", taskspec.PROMPT_PREFIX + ". Please list its symbols from right to left, and then provide its "
+    "corresponding LaTeX format.", "caption", 96, "last-line",
+    target=lambda caption: " ".join(reversed(caption.split())) + taskspec.ANSWER_SEPARATOR + caption, arm="rev")
+
+
+@pytest.fixture
+def toy_task():
+    taskspec.register(TOY)
+    yield TOY
+    taskspec.unregister(TOY.name)
+
+
+def test_a_registered_toy_task_runs_through_tasks_train_infer_eval(toy_task, crohme_root, tmp_path):
+    records = sample_caption_set(crohme_root / "train", tmp_path / "set", 6, min_tokens=3, max_tokens=8, height=48)
+    summary = build_task_files(tmp_path / "tasks", ["vanilla", "reverse"], captions=tmp_path / "set" / "caption.txt",
+                               test_roots=[])
+    assert summary["reverse"] == {"read": 6, "written": 6, "rejected": 0}
+    rows = read_sharegpt(tmp_path / "tasks" / "reverse.json")
+    answer = rows[0]["messages"][1]["value"]
+    assert answer.splitlines()[0] == " ".join(reversed(answer.splitlines()[1].split()))
+    assert "reverse" in json.dumps(json.loads((tmp_path / "tasks" / "dataset_info.json").read_text()))
+
+    files = task_files(tmp_path / "tasks")
+    assert mixture_counts(load_sharegpt_dataset(files)) == {"vanilla": 6, "reverse": 6}
+    result = train(files, model_path="tiny", out_dir=tmp_path / "run", max_steps=2, disable_tqdm=True,
+                   save_steps=10**6)
+    preds = predict(result["model"], result["processor"], records, tmp_path / "pred.json", task="reverse",
+                    progress=False)
+    settings = json.loads((tmp_path / "pred.json.run.json").read_text())
+    assert settings["task"] == "reverse" and settings["prompt"] == TOY.prompt
+    assert settings["decoding"]["max_new_tokens"] == TOY.max_new_tokens
+    assert len(preds) == 6 and all("\n" not in p["pred"] for p in preds)  # the last line, as its spec reads it
+    assert evaluate_files([tmp_path / "pred.json"])[0]["n"] == 6
+    assert reproduce.arm_tasks("rev") == ["vanilla", "reverse"]
+    assert taskspec.extract_answer("x y\nz", "reverse") == "z"
+
+
+def test_a_task_is_registered_once():
+    with pytest.raises(ValueError, match="already registered"):
+        taskspec.register(taskspec.get("vanilla"))
+    with pytest.raises(ValueError, match="needs a target"):
+        taskspec.register(taskspec.TaskSpec("x", "p", "caption", 8))
