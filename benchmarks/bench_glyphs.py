@@ -38,7 +38,7 @@ def vision_arm(train_set, test_set, classes, steps: int, batch: int, lr: float, 
     """Test accuracy of vision tower + mean pool + linear head trained for ``steps``."""
     from PIL import Image
 
-    model, processor = tiny_model(RECIPE["model"], seed=seed)
+    model, processor = tiny_model(RECIPE.model, seed=seed)
     vision, index = model.model.visual, {c: i for i, c in enumerate(classes)}
     head = torch.nn.Linear(model.config.text_config.hidden_size, len(classes))
     opt = torch.optim.AdamW([*vision.parameters(), *head.parameters()], lr=lr)
@@ -68,8 +68,8 @@ def model_arm(train_set, test_set, work: Path, steps: int, batch: int, text_init
     """Held-out exact-symbol rate of the whole model trained by the recipe for ``steps``."""
     rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in train_set], ["vanilla"], progress=False)
     files = write_task_files(work / "tasks", rows)
-    model, processor = tiny_model(RECIPE["model"], seed=seed, text_init=text_init)
-    result = train([files["vanilla"]], model=model, processor=processor, preset=RECIPE["preset"],
+    model, processor = tiny_model(RECIPE.model, seed=seed, text_init=text_init)
+    result = train([files["vanilla"]], model=model, processor=processor, preset=RECIPE.preset,
                    out_dir=work / f"sft_{text_init}", max_steps=steps, save_steps=10**6, disable_tqdm=True,
                    per_device_train_batch_size=batch, gradient_accumulation_steps=1, seed=seed)
     preds = predict(result["model"], processor, test_set, work / f"pred_{text_init}.json", batch_size=32,
@@ -90,12 +90,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work, classes = Path(args.work), glyph_vocabulary()
-    train_set = glyph_images(work / "train", classes, args.train, args.seed, RECIPE["height"])
-    test_set = glyph_images(work / "test", classes, args.test, args.seed + 1, RECIPE["height"])
+    train_set = glyph_images(work / "train", classes, args.train, args.seed, RECIPE.height)
+    test_set = glyph_images(work / "test", classes, args.test, args.seed + 1, RECIPE.height)
     print(f"{len(classes)} glyph classes, {len(train_set)} training images, {len(test_set)} of unseen writers; "
           f"{args.steps} steps of {args.batch} (chance {100 / len(classes):.1f}%)")
     t = time.perf_counter()
-    lr = PRESETS[RECIPE["preset"]]["learning_rate"]  # the recipe's, so both arms learn at the same rate
+    lr = PRESETS[RECIPE.preset]["learning_rate"]  # the recipe's, so both arms learn at the same rate
     acc = vision_arm(train_set, test_set, classes, args.steps, args.batch, lr, args.seed)
     print(f"vision tower + linear head: {acc:.1f}% ({time.perf_counter() - t:.0f} s)")
     for text_init in args.text_init:

@@ -72,7 +72,7 @@ def test_every_arm_predicted_every_test_split(run_dir):
             preds = read_predictions(prediction_path(run_dir / "predictions", arm, test))
             ids = read_captions(run_dir / "prepared" / test / "caption.txt")
             assert sorted(p.img_id for p in preds) == sorted(ids)
-            assert len(ids) == reproduce.PROFILES[PROFILE]["sample_size"]
+            assert len(ids) == reproduce.PROFILES[PROFILE].sample_size
 
 
 def test_main_table_agrees_with_the_prediction_files(run_dir):
@@ -146,7 +146,7 @@ def test_edl_rows_are_mined_from_training_images_only(run_dir, crohme_root):
         assert images and set(images) <= train_images
         assert not any(part.startswith("test") for img in images for part in img.split("/")[-3:-1])
     mined = json.loads((run_dir / "mining" / "mined_predictions.json").read_text())
-    assert {row["fold"] for row in mined} == set(range(reproduce.PROFILES[PROFILE]["mine_k"]))
+    assert {row["fold"] for row in mined} == set(range(reproduce.PROFILES[PROFILE].paper.mining.k))
     assert not {row["img_id"] for row in mined} & set(test_ids)
 
 
@@ -201,7 +201,7 @@ def test_per_length_exprate_is_written_for_every_test_split(run_dir):
     for test in TESTS:
         table = pd.read_csv(run_dir / "analysis" / test / "exprate_by_length.csv")
         assert list(table.columns) == ["bucket", "n", "exprate"]
-        assert table["n"].sum() == reproduce.PROFILES[PROFILE]["sample_size"]
+        assert table["n"].sum() == reproduce.PROFILES[PROFILE].sample_size
 
 
 def test_notebook05_compares_the_main_arm_with_vanilla(run_dir):

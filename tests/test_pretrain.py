@@ -87,7 +87,7 @@ def test_pretraining_seeds_are_disjoint_from_every_profile_seed(tmp_path):
 def test_synthetic_test_sets_share_no_caption_with_pretraining(tmp_path, profile):
     trained = pretrain.read_caption_list(BASE)
     assert len(trained) > 10_000
-    n_test = reproduce.PROFILES[profile]["synth_test"]
+    n_test = reproduce.PROFILES[profile].synth_test
     root = reproduce.synthetic_root(tmp_path, n_train=20, n_test=n_test)
     test_captions = {caption_of(read_inkml(p)) for p in find_inkml(root / "test")}
     assert len(find_inkml(root / "test")) == n_test >= 500  # (a few short captions occur twice among them)
@@ -150,7 +150,7 @@ def test_base_mining_samples_errors_on_training_images(fresh, tmp_path):
 
 def test_smoke_profile_is_the_ablation_from_the_base(tmp_path):
     p = reproduce.PROFILES["smoke"]
-    steps = reproduce.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], list(p["arms"]))
+    steps = reproduce.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], list(p.paper.arms))
     by_key = {key: params for key, _, params, _, _ in steps}
     assert {"03[vanilla]", "03[all]", f"04[{reproduce.ZERO_SHOT}]", "tables"} <= set(by_key)
     assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["model_path"] == "tiny-base"  # no SFT

@@ -61,7 +61,7 @@ def test_tables_parse_and_agree_with_the_predictions(run_dir):
     preds = read_predictions(tables / "predictions.json")
     test_ids = list(read_captions(run_dir / "prepared" / "test" / "caption.txt"))
     assert sorted(p.img_id for p in preds) == sorted(test_ids)
-    assert rows[0]["n"] == len(test_ids) == reproduce.PROFILES["ci"]["synth_test"]
+    assert rows[0]["n"] == len(test_ids) == reproduce.PROFILES["ci"].synth_test
     expected = metrics.score([p.gt for p in preds], [p.pred for p in preds])
     assert rows[0]["exprate"] == pytest.approx(expected["exprate"])
     assert len(pd.read_csv(tables / "results.csv")) == 1
@@ -112,3 +112,31 @@ def test_arms_are_vanilla_plus_their_auxiliary_tasks():
     for bad in ("tree+cot", "", "vanilla,vanilla"):
         with pytest.raises(ValueError):
             reproduce.parse_arms(bad if "," in bad else [bad])
+
+
+def declared_parameters(notebook: str) -> set[str]:
+    """The names a notebook's ``parameters`` cell assigns (what papermill can set)."""
+    import ast
+
+    book = nbformat.read(reproduce.NOTEBOOKS_DIR / notebook, as_version=4)
+    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+    return {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
+
+
+def test_every_parameter_reproduce_passes_is_declared_in_the_notebook(tmp_path):
+    steps = list(reproduce.basic_steps("ci", tmp_path, tmp_path / "raw", ["test"]))
+    for name, profile in reproduce.PROFILES.items():
+        if profile.paper is not None:
+            arms = list(profile.paper.arms or reproduce.ARMS)
+            steps += reproduce.paper_steps(name, tmp_path, tmp_path / "raw", ["test2014", "test2016"], arms,
+                                           hme100k=tmp_path / "hme", processes=2)
+    assert {s.notebook for s in steps} == {p.name for p in reproduce.NOTEBOOKS_DIR.glob("0[1-5]_*.ipynb")}
+    for step in steps:
+        undeclared = set(step.parameters) - declared_parameters(step.notebook)
+        assert not undeclared, f"{step.key}: {step.notebook} declares no {sorted(undeclared)}"
+    assert {s.parameters.get("seed") for s in steps} - {None} == {0}  # the profile's seed reaches the notebooks
+
+
+def test_run_json_records_the_profile_and_its_seed(run_dir):
+    held = json.loads((run_dir / reproduce.RUN_FILE).read_text())
+    assert held["parameters"]["seed"] == reproduce.PROFILES["ci"].seed and held["parameters"]["name"] == "ci"

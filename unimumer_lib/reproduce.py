@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import config, taskspec
 from .families import TEST_SPLIT_LABELS, dataset_label
@@ -65,41 +67,99 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
     return out
 
 
-# Each profile: data sizes, training settings and the model. Profiles with pipeline="paper" run the paper's
-# pipeline (arms, EDL mining, every test split); the others (ci) run notebooks 01 -> 05 once.
+@dataclass(frozen=True)
+class Mining:
+    """EDL mining of a paper run: ``k``-fold (k > 0: a model trained with the profile's recipe on each k-1 folds,
+    ``max_steps`` steps) or sampling from ``from_model``, a model that never saw the training images (``limit``
+    images); ``samples`` outputs per image at ``temperature``, at most ``max_new_tokens`` each."""
+
+    k: int = 0
+    samples: int = 2
+    temperature: float = 1.0
+    max_steps: int = -1
+    max_new_tokens: int = 96
+    from_model: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Paper:
+    """What only the paper pipeline has: its EDL mining, the arms trained (None: the five of the ablation), the
+    base's zero-shot row, and the test splits used (None: every one found)."""
+
+    mining: Mining
+    arms: tuple[str, ...] | None = None
+    zero_shot: bool = False
+    test_splits: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A ``reproduce`` profile: data sizes, the model and its training/decoding settings, and (``paper``) the
+    paper pipeline's own settings; without ``paper`` notebooks 01 -> 05 run once on ``tasks``.
+
+    ``data``: the default --data ("synthetic"; None: synthetic, or the CROHME root for the paper pipeline).
+    ``threads``: torch threads of the notebook kernels (OMP_NUM_THREADS unless already set). ``seed``: every
+    notebook's seed (recorded in run.json with the rest). ``label``: the main-table row of the basic pipeline.
+    """
+
+    name: str
+    synth_train: int
+    synth_test: int
+    height: int
+    model: str
+    preset: str
+    max_steps: int
+    batch_size: int
+    max_new_tokens: int
+    sample_size: int | None = None
+    data: str | None = None
+    threads: int | None = None
+    seed: int = 0
+    tasks: tuple[str, ...] = ("vanilla", "tree", "can")
+    label: str = "ours ({name}, {train})"
+    paper: Paper | None = None
+
+
 # `smoke` and `cpu` are the paper's experiment in miniature on CPU: they fine-tune the shipped pretrained tiny base
 # (`tiny-base`, unimumer_lib/pretrain.py), as the paper fine-tunes a Qwen2.5-VL that already reads; `zero_shot`
 # adds the base's own row (no SFT, as the paper's zero-shot rows); EDL rows are the base's sampled errors on the
-# training images, which it never saw (`mine_from_model`: no k-fold training needed, since the base was not trained
-# on them). Each arm trains one epoch over its own data (max_steps -1), as the paper trains each arm: the `all` arm
+# training images, which it never saw (`from_model`: no k-fold training needed, since the base was not trained on
+# them). Each arm trains one epoch over its own data (max_steps -1), as the paper trains each arm: the `all` arm
 # sees every vanilla row once plus the auxiliary rows (same steps for both would show it a quarter of them).
-# `data`: the default --data ("synthetic"; paper profiles: the CROHME root). `arms`: the default arms;
-# `test_splits`: the test splits used (default every one found).
-# `threads`: torch threads of the notebook kernels (OMP_NUM_THREADS unless already set): on 2 idle cores a second
-# thread trains the tiny model 1.45x faster. `label`: the main-table row of the ci pipeline.
-_BASE_EDL = dict(mine_k=0, mine_from_model="tiny-base", mine_samples=2, mine_temperature=1.0, mine_max_steps=-1,
-                 mine_max_new_tokens=96)
-PROFILES = {
-    "ci": dict(synth_train=48, synth_test=16, sample_size=None, height=64, model="tiny", preset="cpu-smoke",
-               max_steps=30, tasks=["vanilla", "tree", "can"], batch_size=8, max_new_tokens=64,
-               label="ours (ci, tiny CPU model, {train})"),
-    "smoke": dict(pipeline="paper", data="synthetic", arms=("vanilla", "all"), zero_shot=True, synth_train=2000,
-                  synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
-                  batch_size=16, max_new_tokens=96, threads=2, **_BASE_EDL, mine_limit=1000),
-    "cpu": dict(pipeline="paper", arms=("all",), zero_shot=True, test_splits=("test2014",), synth_train=12000,
-                synth_test=500, sample_size=None, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
-                batch_size=16, max_new_tokens=128, threads=2, **_BASE_EDL, mine_limit=3000),
+# threads=2: on 2 idle cores a second thread trains the tiny model 1.45x faster.
+PROFILES = {p.name: p for p in (
+    Profile("ci", synth_train=48, synth_test=16, height=64, model="tiny", preset="cpu-smoke", max_steps=30,
+            batch_size=8, max_new_tokens=64, label="ours (ci, tiny CPU model, {train})"),
+    Profile("smoke", synth_train=2000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
+            batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
+            paper=Paper(Mining(from_model="tiny-base", limit=1000), arms=("vanilla", "all"), zero_shot=True)),
+    Profile("cpu", synth_train=12000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
+            batch_size=16, max_new_tokens=128, threads=2,
+            paper=Paper(Mining(from_model="tiny-base", limit=3000, max_new_tokens=96), arms=("all",), zero_shot=True,
+                        test_splits=("test2014",))),
     # The paper: Qwen2.5-VL-3B-Instruct, full fine-tuning, 1 epoch per arm over all of CROHME train, k-fold mining
     # with the same recipe (k=5, 4 samples per held-out image at temperature 1.0: our choices, see the README).
-    "paper": dict(pipeline="paper", synth_train=20000, synth_test=1000, sample_size=None, height=128,
-                  model="Qwen/Qwen2.5-VL-3B-Instruct", preset="paper", max_steps=-1, batch_size=32,
-                  max_new_tokens=512, mine_k=5, mine_samples=4, mine_temperature=1.0, mine_max_steps=-1,
-                  mine_max_new_tokens=512),
+    Profile("paper", synth_train=20000, synth_test=1000, height=128, model="Qwen/Qwen2.5-VL-3B-Instruct",
+            preset="paper", max_steps=-1, batch_size=32, max_new_tokens=512,
+            paper=Paper(Mining(k=5, samples=4, max_new_tokens=512))),
     # The same code path on CPU in minutes: the tiny offline model, the first 30 files of every split, few steps.
-    "paper-dry": dict(pipeline="paper", synth_train=30, synth_test=30, sample_size=30, height=48, model="tiny",
-                      preset="cpu-smoke", max_steps=12, batch_size=30, max_new_tokens=32, mine_k=2, mine_samples=2,
-                      mine_temperature=1.0, mine_max_steps=8, mine_max_new_tokens=32),
-}
+    Profile("paper-dry", synth_train=30, synth_test=30, sample_size=30, height=48, model="tiny", preset="cpu-smoke",
+            max_steps=12, batch_size=30, max_new_tokens=32, paper=Paper(Mining(k=2, max_steps=8, max_new_tokens=32))),
+)}
+
+
+class Step(NamedTuple):
+    """One notebook run of a pipeline: ``key`` (in run.json's done list), the notebook, its parameters, the tag of
+    its executed copy, and the keys of the steps it reads from."""
+
+    key: str
+    notebook: str
+    parameters: dict
+    tag: str = ""
+    needs: tuple[str, ...] = ()
+
+
 TEST_SPLIT_CROHME = "test2014"
 # Column names of the tables (report.published() uses the same dataset names).
 DATASET_LABELS = {"test": "synthetic", **TEST_SPLIT_LABELS}  # test2014 ... test2023 (families.py)
@@ -222,7 +282,8 @@ def check_hme100k(root: Path) -> None:
 
 def run_record(profile: str, data: str, data_hme100k: str | None = None) -> dict:
     """What a run folder is for: its profile, the profile's parameters and the data it reads."""
-    return {"profile": profile, "data": data, "data_hme100k": data_hme100k, "parameters": PROFILES[profile]}
+    return {"profile": profile, "data": data, "data_hme100k": data_hme100k,
+            "parameters": json.loads(json.dumps(asdict(PROFILES[profile])))}
 
 
 def open_run(run_dir: Path, record: dict) -> dict:
@@ -260,139 +321,159 @@ def _digest(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# ---- one function per notebook builds its parameters ------------------------------------------------------
+
+def explore_parameters(p: Profile, data_root: Path, prepared: Path, figures: Path) -> dict:
+    """Notebook 01: prepare (a sample of) every split of ``data_root`` into ``prepared``."""
+    return dict(data_root=str(data_root), sample_size=p.sample_size, out_dir=str(prepared), figures_dir=str(figures),
+                height=p.height, seed=p.seed)
+
+
+def synthesis_parameters(p: Profile, captions: Path, out: Path, figures: Path, test_roots: list[Path]) -> dict:
+    """Notebook 02: the caption tasks of ``captions`` (basic pipeline: ``p.tasks``, all rows of each) or, for the
+    paper pipeline, the caption tasks and the EDL tasks from the profile's mining."""
+    params = dict(captions_path=str(captions), out_dir=str(out), figures_dir=str(figures),
+                  test_roots=[str(r) for r in test_roots], seed=p.seed)
+    if p.paper is None:
+        return params | dict(ratios={t: 1.0 for t in p.tasks})
+    m = p.paper.mining
+    return params | dict(mine_k=m.k, mine_model=p.model, mine_preset=p.preset, mine_max_steps=m.max_steps,
+                         mine_samples=m.samples, mine_temperature=m.temperature, mine_max_new_tokens=m.max_new_tokens,
+                         mine_batch_size=p.batch_size, mine_from_model=m.from_model, mine_limit=m.limit)
+
+
+def sft_parameters(p: Profile, train_json: list[Path], out: Path, figures: Path,
+                   processes: int | None = None) -> dict:
+    """Notebook 03: fine-tune the profile's model on ``train_json`` with its preset."""
+    return dict(train_json=[str(f) for f in train_json], preset=p.preset, model_path=p.model, out_dir=str(out),
+                figures_dir=str(figures), max_steps=p.max_steps, seed=p.seed,
+                **({"processes": processes} if processes else {}))
+
+
+def inference_parameters(p: Profile, model_path: str, tests: dict[str, Path], predictions: Path, out: Path,
+                         model_name: str) -> dict:
+    """Notebook 04 (inference): ``model_path`` recognises each prepared test split into ``predictions/<split>.json``,
+    evaluated into ``out``."""
+    return dict(model_path=str(model_path), test_dirs={t: str(d) for t, d in tests.items()},
+                predictions_dir=str(predictions), pred_paths=[],
+                datasets=[DATASET_LABELS.get(t) or dataset_label(t) or t for t in tests],
+                model_name=model_name, out_dir=str(out), batch_size=p.batch_size, max_new_tokens=p.max_new_tokens)
+
+
+def analysis_parameters(pred: Path, images: Path, out: Path, figures: Path, baseline: Path | None = None) -> dict:
+    """Notebook 05: the errors of ``pred`` (and, with ``baseline``, what it fixed and broke against it)."""
+    return dict(pred_path=str(pred), images_dir=str(images), out_dir=str(out), figures_dir=str(figures),
+                **({"baseline_path": str(baseline)} if baseline else {}))
+
+
 def notebook_parameters(profile: str, run_dir: Path, data_root: Path, test_split: str, figures: Path) -> list:
-    """(notebook, parameters) in pipeline order for ci/smoke; each notebook reads what the previous one wrote."""
+    """(notebook, parameters) in pipeline order for the basic pipeline (ci); each notebook reads what the previous
+    one wrote."""
     p = PROFILES[profile]
     prepared, tasks_dir, sft, tables = (run_dir / "prepared", run_dir / "tasks", run_dir / "sft",
                                         run_dir / "tables")
-    figs = str(figures)
+    evaluate = dict(model_path=str(sft / "final"), test_dir=str(prepared / test_split), pred_paths=[],
+                    datasets=[DATASET_LABELS.get(test_split, test_split)],
+                    model_name=p.label.format(name=p.name, train=TRAIN_LABELS[test_split == "test"]),
+                    out_dir=str(tables), batch_size=p.batch_size, max_new_tokens=p.max_new_tokens)
     return [
-        ("01_data_exploration.ipynb", dict(data_root=str(data_root), sample_size=p["sample_size"],
-                                           out_dir=str(prepared), figures_dir=figs, height=p["height"])),
-        ("02_task_synthesis.ipynb", dict(captions_path=str(prepared / "train" / "caption.txt"),
-                                         out_dir=str(tasks_dir), figures_dir=figs,
-                                         ratios={t: 1.0 for t in p["tasks"]},
-                                         test_roots=[str(data_root), str(prepared)])),
-        ("03_sft_trl.ipynb", dict(train_json=[str(tasks_dir / "tasks" / f"{t}.json") for t in p["tasks"]],
-                                  preset=p["preset"], model_path=p["model"], out_dir=str(sft),
-                                  figures_dir=figs, max_steps=p["max_steps"])),
-        ("04_inference_evaluation.ipynb", dict(model_path=str(sft / "final"), test_dir=str(prepared / test_split),
-                                               pred_paths=[], datasets=[DATASET_LABELS.get(test_split, test_split)],
-                                               model_name=p["label"].format(train=TRAIN_LABELS[test_split == "test"]),
-                                               out_dir=str(tables),
-                                               batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"])),
-        ("05_error_analysis.ipynb", dict(pred_path=str(tables / "predictions.json"),
-                                         images_dir=str(prepared / test_split / "images"),
-                                         out_dir=str(run_dir / "analysis"), figures_dir=figs)),
+        ("01_data_exploration.ipynb", explore_parameters(p, data_root, prepared, figures)),
+        ("02_task_synthesis.ipynb", synthesis_parameters(p, prepared / "train" / "caption.txt", tasks_dir, figures,
+                                                         [data_root, prepared])),
+        ("03_sft_trl.ipynb", sft_parameters(p, [tasks_dir / "tasks" / f"{t}.json" for t in p.tasks], sft, figures)),
+        ("04_inference_evaluation.ipynb", evaluate),
+        ("05_error_analysis.ipynb", analysis_parameters(tables / "predictions.json",
+                                                        prepared / test_split / "images", run_dir / "analysis",
+                                                        figures)),
     ]
 
 
-def basic_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str]) -> list[tuple]:
-    """ci/smoke as steps: (key, notebook, parameters, tag, dependencies)."""
+def basic_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str]) -> list[Step]:
+    """The basic pipeline (ci) as steps, each needing the ones before it."""
     names = notebook_parameters(profile, run_dir, data_root, tests[0], run_dir / "figures")
     keys = [Path(name).stem for name, _ in names]
-    return [(key, name, params, "", keys[:i]) for i, (key, (name, params)) in enumerate(zip(keys, names))]
+    return [Step(key, name, params, "", tuple(keys[:i])) for i, (key, (name, params)) in enumerate(zip(keys, names))]
 
 
 def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], arms: list[str],
-                hme100k: Path | None = None, processes: int | None = None) -> list[tuple]:
-    """The paper pipeline as steps: (key, notebook, parameters, tag, dependencies); with an HME100K root, the
-    HME100K model's steps (``hme100k_steps``) come before the tables."""
+                hme100k: Path | None = None, processes: int | None = None) -> list[Step]:
+    """The paper pipeline as steps; with an HME100K root, the HME100K model's steps (``hme100k_steps``) come
+    before the tables."""
     p = PROFILES[profile]
     prepared, tasks_dir, preds, figures = (run_dir / "prepared", run_dir / "tasks", run_dir / "predictions",
                                            run_dir / "figures")
     labels = {t: DATASET_LABELS.get(t, t) for t in tests}
+    splits = {t: prepared / t for t in tests}
     main_arm = MAIN_ARM if MAIN_ARM in arms else arms[-1]
-    steps = [
-        ("01", "01_data_exploration.ipynb", dict(data_root=str(data_root), sample_size=p["sample_size"],
-                                                 out_dir=str(prepared), figures_dir=str(figures), height=p["height"]),
-         "", []),
-        ("02", "02_task_synthesis.ipynb", mining_parameters(p) | dict(
-            captions_path=str(prepared / "train" / "caption.txt"), out_dir=str(run_dir), figures_dir=str(figures),
-            test_roots=[str(data_root), str(prepared)]), "", ["01"]),
-    ]
+    explore = explore_parameters(p, data_root, prepared, figures)
     if hme100k is not None:
-        steps[0][2].update(hme100k_root=str(hme100k), hme100k_out=str(run_dir / "hme100k_prepared"))
+        explore.update(hme100k_root=str(hme100k), hme100k_out=str(run_dir / "hme100k_prepared"))
+    steps = [Step("01", "01_data_exploration.ipynb", explore),
+             Step("02", "02_task_synthesis.ipynb", synthesis_parameters(
+                 p, prepared / "train" / "caption.txt", run_dir, figures, [data_root, prepared]), "", ("01",))]
     for arm in arms:
-        steps.append((f"03[{arm}]", "03_sft_trl.ipynb", dict(
-            train_json=[str(tasks_dir / f"{t}.json") for t in arm_tasks(arm)], preset=p["preset"],
-            model_path=p["model"], out_dir=str(run_dir / "sft" / arm), figures_dir=str(figures / arm),
-            max_steps=p["max_steps"], **({"processes": processes} if processes else {})), arm, ["02"]))
+        steps.append(Step(f"03[{arm}]", "03_sft_trl.ipynb", sft_parameters(
+            p, [tasks_dir / f"{t}.json" for t in arm_tasks(arm)], run_dir / "sft" / arm, figures / arm, processes),
+            arm, ("02",)))
     for arm in arms:
-        steps.append((f"04[{arm}]", "04_inference_evaluation.ipynb", dict(
-            model_path=str(run_dir / "sft" / arm / "final"), test_dirs={t: str(prepared / t) for t in tests},
-            predictions_dir=str(preds / arm), pred_paths=[], datasets=list(labels.values()),
-            model_name=arm_model_name(profile, arm), out_dir=str(run_dir / "results" / arm),
-            batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"]), arm, ["01", f"03[{arm}]"]))
+        steps.append(Step(f"04[{arm}]", "04_inference_evaluation.ipynb", inference_parameters(
+            p, run_dir / "sft" / arm / "final", splits, preds / arm, run_dir / "results" / arm,
+            arm_model_name(profile, arm)), arm, ("01", f"03[{arm}]")))
     table_arms = list(arms)
-    if p.get("zero_shot"):  # the base itself, no SFT: the paper's zero-shot rows
+    if p.paper.zero_shot:  # the base itself, no SFT: the paper's zero-shot rows
         table_arms.insert(0, ZERO_SHOT)
-        steps.append((f"04[{ZERO_SHOT}]", "04_inference_evaluation.ipynb", dict(
-            model_path=p["model"], test_dirs={t: str(prepared / t) for t in tests},
-            predictions_dir=str(preds / ZERO_SHOT), pred_paths=[], datasets=list(labels.values()),
-            model_name=arm_model_name(profile, ZERO_SHOT), out_dir=str(run_dir / "results" / ZERO_SHOT),
-            batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"]), ZERO_SHOT, ["01"]))
+        steps.append(Step(f"04[{ZERO_SHOT}]", "04_inference_evaluation.ipynb", inference_parameters(
+            p, p.model, splits, preds / ZERO_SHOT, run_dir / "results" / ZERO_SHOT,
+            arm_model_name(profile, ZERO_SHOT)), ZERO_SHOT, ("01",)))
     main_tests = {}
     if hme100k is not None:
         steps += hme100k_steps(profile, run_dir, data_root, hme100k)
         main_tests = {HME100K_SPLIT: dataset_label(HME100K_SPLIT)}
-    steps.append(("tables", "04_inference_evaluation.ipynb", dict(
+    steps.append(Step("tables", "04_inference_evaluation.ipynb", dict(
         pred_paths=[str(preds / main_arm / f"{t}.json") for t in tests], datasets=list(labels.values()),
         model_name=arm_model_name(profile, main_arm), out_dir=str(run_dir / "tables"), paper_arms=table_arms,
         predictions_root=str(preds), tests=labels, main_arm=main_arm, figures_dir=str(figures),
         arm_names={arm: arm_model_name(profile, arm) for arm in table_arms},
-        main_tests=main_tests), "tables", [f"04[{arm}]" for arm in table_arms] + [f"04[{t}]" for t in main_tests]))
+        main_tests=main_tests), "tables", tuple(f"04[{arm}]" for arm in table_arms) + tuple(f"04[{t}]" for t in
+                                                                                              main_tests)))
     baseline = BASELINE_ARM if BASELINE_ARM in arms and BASELINE_ARM != main_arm else None
     for t in tests:  # the main arm's errors, and (with the vanilla arm) what it fixed and broke against vanilla
-        steps.append((f"05[{t}]", "05_error_analysis.ipynb", dict(
-            pred_path=str(preds / main_arm / f"{t}.json"), images_dir=str(prepared / t / "images"),
-            out_dir=str(run_dir / "analysis" / t), figures_dir=str(figures / main_arm / t),
-            **({"baseline_path": str(preds / baseline / f"{t}.json")} if baseline else {})),
-            t, [f"04[{main_arm}]"] + ([f"04[{baseline}]"] if baseline else [])))
+        steps.append(Step(f"05[{t}]", "05_error_analysis.ipynb", analysis_parameters(
+            preds / main_arm / f"{t}.json", prepared / t / "images", run_dir / "analysis" / t,
+            figures / main_arm / t, preds / baseline / f"{t}.json" if baseline else None),
+            t, (f"04[{main_arm}]",) + ((f"04[{baseline}]",) if baseline else ())))
     return steps
 
 
-def mining_parameters(p: dict) -> dict:
-    """Notebook 02's k-fold EDL mining parameters of a profile."""
-    return dict(mine_k=p["mine_k"], mine_model=p["model"], mine_preset=p["preset"], mine_max_steps=p["mine_max_steps"],
-                mine_samples=p["mine_samples"], mine_temperature=p["mine_temperature"],
-                mine_max_new_tokens=p["mine_max_new_tokens"], mine_batch_size=p["batch_size"],
-                mine_from_model=p.get("mine_from_model"), mine_limit=p.get("mine_limit"))
-
-
-def hme100k_steps(profile: str, run_dir: Path, data_root: Path, hme100k: Path) -> list[tuple]:
+def hme100k_steps(profile: str, run_dir: Path, data_root: Path, hme100k: Path) -> list[Step]:
     """The HME100K model: tasks (with mined EDL) from HME100K train, the main arm trained on them with the same
     recipe, recognition of HME100K test into ``predictions/<main arm>/hme100k.json``. Every HME100K and CROHME
     test split is a leak-guard root."""
     p = PROFILES[profile]
     prepared, work, figures = run_dir / "hme100k_prepared", run_dir / HME100K_SPLIT, run_dir / "figures" / HME100K_SPLIT
-    test_roots = [str(hme100k), str(prepared), str(data_root), str(run_dir / "prepared")]
+    test_roots = [hme100k, prepared, data_root, run_dir / "prepared"]
     key = f"[{HME100K_SPLIT}]"
     return [
-        ("02" + key, "02_task_synthesis.ipynb", mining_parameters(p) | dict(
-            captions_path=str(prepared / "train" / "caption.txt"), out_dir=str(work), figures_dir=str(figures),
-            test_roots=test_roots), HME100K_SPLIT, ["01"]),
-        ("03" + key, "03_sft_trl.ipynb", dict(
-            train_json=[str(work / "tasks" / f"{t}.json") for t in arm_tasks(MAIN_ARM)], preset=p["preset"],
-            model_path=p["model"], out_dir=str(work / "sft" / MAIN_ARM), figures_dir=str(figures / MAIN_ARM),
-            max_steps=p["max_steps"]), f"{HME100K_SPLIT}-{MAIN_ARM}", ["02" + key]),
-        ("04" + key, "04_inference_evaluation.ipynb", dict(
-            model_path=str(work / "sft" / MAIN_ARM / "final"), test_dirs={HME100K_SPLIT: str(prepared / "test")},
-            predictions_dir=str(run_dir / "predictions" / MAIN_ARM), pred_paths=[],
-            datasets=[dataset_label(HME100K_SPLIT)], model_name=arm_model_name(profile, MAIN_ARM),
-            out_dir=str(run_dir / "results" / HME100K_SPLIT), batch_size=p["batch_size"],
-            max_new_tokens=p["max_new_tokens"]), HME100K_SPLIT, ["01", "03" + key]),
+        Step("02" + key, "02_task_synthesis.ipynb", synthesis_parameters(
+            p, prepared / "train" / "caption.txt", work, figures, test_roots), HME100K_SPLIT, ("01",)),
+        Step("03" + key, "03_sft_trl.ipynb", sft_parameters(
+            p, [work / "tasks" / f"{t}.json" for t in arm_tasks(MAIN_ARM)], work / "sft" / MAIN_ARM,
+            figures / MAIN_ARM), f"{HME100K_SPLIT}-{MAIN_ARM}", ("02" + key,)),
+        Step("04" + key, "04_inference_evaluation.ipynb", inference_parameters(
+            p, work / "sft" / MAIN_ARM / "final", {HME100K_SPLIT: prepared / "test"},
+            run_dir / "predictions" / MAIN_ARM, run_dir / "results" / HME100K_SPLIT,
+            arm_model_name(profile, MAIN_ARM)), HME100K_SPLIT, ("01", "03" + key)),
     ]
 
 
 def arm_model_name(profile: str, arm: str) -> str:
     """Row name of an arm in the tables (the zero-shot row names the model)."""
     if arm == ZERO_SHOT:
-        return f"{PROFILES[profile]['model']} ({profile}, zero-shot)"
+        return f"{PROFILES[profile].model} ({profile}, zero-shot)"
     return f"ours ({profile}, {arm})"
 
 
-def run_steps(steps: list[tuple], run_dir: Path, state: dict, profile: str) -> int:
+def run_steps(steps: list[Step], run_dir: Path, state: dict, profile: str) -> int:
     """Run the steps not finished earlier with the same parameters (or whose dependencies ran now)."""
     ran: set[str] = set()
     for key, name, params, tag, needs in steps:
@@ -436,15 +517,16 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
     p = PROFILES[profile]
-    if p.get("threads"):
-        os.environ.setdefault("OMP_NUM_THREADS", str(p["threads"]))
-    paper = p.get("pipeline") == "paper"
+    if p.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(p.threads))
+    paper = p.paper is not None
     if train_processes and not paper:
         raise ValueError("--train-processes needs a paper-pipeline profile")
     if arms and not paper:
-        paper = ", ".join(k for k, v in PROFILES.items() if v.get("pipeline"))
-        raise ValueError(f"--arms needs a paper profile ({paper})")
-    arms = parse_arms(arms or p.get("arms")) if paper else None
+        names = ", ".join(k for k, v in PROFILES.items() if v.paper is not None)
+        raise ValueError(f"--arms needs a paper profile ({names})")
+    arms = parse_arms(arms or p.paper.arms) if paper else None
+    only = p.paper.test_splits if paper else None
     hme100k = Path(data_hme100k).resolve() if data_hme100k else None
     if hme100k is not None:
         if not paper or MAIN_ARM not in arms:
@@ -453,19 +535,19 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
         check_hme100k(hme100k)
     run_dir = (Path(out) if out else config.runs_dir() / profile).resolve()
     if data is None:  # the profile's default data; paper profiles read the CROHME root
-        data = p.get("data") or (str(config.crohme_root()) if paper else None)
+        data = p.data or (str(config.crohme_root()) if paper else None)
     synthetic = data in (None, "synthetic")
     data_root = None if synthetic else Path(data).resolve()
     if data_root is not None:
-        tests = check_inputs(data_root, paper, p.get("test_splits"))
+        tests = check_inputs(data_root, paper, only)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderMismatch(f"{run_dir}: --out is a file, not a folder")
     with OutputLock(run_dir, "unimumer reproduce", name=REPRODUCE_LOCK):
         state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root),
                                              str(hme100k) if hme100k else None))
         if synthetic:
-            data_root = synthetic_root(run_dir, p["synth_train"], p["synth_test"])
-            tests = check_inputs(data_root, paper, p.get("test_splits"))
+            data_root = synthetic_root(run_dir, p.synth_train, p.synth_test)
+            tests = check_inputs(data_root, paper, only)
         steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k, train_processes) if paper
                  else basic_steps(profile, run_dir, data_root, tests))
         if run_steps(steps, run_dir, state, profile):
