@@ -194,3 +194,9 @@ def synthetic_records(items: Iterable, confusions, seed: int = 0, per_caption: i
             if pred is not None:
                 pairs.append((key, caption, pred))
     return edl_records(pairs, source=SYNTHETIC)
+
+
+def describe(records: list[dict], n: int = 3) -> str:
+    """The first ``n`` EDL records as text (ground truth, prediction, marked prediction, correction log)."""
+    return "".join(f"\nGT:     {r['gt']}\nPRED:   {r['pred']}\nMARKED: {r['marked']}\nLOG:    {r['log']}\n"
+                   for r in records[:n])

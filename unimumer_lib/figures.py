@@ -108,3 +108,15 @@ def gallery_figure(records: Sequence[Record]):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+# ---- task synthesis (notebook 02) --------------------------------------------------------------------------
+
+def task_length_figure(lengths: pd.DataFrame):
+    """Box plot of the answer length (characters) per task (``tasks.target_lengths``), outliers left out."""
+    fig, ax = new_axes(figsize=(8, 4))
+    lengths.boxplot(column="chars", by="task", ax=ax, showfliers=False)
+    ax.set_ylabel("target length (characters)")
+    ax.set_title("")
+    fig.suptitle("")
+    return fig

@@ -243,24 +243,43 @@ def find_inkml(folder) -> list[Path]:
 LISTING_SEP = "\x00"  # joins path parts in inkml_listing: it sorts below every character, as Path order needs
 
 
-def inkml_listing(folder):
+def inkml_listing(folder, block: int = 8192):
     """The files of ``find_inkml(folder)``, in its order, as one numpy array of relative paths (parts joined by
     ``LISTING_SEP``, UTF-8 bytes): about a file name's length per file instead of a ``Path`` object each, for
-    corpora of hundreds of thousands of files. Symlinked folders are not entered, as ``Path.rglob`` does not."""
+    corpora of hundreds of thousands of files (names are packed ``block`` at a time as the folders are scanned).
+    Symlinked folders are not entered, as ``Path.rglob`` does not."""
     import os
 
     import numpy as np
 
     folder = Path(folder)
-    blocks = []
-    for top, dirs, files in os.walk(folder):
-        dirs.sort()
-        rel = Path(top).relative_to(folder).parts
-        names = [LISTING_SEP.join((*rel, f)).encode("utf-8", "surrogateescape") for f in files
-                 if f.lower().endswith(INKML_SUFFIX) and os.path.isfile(os.path.join(top, f))]
-        if names:
-            blocks.append(np.array(names, dtype=bytes))
-    return np.sort(np.concatenate(blocks)) if blocks else np.array([], dtype="S1")
+    blocks, names, pending = [], [], [folder]
+    while pending:
+        top = pending.pop()
+        rel = top.relative_to(folder).parts
+        subdirs = []
+        try:
+            entries = os.scandir(top)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(Path(entry.path))
+                elif entry.name.lower().endswith(INKML_SUFFIX) and entry.is_file():
+                    names.append(LISTING_SEP.join((*rel, entry.name)).encode("utf-8", "surrogateescape"))
+                    if len(names) >= block:
+                        blocks.append(np.array(names, dtype=bytes))
+                        names = []
+        pending += subdirs
+    if names:
+        blocks.append(np.array(names, dtype=bytes))
+    if not blocks:
+        return np.array([], dtype="S1")
+    listing = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    del blocks
+    listing.sort()
+    return listing
 
 
 def listing_path(folder, entry) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from .files import atomic_write_text
@@ -21,6 +22,44 @@ from .tasks import EDL_TASKS, build_task_files, caption_items, caption_rows, wri
 
 MINED_PREDICTIONS = "mined_predictions.json"
 FOLD_SAMPLES = "samples.json"
+
+
+@dataclass(frozen=True)
+class Mining:
+    """How EDL errors are mined: ``k``-fold (k >= 2: ``model`` trained with ``preset`` on each k-1 folds for
+    ``max_steps`` steps, -1 the preset's epochs) or from ``from_model``, a model that never saw the training images
+    (``limit`` images, None all); ``samples`` outputs per image at ``temperature``/``top_p``, ``batch_size`` images
+    at a time, at most ``max_new_tokens`` each. ``k = 0`` and no ``from_model``: no mining."""
+
+    k: int = 0
+    from_model: str | None = None
+    model: str = "tiny"
+    preset: str = "cpu-smoke"
+    max_steps: int = 20
+    samples: int = 2
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    batch_size: int = 8
+    limit: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.from_model or self.k)
+
+
+def mine(captions, out, settings: Mining, seed: int = 0, progress: bool = True) -> dict | None:
+    """Mine EDL errors as ``settings`` say (``mine_with_model`` or ``mine_errors``); None when they ask for none."""
+    s = settings
+    if s.from_model:
+        return mine_with_model(captions, out, s.from_model, samples=s.samples, temperature=s.temperature,
+                               top_p=s.top_p, batch_size=s.batch_size, max_new_tokens=s.max_new_tokens, limit=s.limit,
+                               seed=seed, progress=progress)
+    if s.k:
+        return mine_errors(captions, out, k=s.k, seed=seed, samples=s.samples, temperature=s.temperature,
+                           top_p=s.top_p, model_path=s.model, preset=s.preset, max_steps=s.max_steps,
+                           batch_size=s.batch_size, max_new_tokens=s.max_new_tokens, progress=progress)
+    return None
 
 
 def kfold(ids: list[str], k: int = 5, seed: int = 0) -> list[list[str]]:
@@ -200,3 +239,17 @@ def sample_caption_set(split_dir, out, n: int, min_tokens: int = 1, max_tokens: 
     for r in picked:
         r.image_path = str(out / IMAGES_DIR / f"{r.id}{IMAGE_SUFFIX}")
     return picked
+
+
+def injected_tasks(out, captions, mined, seed: int, test_roots) -> tuple[dict, object]:
+    """Model-free EDL rows in ``out``: the symbol confusions of the ``mined`` predictions (training folds only)
+    injected into ``captions``. Returns (the task counts, the confusion table); ({}, None) without confusions."""
+    from .analysis import confusion_table, samples_frame
+    from .predictions import read_predictions
+
+    preds = read_predictions(mined, allow_duplicates=True) if mined else []
+    confusions = confusion_table(samples_frame(preds), indels=True) if preds else None
+    if confusions is None or not len(confusions):
+        return {}, None
+    return build_task_files(out, EDL_TASKS, captions=captions, seed=seed, confusions=confusions,
+                            require_images=True, test_roots=test_roots), confusions

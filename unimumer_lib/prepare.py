@@ -254,9 +254,17 @@ def _listing_rejects(listing, split_dir: Path, root: Path) -> list[tuple[Path, s
             stem = f"{BAD_NAME_CHARS[0]}{i}"  # a key no other file has: never a duplicate as well
         digests[i] = int.from_bytes(hashlib.blake2b(stem.encode("utf-8", "surrogateescape"), digest_size=8).digest(),
                                     "little")
-    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
-    for i in np.flatnonzero(first[inverse] != np.arange(len(listing))):
-        path, earlier = listing_path(split_dir, listing[i]), listing_path(split_dir, listing[first[inverse[i]]])
+    order = np.argsort(digests, kind="stable")  # equal digests in listing order: the first is the one kept
+    same = np.flatnonzero(digests[order[1:]] == digests[order[:-1]]) + 1
+    del digests
+    first = {}
+    for k in same:  # only the duplicates (and their first) are ever looked at by name
+        j = k - 1
+        while j in first:
+            j = first[j]
+        first[k] = j
+    for k in sorted(first, key=lambda k: order[k]):
+        path, earlier = listing_path(split_dir, listing[order[k]]), listing_path(split_dir, listing[order[first[k]]])
         if path.stem == earlier.stem:  # (equal digests of different ids: not a duplicate)
             rejects.append((path, f"duplicate id {path.stem!r} (also {earlier.relative_to(root)})"))
     return rejects

@@ -398,3 +398,18 @@ def plot_structure(table: pd.DataFrame, title: str = "ExpRate by structure"):
     ax.set(ylabel="ExpRate (%)", ylim=(0, 105), title=title)
     fig.tight_layout()
     return fig
+
+
+def structure_figures(root: Path | str, arm: str, tests: Mapping[str, str], name: str,
+                      figures_dir: Path | str) -> dict[str, pd.DataFrame]:
+    """ExpRate by structure of ``arm``'s predictions on each test (``tests``: {split: label}): the tables, and
+    their bar charts saved as ``figures_dir/<arm>/<split>/exprate_by_structure.png`` (shown inline in a
+    notebook)."""
+    from .figures import save_figure
+
+    tables = {}
+    for test, label in tests.items():
+        tables[test] = structure_table(read_predictions(prediction_path(root, arm, test)))
+        fig = plot_structure(tables[test], title=f"{label}: ExpRate by structure ({name})")
+        save_figure(fig, Path(figures_dir) / arm / test / "exprate_by_structure.png")
+    return tables

@@ -20,12 +20,13 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
 from . import config, taskspec
 from .families import TEST_SPLIT_LABELS, dataset_label
+from .mining import Mining
 from .files import atomic_write_text
 from .outdir import OutputLock
 from .records import read_captions
@@ -68,23 +69,9 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 
 
 @dataclass(frozen=True)
-class Mining:
-    """EDL mining of a paper run: ``k``-fold (k > 0: a model trained with the profile's recipe on each k-1 folds,
-    ``max_steps`` steps) or sampling from ``from_model``, a model that never saw the training images (``limit``
-    images); ``samples`` outputs per image at ``temperature``, at most ``max_new_tokens`` each."""
-
-    k: int = 0
-    samples: int = 2
-    temperature: float = 1.0
-    max_steps: int = -1
-    max_new_tokens: int = 96
-    from_model: str | None = None
-    limit: int | None = None
-
-
-@dataclass(frozen=True)
 class Paper:
-    """What only the paper pipeline has: its EDL mining, the arms trained (None: the five of the ablation), the
+    """What only the paper pipeline has: its EDL mining (``mining.Mining``; its model, preset and batch size are the
+    profile's own), the arms trained (None: the five of the ablation), the
     base's zero-shot row, and the test splits used (None: every one found)."""
 
     mining: Mining
@@ -133,16 +120,17 @@ PROFILES = {p.name: p for p in (
             batch_size=8, max_new_tokens=64, label="ours (ci, tiny CPU model, {train})"),
     Profile("smoke", synth_train=2000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
             batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
-            paper=Paper(Mining(from_model="tiny-base", limit=1000), arms=("vanilla", "all"), zero_shot=True)),
+            paper=Paper(Mining(from_model="tiny-base", limit=1000, max_steps=-1), arms=("vanilla", "all"),
+                        zero_shot=True)),
     Profile("cpu", synth_train=12000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
             batch_size=16, max_new_tokens=128, threads=2,
-            paper=Paper(Mining(from_model="tiny-base", limit=3000, max_new_tokens=96), arms=("all",), zero_shot=True,
+            paper=Paper(Mining(from_model="tiny-base", limit=3000, max_steps=-1), arms=("all",), zero_shot=True,
                         test_splits=("test2014",))),
     # The paper: Qwen2.5-VL-3B-Instruct, full fine-tuning, 1 epoch per arm over all of CROHME train, k-fold mining
     # with the same recipe (k=5, 4 samples per held-out image at temperature 1.0: our choices, see the README).
     Profile("paper", synth_train=20000, synth_test=1000, height=128, model="Qwen/Qwen2.5-VL-3B-Instruct",
             preset="paper", max_steps=-1, batch_size=32, max_new_tokens=512,
-            paper=Paper(Mining(k=5, samples=4, max_new_tokens=512))),
+            paper=Paper(Mining(k=5, samples=4, max_steps=-1, max_new_tokens=512))),
     # The same code path on CPU in minutes: the tiny offline model, the first 30 files of every split, few steps.
     Profile("paper-dry", synth_train=30, synth_test=30, sample_size=30, height=48, model="tiny", preset="cpu-smoke",
             max_steps=12, batch_size=30, max_new_tokens=32, paper=Paper(Mining(k=2, max_steps=8, max_new_tokens=32))),
@@ -336,10 +324,8 @@ def synthesis_parameters(p: Profile, captions: Path, out: Path, figures: Path, t
                   test_roots=[str(r) for r in test_roots], seed=p.seed)
     if p.paper is None:
         return params | dict(ratios={t: 1.0 for t in p.tasks})
-    m = p.paper.mining
-    return params | dict(mine_k=m.k, mine_model=p.model, mine_preset=p.preset, mine_max_steps=m.max_steps,
-                         mine_samples=m.samples, mine_temperature=m.temperature, mine_max_new_tokens=m.max_new_tokens,
-                         mine_batch_size=p.batch_size, mine_from_model=m.from_model, mine_limit=m.limit)
+    mining = replace(p.paper.mining, model=p.model, preset=p.preset, batch_size=p.batch_size)  # the profile's recipe
+    return params | dict(mining=asdict(mining))
 
 
 def sft_parameters(p: Profile, train_json: list[Path], out: Path, figures: Path,

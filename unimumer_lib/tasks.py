@@ -20,12 +20,13 @@ from typing import Iterable
 from . import edl
 from .files import atomic_write_text
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, load_records, open_image_checked,
-                      read_any, read_captions, sharegpt_row, write_sharegpt)
+                      read_any, read_captions, read_sharegpt, sharegpt_row, write_sharegpt)
 from .taskspec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, TASKS, get as task_spec, names as task_names
 from .tree import TreeError
 
 DATASET_INFO = "dataset_info.json"
 TASK_REJECTS = "rejects.tsv"
+MIXTURE_FILE = "mixture.json"  # the ratios notebook 02 chose for notebook 03 (write_mixture)
 TASK_REJECTS_HEADER = ("id", "task", "reason")
 # LLaMA-Factory dataset_info columns/tags for the rows made by records.sharegpt_row
 SHAREGPT_INFO = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
@@ -369,3 +370,32 @@ def build_task_files(out, tasks, captions=None, predictions=None, **kwargs) -> d
         raise ValueError(f"predictions only give {', '.join(task_names('edl'))}, asked for {', '.join(tasks)}")
     with OutputLock(out, "unimumer tasks"):
         return _build_task_files(out, tasks, captions, predictions, **kwargs)
+
+
+def check_task_folder(rows: dict[str, list[dict]], folder, index: dict[str, str]) -> dict:
+    """The leak guard over every row written (``rows``: {task: rows} of ``folder``): HeldOutImageLeak when an image
+    is a test image of ``index``. Returns the training images checked and the task rejects by (task, reason)."""
+    from collections import Counter
+
+    images = [(Path(img).stem, img) for task_rows in rows.values() for r in task_rows for img in r["images"]]
+    check_no_test_images(images, folder, index)
+    rejects = read_task_rejects(Path(folder) / TASK_REJECTS) if (Path(folder) / TASK_REJECTS).exists() else []
+    return {"images": len(images), "rejects": Counter((t, why.split(":")[0]) for _, t, why in rejects)}
+
+
+def read_task_rows(folder) -> dict[str, list[dict]]:
+    """{task: rows} of the task files ``dataset_info.json`` lists in ``folder``."""
+    return {path.stem: read_sharegpt(path) for path in listed_task_files(folder)}
+
+
+def write_mixture(folder, ratios: dict[str, float], seed: int) -> Path:
+    """Record the mixture to train from ``folder`` (``{task: fraction of its rows}``, every row when absent, and
+    the sampling seed) in ``MIXTURE_FILE``, which notebook 03 reads when it is given no ratios."""
+    return atomic_write_text(Path(folder) / MIXTURE_FILE, json.dumps({"ratios": ratios, "seed": seed}, indent=1))
+
+
+def read_mixture(folder) -> dict[str, float]:
+    """The ratios ``write_mixture`` recorded in ``folder`` ({} when none: every row once)."""
+    path = Path(folder) / MIXTURE_FILE
+    return json.loads(path.read_text(encoding="utf-8"))["ratios"] if path.is_file() else {}
+
