@@ -130,8 +130,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     from .infer import REJECTS_SUFFIX, open_checked, recognize, run, side_file, tally
-    from .workers import gpu_processes
+    from .workers import gpu_processes, set_torch_threads
 
+    set_torch_threads()  # OMP_NUM_THREADS when set (the shards get their share), else this process's cores
     knobs = dict(task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
     if (args.image is None) == (args.data is None):
         raise ValueError("give --data (a data set or a folder of images) or --image FILE [FILE ...], not both")
@@ -179,18 +180,17 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import main as train_main
+    from .workers import set_torch_threads
 
+    set_torch_threads()  # OMP_NUM_THREADS when set, else this process's cores
     return train_main(args)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    import os
-
-    import torch
-
     from .pretrain import pretrain
+    from .workers import set_torch_threads
 
-    torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads())
+    set_torch_threads(args.threads)
     record = pretrain(Path(args.out), Path(args.work), n=args.n, steps=args.steps, size=args.size, seed=args.seed,
                       curve_every=args.curve_every, resume=args.resume, workers=args.workers)
     last = record["learning_curve"][-1] if record["learning_curve"] else None

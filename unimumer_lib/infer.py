@@ -391,6 +391,8 @@ def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str]
 
     import torch
 
+    from .workers import threads
+
     records = read_inputs(data, root)
     gpus = torch.cuda.device_count()
     procs = []
@@ -399,7 +401,8 @@ def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str]
                str(shard_file(out, i, processes)), "--shard", f"{i}/{processes}", *cli_args,
                *(["--data", *map(str, data)] if isinstance(data, list) else ["--data", str(data)]),
                *(["--root", str(root)] if root is not None else []), *(["--force"] if force else [])]
-        env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus else {})}
+        env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus else {}),
+               "OMP_NUM_THREADS": str(threads(workers=processes))}  # never more threads x processes than cores
         procs.append(subprocess.Popen(cmd, env=env))
     failed = [i for i, proc in enumerate(procs) if proc.wait()]
     if failed:

@@ -276,10 +276,34 @@ def inkml_listing(folder, block: int = 8192):
         blocks.append(np.array(names, dtype=bytes))
     if not blocks:
         return np.array([], dtype="S1")
-    listing = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    del blocks
+    listing = np.empty(sum(map(len, blocks)), dtype=max((b.dtype for b in blocks), key=lambda d: d.itemsize))
+    at = 0
+    while blocks:  # each block freed once copied: the listing is never held twice
+        block = blocks.pop(0)
+        listing[at:at + len(block)] = block
+        at += len(block)
     listing.sort()
     return listing
+
+
+def holds_inkml(folder) -> bool:
+    """True when ``folder`` holds an InkML file at any depth; stops at the first one, reading each folder's entries
+    one at a time (``Path.rglob`` lists a whole folder first: 100k entries for a flat MathWriting split)."""
+    import os
+
+    pending = [Path(folder)]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.name.lower().endswith(INKML_SUFFIX) and entry.is_file():
+                    return True
+    return False
 
 
 def listing_path(folder, entry) -> Path:

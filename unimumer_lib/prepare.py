@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections import Counter
 from collections import deque
 from contextlib import closing
@@ -27,8 +28,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .families import INKML_FAMILIES
-from .inkml import InkmlError, caption_of, find_inkml, ink_from_xml, inkml_listing, is_inkml, listing_path
-from .files import atomic_write_bytes, atomic_write_text, atomic_write_with, remove_temp_files
+from .inkml import (LISTING_SEP, InkmlError, caption_of, find_inkml, holds_inkml, ink_from_xml, inkml_listing,
+                    listing_path)
+from .files import atomic_write_file, atomic_write_text, atomic_write_with, remove_temp_files
 from .outdir import OutputLock, is_empty_dir
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
                       Record, read_comer, unsafe_id, write_captions)
@@ -49,8 +51,7 @@ def find_splits(src) -> dict[str, Path]:
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
-    return {d.name: d for d in sorted(src.iterdir())
-            if d.is_dir() and any(is_inkml(p) for p in d.rglob("*"))}
+    return {d.name: d for d in sorted(src.iterdir()) if d.is_dir() and holds_inkml(d)}
 
 
 def source_of(path: Path, split_dir: Path) -> str:
@@ -62,12 +63,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fresh(png: Path, key: dict, previous: dict | None) -> bool:
+def _fresh(png: str, key: dict, previous: dict | None) -> bool:
     """True when ``previous`` (an item record) was made from the same source and settings and ``png`` is it."""
     if not previous or any(previous.get(k) != v for k, v in key.items()):
         return False
     try:
-        return _sha256(png.read_bytes()) == previous.get("image")
+        with open(png, "rb") as fh:
+            return _sha256(fh.read()) == previous.get("image")
     except OSError:
         return False
 
@@ -77,9 +79,10 @@ def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, st
 
     ``item`` records the image's freshness key: source hash, height, version and image hash.
     """
-    path, png, height, previous = job
+    path, png, height, previous = job  # plain strings throughout: no Path per file (see files.atomic_write_file)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
         ink = ink_from_xml(data, path)
     except OSError as err:
         return path, "", f"cannot read: {err.strerror or err}", None
@@ -98,14 +101,14 @@ def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, st
     if png is None:
         return ink.id, caption, None, None
     key = {"source": _sha256(data), "height": height, "version": PREPARE_VERSION}
-    if _fresh(Path(png), key, previous):
+    if _fresh(png, key, previous):
         return ink.id, caption, None, previous
     try:
         buf = io.BytesIO()
         render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
     except Exception as err:  # one file that cannot be drawn is a reject, never the end of the run
         return path, "", f"cannot render: {type(err).__name__}: {err}", None
-    atomic_write_bytes(png, buf.getvalue())
+    atomic_write_file(png, buf.getvalue())
     return ink.id, caption, None, {**key, "image": _sha256(buf.getvalue())}
 
 
@@ -247,38 +250,43 @@ def _listing_rejects(listing, split_dir: Path, root: Path) -> list[tuple[Path, s
 
     rejects, digests = [], np.empty(len(listing), dtype=np.uint64)
     for i, entry in enumerate(listing):
-        stem = listing_path(split_dir, entry).stem
+        stem = _stem(entry)
         if any(c in stem for c in BAD_NAME_CHARS):
             rejects.append((listing_path(split_dir, entry), "file name holds a tab or newline, which caption.txt "
                                                             "cannot hold"))
             stem = f"{BAD_NAME_CHARS[0]}{i}"  # a key no other file has: never a duplicate as well
         digests[i] = int.from_bytes(hashlib.blake2b(stem.encode("utf-8", "surrogateescape"), digest_size=8).digest(),
                                     "little")
-    order = np.argsort(digests, kind="stable")  # equal digests in listing order: the first is the one kept
-    same = np.flatnonzero(digests[order[1:]] == digests[order[:-1]]) + 1
-    del digests
-    first = {}
-    for k in same:  # only the duplicates (and their first) are ever looked at by name
-        j = k - 1
-        while j in first:
-            j = first[j]
-        first[k] = j
-    for k in sorted(first, key=lambda k: order[k]):
-        path, earlier = listing_path(split_dir, listing[order[k]]), listing_path(split_dir, listing[order[first[k]]])
-        if path.stem == earlier.stem:  # (equal digests of different ids: not a duplicate)
-            rejects.append((path, f"duplicate id {path.stem!r} (also {earlier.relative_to(root)})"))
+    ordered = np.sort(digests)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])  # digests held by more than one file
+    del ordered
+    for value in repeated:  # only these files are ever looked at by name (none, usually)
+        first, *later = np.flatnonzero(digests == value)
+        earlier = listing_path(split_dir, listing[first])
+        for i in later:
+            path = listing_path(split_dir, listing[i])
+            if path.stem == earlier.stem:  # (equal digests of different ids: not a duplicate)
+                rejects.append((path, f"duplicate id {path.stem!r} (also {earlier.relative_to(root)})"))
     return rejects
 
 
+def _stem(entry) -> str:
+    """The id (file stem) of an ``inkml_listing`` entry, from its bytes (no Path: see files.atomic_write_file)."""
+    name = entry.decode("utf-8", "surrogateescape").rsplit(LISTING_SEP, 1)[-1]
+    return name[:-len(".inkml")]
+
+
 def _jobs(listing, split_dir: Path, image_dir: Path | None, height: int, items: dict, rejects: list):
-    """The ``_prepare_one`` jobs of the listing, one at a time, skipping the files already refused."""
+    """The ``_prepare_one`` jobs of the listing, one at a time, skipping the files already refused; paths are plain
+    strings (no Path per file)."""
     refused = {str(p) for p, _ in rejects}
+    top, images = str(split_dir), str(image_dir) if image_dir is not None else None
     for entry in listing:
-        path = str(listing_path(split_dir, entry))
+        path = os.path.join(top, *entry.decode("utf-8", "surrogateescape").split(LISTING_SEP))
         if path in refused:
             continue
-        stem = Path(path).stem
-        png = str(image_dir / f"{stem}{IMAGE_SUFFIX}") if image_dir is not None else None
+        stem = _stem(entry)
+        png = os.path.join(images, f"{stem}{IMAGE_SUFFIX}") if images is not None else None
         yield path, png, height, items.get(stem)
 
 
@@ -304,7 +312,8 @@ def _prepare_stream(jobs, workers: int, split_dir: Path, captions, sources, jour
                 continue
             if "\t" in key or "\n" in key or "\n" in caption:
                 raise ValueError(f"record {key!r}: id/caption must not contain tabs or newlines")
-            source = source_of(Path(path), split_dir)
+            parts = os.path.relpath(path, split_dir).split(os.sep)
+            source = parts[0] if len(parts) > 1 else split_dir.name  # as source_of, without a Path per file
             captions.write(f"{key}\t{caption}\n")
             sources.write(f"{key}\t{source}\n")
             counts["written"] += 1

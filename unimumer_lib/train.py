@@ -631,8 +631,11 @@ def launch(files, out_dir, processes: int, model_path: str, preset: str, max_ste
     cmd = launch_command(files, out_dir, processes, model_path, preset, max_steps, seed, force, zero2)
     print(f"training in {processes} processes ({'DeepSpeed ZeRO-2, ' if zero2 else ''}accelerate launch): "
           + " ".join(cmd[2:]), flush=True)
+    from .workers import threads
+
     done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": str(threads(workers=processes))})  # never more threads x processes than cores
     if done.returncode:
         raise RuntimeError(f"{out_dir}: training in {processes} processes failed (exit {done.returncode}); the "
                            f"ranks' messages are above")

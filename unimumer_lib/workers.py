@@ -76,6 +76,16 @@ def threads(requested: int | None = None, workers: int = 1) -> int:
     return max(1, min(requested, cores() // max(1, workers)))
 
 
+def set_torch_threads(requested: int | None = None, workers: int = 1) -> int:
+    """Give torch ``threads(requested, workers)`` intra-op threads (its own default counts the machine's cores,
+    not this process's share); returns the count."""
+    import torch
+
+    count = threads(requested, workers)
+    torch.set_num_threads(count)
+    return count
+
+
 def gpu_processes(processes: int | None = None) -> int:
     """Processes for a data-parallel job: ``processes`` when given, else one per visible GPU (1 without one)."""
     if processes is not None:
