@@ -243,21 +243,16 @@ def find_inkml(folder) -> list[Path]:
 LISTING_SEP = "\x00"  # joins path parts in inkml_listing: it sorts below every character, as Path order needs
 
 
-def inkml_listing(folder, block: int = 8192):
-    """The files of ``find_inkml(folder)``, in its order, as one numpy array of relative paths (parts joined by
-    ``LISTING_SEP``, UTF-8 bytes): about a file name's length per file instead of a ``Path`` object each, for
-    corpora of hundreds of thousands of files (names are packed ``block`` at a time as the folders are scanned).
-    Symlinked folders are not entered, as ``Path.rglob`` does not."""
+def _walk_inkml(folder: Path):
+    """(relative folder parts, file name) of each InkML file under ``folder``, each folder's entries read one at a
+    time (``Path.rglob`` lists a whole folder first: 100k entries for a flat MathWriting split); symlinked folders
+    are not entered, as ``Path.rglob`` does not enter them."""
     import os
 
-    import numpy as np
-
-    folder = Path(folder)
-    blocks, names, pending = [], [], [folder]
+    pending = [folder]
     while pending:
         top = pending.pop()
         rel = top.relative_to(folder).parts
-        subdirs = []
         try:
             entries = os.scandir(top)
         except OSError:
@@ -265,13 +260,23 @@ def inkml_listing(folder, block: int = 8192):
         with entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(Path(entry.path))
+                    pending.append(Path(entry.path))
                 elif entry.name.lower().endswith(INKML_SUFFIX) and entry.is_file():
-                    names.append(LISTING_SEP.join((*rel, entry.name)).encode("utf-8", "surrogateescape"))
-                    if len(names) >= block:
-                        blocks.append(np.array(names, dtype=bytes))
-                        names = []
-        pending += subdirs
+                    yield rel, entry.name
+
+
+def inkml_listing(folder, block: int = 8192):
+    """The files of ``find_inkml(folder)``, in its order, as one numpy array of relative paths (parts joined by
+    ``LISTING_SEP``, UTF-8 bytes): about a file name's length per file instead of a ``Path`` object each, for
+    corpora of hundreds of thousands of files (names are packed ``block`` at a time as the folders are read)."""
+    import numpy as np
+
+    blocks, names = [], []
+    for rel, name in _walk_inkml(Path(folder)):
+        names.append(LISTING_SEP.join((*rel, name)).encode("utf-8", "surrogateescape"))
+        if len(names) >= block:
+            blocks.append(np.array(names, dtype=bytes))
+            names = []
     if names:
         blocks.append(np.array(names, dtype=bytes))
     if not blocks:
@@ -287,23 +292,8 @@ def inkml_listing(folder, block: int = 8192):
 
 
 def holds_inkml(folder) -> bool:
-    """True when ``folder`` holds an InkML file at any depth; stops at the first one, reading each folder's entries
-    one at a time (``Path.rglob`` lists a whole folder first: 100k entries for a flat MathWriting split)."""
-    import os
-
-    pending = [Path(folder)]
-    while pending:
-        try:
-            entries = os.scandir(pending.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
-                elif entry.name.lower().endswith(INKML_SUFFIX) and entry.is_file():
-                    return True
-    return False
+    """True when ``folder`` holds an InkML file at any depth (stops at the first one)."""
+    return next(_walk_inkml(Path(folder)), None) is not None
 
 
 def listing_path(folder, entry) -> Path:
