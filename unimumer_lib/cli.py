@@ -211,9 +211,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                      data_hme100k=args.data_hme100k, train_processes=args.train_processes)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .taskspec import TASKS
+LIGHT_COMMANDS = ("prepare", "eval", "compare", "normalize")  # their options need none of the training modules
 
+
+def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
+    """The ``unimumer`` parser; ``light_only``: just the LIGHT_COMMANDS (``main`` builds that when one of them is
+    asked for, so that ``unimumer eval`` does not import the task, training and inference modules)."""
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -273,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "MathWriting protocol, default) or crohme (the literature's captions)")
     s.add_argument("--out", required=True, help="normalised prediction JSON (removed items listed beside it)")
     s.set_defaults(func=cmd_normalize)
+    if light_only:
+        return p
+    from .taskspec import TASKS
 
     s = sub.add_parser("tasks", parents=[debug], help="build multi-task training data (LLaMA-Factory JSON)")
     src = s.add_mutually_exclusive_group(required=True)
@@ -395,7 +401,8 @@ def console() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(light_only=bool(words) and words[0] in LIGHT_COMMANDS).parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:

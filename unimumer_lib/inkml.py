@@ -15,6 +15,7 @@ the origin, so neither rule touches it. The relative rule needs the stray points
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +216,8 @@ def ink_from_xml(data: bytes | str, path=None, id: str | None = None) -> Ink:
         check_extent(traces)
     except ValueError as err:
         raise InkmlError(path or "<string>", str(err)) from None
-    stem = id if id is not None else (Path(path).stem if path else "")
+    # os.path, not Path: prepare reads hundreds of thousands of files and pathlib interns every name it parses
+    stem = id if id is not None else (os.path.splitext(os.path.basename(path))[0] if path else "")
     return Ink(id=stem, path=str(path) if path else None, traces=traces, groups=_groups(root),
                latex=latex, mathml=mathml, annotations=annotations, notes=notes)
 
@@ -247,8 +249,6 @@ def _walk_inkml(folder: Path):
     """(relative folder parts, file name) of each InkML file under ``folder``, each folder's entries read one at a
     time (``Path.rglob`` lists a whole folder first: 100k entries for a flat MathWriting split); symlinked folders
     are not entered, as ``Path.rglob`` does not enter them."""
-    import os
-
     pending = [folder]
     while pending:
         top = pending.pop()
