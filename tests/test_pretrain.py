@@ -156,6 +156,6 @@ def test_smoke_profile_is_the_ablation_from_the_base(tmp_path):
     assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["model_path"] == "tiny-base"  # no SFT
     assert by_key["03[vanilla]"]["model_path"] == by_key["03[all]"]["model_path"] == "tiny-base"
     assert by_key["03[vanilla]"]["preset"] == by_key["03[all]"]["preset"]  # the same recipe
-    assert by_key["02"]["mine_from_model"] == "tiny-base" and by_key["02"]["mine_k"] == 0
+    assert by_key["02"]["mining"]["from_model"] == "tiny-base" and by_key["02"]["mining"]["k"] == 0
     assert by_key["tables"]["paper_arms"] == [reproduce.ZERO_SHOT, "vanilla", "all"]
     assert len(by_key["03[all]"]["train_json"]) == len(reproduce.arm_tasks("all")) == 5
