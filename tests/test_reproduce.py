@@ -140,3 +140,13 @@ def test_every_parameter_reproduce_passes_is_declared_in_the_notebook(tmp_path):
 def test_run_json_records_the_profile_and_its_seed(run_dir):
     held = json.loads((run_dir / reproduce.RUN_FILE).read_text())
     assert held["parameters"]["seed"] == reproduce.PROFILES["ci"].seed and held["parameters"]["name"] == "ci"
+
+
+def test_papermill_reads_every_parameter_of_every_notebook():
+    from papermill.translators import PythonTranslator
+
+    for path in sorted(reproduce.NOTEBOOKS_DIR.glob("0[1-5]_*.ipynb")):
+        book = nbformat.read(path, as_version=4)
+        cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        parsed = {p.name for p in PythonTranslator.inspect(cell)}
+        assert parsed == declared_parameters(path.name), path.name  # a comment papermill cannot parse hides one
