@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ink(id: str, latex: str, shift: float = 0) -> Ink:
     t = np.array([[0, 0], [10, 5], [20, 0], [30, 8]], np.float32) + shift
     return Ink(id=id, traces={"0": t, "1": t + [0, 10]}, latex=latex)
@@ -699,7 +703,8 @@ def test_ctrl_c_stops_infer_within_a_second_and_resumes_to_the_same_file(bad_ima
     cmd = [sys.executable, "-c", "from unimumer_lib.cli import console; raise SystemExit(console())", "infer",
            "--model", "tiny-base", "--data", str(images), "--out", str(out), "--batch-size", "2",
            "--max-new-tokens", "8"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)  # as a terminal starts it, even under `pytest &`
     partial = tmp_path / "p.json.partial.jsonl"
     deadline = time.time() + 120
     while (not partial.exists() or partial.stat().st_size == 0) and time.time() < deadline:
@@ -724,7 +729,8 @@ def test_ctrl_c_stops_train_and_reproduce_within_a_second_leaving_no_process(com
             "reproduce": ["reproduce", "--profile", "ci", "--out", str(out)]}[command]
     started = {"train": out / "run_config.json", "reproduce": out / "notebooks"}[command]
     cmd = [sys.executable, "-c", "from unimumer_lib.cli import console; raise SystemExit(console())", *args]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)  # as a terminal starts it, even under `pytest &`
     deadline = time.time() + 120
     while not started.exists() and time.time() < deadline:
         time.sleep(0.05)
