@@ -125,16 +125,7 @@ def _is_ours(manifest: dict) -> bool:
 
 def _previous_items(out_dir: Path, manifest: dict) -> dict[str, dict]:
     """Image records of earlier runs: the manifest's, updated by a killed run's journal."""
-    items = dict(manifest.get("items") or {})
-    journal = out_dir / JOURNAL_FILE
-    if journal.exists():
-        for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-                items[row.pop("id")] = row
-            except (ValueError, KeyError, AttributeError):  # a line cut short by a kill
-                continue
-    return items
+    return dict(manifest.get("items") or {}) | dict(_journal_rows(out_dir / JOURNAL_FILE))
 
 
 def _check_out_dir(split_dir: Path, out_dir: Path, manifest: dict, force: bool) -> None:
@@ -223,7 +214,7 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
             raise
         written = None
         if (images and owned) or not images or limit:  # the ids this run wrote, when something needs them
-            written = _journal_items(out_dir / JOURNAL_FILE)
+            written = dict(_journal_rows(out_dir / JOURNAL_FILE))
         if images and not limit:  # a full run: our images of files gone or now rejected go; nothing else does
             for stem in owned - set(written or ()):
                 (image_dir / f"{stem}{IMAGE_SUFFIX}").unlink(missing_ok=True)
@@ -323,18 +314,6 @@ def _prepare_stream(jobs, workers: int, split_dir: Path, captions, sources, jour
                 journal.flush()
 
 
-def _journal_items(journal: Path) -> dict[str, dict]:
-    items = {}
-    if journal.exists():
-        for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-                items[row.pop("id")] = row
-            except (ValueError, KeyError, AttributeError):
-                continue
-    return items
-
-
 def _write_manifest(out_dir: Path, summary: dict, sources, items: dict | None) -> Path:
     """The finished manifest, streamed: ``summary``'s keys, ``source_of`` from the ``id<TAB>source`` lines and
     ``items`` (None: this run's journal lines, in file order)."""
@@ -357,6 +336,10 @@ def _write_manifest(out_dir: Path, summary: dict, sources, items: dict | None) -
 
 
 def _journal_rows(journal: Path):
+    """(id, image record) of each complete line of a journal (none when it is missing); a line cut short by a
+    kill is passed over."""
+    if not journal.exists():
+        return
     with open(journal, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
