@@ -11,13 +11,13 @@ memory, ExpRate and how many distinct predictions there are (a model that ignore
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from peak_memory import peak_rss_mib
 from unimumer_lib.config import crohme_root
 from unimumer_lib.infer import predict
 from unimumer_lib.metrics import score
@@ -58,7 +58,7 @@ def main() -> None:
                     progress=False)
     infer_wall = time.perf_counter() - start
     metrics = score([p["gt"] for p in preds], [p["pred"] for p in preds])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(f"steps: {result['global_step']} (batch 8), final logged loss {result['last_loss']:.4f}")
     print(f"train wall: {result['wall_s']:.1f} s, train CPU time: {train_cpu:.1f} s ({args.threads} threads); "
           f"inference wall: {infer_wall:.1f} s")

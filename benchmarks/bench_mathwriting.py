@@ -2,9 +2,10 @@
 
 Writes N MathWriting InkML files (the CROHME test2014 traces with "x y t" points, ``label`` = the raw LaTeX,
 ``normalizedLabel`` = our caption, metadata annotations) into one flat split folder, then runs
-``prepare_crohme(..., workers=1)`` in a fresh process with and without images. Prints files/s, peak RSS, the RSS
-growth per file between consecutive corpus sizes (what a 630k-file run would add; the child holds nothing but the
-prepare run, the captions are checked in this process afterwards), and the rate of the same ink read as CROHME
+``prepare_crohme(..., workers=1)`` in a fresh process with and without images. Prints files/s, the child's own
+peak RSS (``VmHWM``: see ``peak_memory``), the RSS growth per file between consecutive corpus sizes (what a
+630k-file run would add; the child holds nothing but the prepare run, the captions are checked in this process
+afterwards), and the rate of the same ink read as CROHME
 InkML (test2014) for comparison on the same (possibly busy) machine.
 
     taskset -c 0 python benchmarks/bench_mathwriting.py [--sizes 10000 100000] [--no-images]
@@ -14,23 +15,19 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from peak_memory import peak_rss_mib
 from unimumer_lib import config
 from unimumer_lib.inkml import Ink, caption_of, ink_to_mathwriting_xml, read_inkml_folder
 from unimumer_lib.prepare import prepare_crohme
 from unimumer_lib.records import CAPTION_FILE, read_captions
 
 FULL_CORPUS = 630_000
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_corpus(folder: Path, n: int) -> dict[str, str]:
@@ -63,7 +60,7 @@ def _run(src: Path, out: Path, images: bool, n: int) -> tuple[float, float]:
     summary = prepare_crohme(src, out, workers=1, images=images, height=128)["train"]
     seconds = time.perf_counter() - start
     assert summary == {"read": n, "written": n, "rejected": 0}, summary
-    return n / seconds, rss_mib()
+    return n / seconds, peak_rss_mib()  # the child's own peak: not ru_maxrss (see peak_memory)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Peak memory of k-fold EDL mining: a 3-fold run against the work of one fold, on the hub-faithful fixture.
 
-Each measurement runs in a fresh process (peak RSS from ``resource.getrusage``, children excluded). "1 fold"
+Each measurement runs in a fresh process (its own peak RSS, ``peak_memory.peak_rss_mib``). "1 fold"
 trains and samples once, exactly what one fold of ``mining.mine_errors`` does; "3 folds" runs ``mine_errors``
 with k=3. With every fold's trainer, model and optimizer freed before the next (issue 21) the two peaks agree
 within a few percent; before, fold k trained while fold k-1's model and optimizer state were alive.
@@ -19,10 +19,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")]), "OMP_NUM_THREADS": "1"}
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
+from peak_memory import peak_rss_mib
 from pathlib import Path
 from unimumer_lib import config, hubfixture, mining
 from unimumer_lib.tasks import caption_items, caption_rows, write_task_files
@@ -41,7 +42,7 @@ if k == 1:
                           progress=False)
 else:
     mining.mine_errors(work / "set", work / "out", k=k, samples=2, max_new_tokens=16, progress=False, **opts)
-print(json.dumps({"k": k, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"k": k, "peak_rss_mib": peak_rss_mib()}))
 """
 
 

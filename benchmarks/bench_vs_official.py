@@ -56,7 +56,10 @@ METRICS = {"exact_match_rate": ("exprate", 1), "error_le_1_rate": ("le1", 1), "e
 
 
 def timed_process(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stdout) of one process, under GNU time -v when it is installed."""
+    """(wall seconds, peak RSS MiB, stdout) of one process, under GNU time -v when it is installed.
+
+    Without GNU time the peak is ``wait4``'s ``ru_maxrss``, an upper bound: on Linux it survives ``exec``, so it
+    holds this process's RSS at the moment the child was started (see ``peak_memory``)."""
     if Path("/usr/bin/time").exists():
         with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
             done = subprocess.run(["/usr/bin/time", "-v", "-o", report.name, *cmd], capture_output=True, text=True,
