@@ -29,7 +29,9 @@ from unimumer_lib.prepare import load_split, prepare_split
 from unimumer_lib.pretrain import curve_callback
 from unimumer_lib.synth import synthesize_dataset
 from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import PRESETS, load_sharegpt_dataset, mixture_counts, train
+from unimumer_lib.train import train
+from unimumer_lib.sftconfig import PRESETS
+from unimumer_lib.sftdata import load_sharegpt_dataset, mixture_counts
 
 
 def synthetic_split(work: Path, n: int, seed: int, height: int) -> list:
@@ -115,19 +117,19 @@ def main() -> None:
                    **{k: v for k, v in overrides.items() if v is not None})
     train_cpu = time.process_time() - c1
     t2 = time.perf_counter()
-    preds = predict(result["model"], processor, test_records, work / args.tag / "pred.json", batch_size=16,
+    preds = predict(result.model, processor, test_records, work / args.tag / "pred.json", batch_size=16,
                     max_new_tokens=args.max_new_tokens, progress=False)
     infer_wall = time.perf_counter() - t2
     gts, hyps = [p["gt"] for p in preds], [p["pred"] for p in preds]
     m, blind = score(gts, hyps), blind_control(gts, hyps)
     distinct_caps = len(set(gts))
-    seen_batches = result["global_step"] * (args.batch or PRESETS[args.preset]["per_device_train_batch_size"])
+    seen_batches = result.global_step * (args.batch or PRESETS[args.preset]["per_device_train_batch_size"])
 
     print(f"recipe {args.tag}: size {args.size} ({num_parameters(model) / 1e6:.2f} M params), preset {args.preset}, "
           f"lr {args.lr or PRESETS[args.preset]['learning_rate']}, tasks {mixture_counts(dataset)}, "
-          f"height {args.height}, steps {result['global_step']} ({seen_batches} samples seen, "
+          f"height {args.height}, steps {result.global_step} ({seen_batches} samples seen, "
           f"{seen_batches / len(dataset):.2f} epochs of {len(dataset)})")
-    print(f"final logged loss {result['last_loss']:.3f}")
+    print(f"final logged loss {result.last_loss:.3f}")
     print(f"held-out ({len(preds)} unseen expressions): ExpRate {m['exprate']:.1f}%  <=1 {m['le1']:.1f}%  "
           f"<=2 {m['le2']:.1f}%  CER {m['cer']:.1f}%")
     print(f"blind control (shuffled):          ExpRate {blind['exprate']:.1f}%  <=1 {blind['le1']:.1f}%  "
@@ -136,7 +138,7 @@ def main() -> None:
           f"({100 * len(set(hyps)) / max(1, distinct_caps):.0f}%)")
     print("ExpRate by length: " + ", ".join(f"{lab}: {er:.0f}% (n={n})" for lab, n, er in
                                             exprate_by_length(gts, sample_distances(gts, hyps)) if n))
-    print(f"wall: data {data_wall:.0f} s, train {result['wall_s']:.0f} s, inference {infer_wall:.0f} s, "
+    print(f"wall: data {data_wall:.0f} s, train {result.wall_s:.0f} s, inference {infer_wall:.0f} s, "
           f"total {time.perf_counter() - t0:.0f} s; CPU time: train {train_cpu:.0f} s, "
           f"total {time.process_time() - c0:.0f} s; load average {os.getloadavg()[0]:.1f}")
     for p in preds[:4]:

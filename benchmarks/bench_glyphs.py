@@ -29,7 +29,8 @@ from unimumer_lib.model import fit_pixels, tiny_model
 from unimumer_lib.reproduce import PROFILES
 from unimumer_lib.synth import glyph_images, glyph_vocabulary
 from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import PRESETS, train
+from unimumer_lib.train import train
+from unimumer_lib.sftconfig import PRESETS
 
 RECIPE = PROFILES["smoke"]
 
@@ -72,7 +73,7 @@ def model_arm(train_set, test_set, work: Path, steps: int, batch: int, text_init
     result = train([files["vanilla"]], model=model, processor=processor, preset=RECIPE.preset,
                    out_dir=work / f"sft_{text_init}", max_steps=steps, save_steps=10**6, disable_tqdm=True,
                    per_device_train_batch_size=batch, gradient_accumulation_steps=1, seed=seed)
-    preds = predict(result["model"], processor, test_set, work / f"pred_{text_init}.json", batch_size=32,
+    preds = predict(result.model, processor, test_set, work / f"pred_{text_init}.json", batch_size=32,
                     max_new_tokens=8, progress=False)
     return 100.0 * exprate(preds)
 

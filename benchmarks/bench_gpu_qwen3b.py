@@ -212,7 +212,7 @@ def main() -> None:
         model = build(args.smoke, args.attn, device, dtype, args.fixture)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-        from unimumer_lib.train import PRESETS
+        from unimumer_lib.sftconfig import PRESETS
 
         spec = {**PRESETS["single-gpu-lora"]["lora"], "lora_dropout": 0.0}  # the preset's adapters: all linear
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **spec))

@@ -54,13 +54,13 @@ def main() -> None:
                    max_steps=args.steps, learning_rate=args.lr, save_steps=10**6, disable_tqdm=True)
     train_cpu = time.process_time() - cpu0
     start = time.perf_counter()
-    preds = predict(result["model"], processor, records, work / "pred.json", batch_size=16, max_new_tokens=64,
+    preds = predict(result.model, processor, records, work / "pred.json", batch_size=16, max_new_tokens=64,
                     progress=False)
     infer_wall = time.perf_counter() - start
     metrics = score([p["gt"] for p in preds], [p["pred"] for p in preds])
     peak = peak_rss_mib()
-    print(f"steps: {result['global_step']} (batch 8), final logged loss {result['last_loss']:.4f}")
-    print(f"train wall: {result['wall_s']:.1f} s, train CPU time: {train_cpu:.1f} s ({args.threads} threads); "
+    print(f"steps: {result.global_step} (batch 8), final logged loss {result.last_loss:.4f}")
+    print(f"train wall: {result.wall_s:.1f} s, train CPU time: {train_cpu:.1f} s ({args.threads} threads); "
           f"inference wall: {infer_wall:.1f} s")
     print(f"peak memory (max RSS): {peak:.0f} MB")
     print(f"ExpRate on the {args.n} training images: {metrics['exprate']:.1f}% "

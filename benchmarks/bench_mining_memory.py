@@ -38,10 +38,12 @@ if k == 1:
     rows, _ = caption_rows(items[: len(items) * 2 // 3], ["vanilla"], progress=False)
     path = write_task_files(work / "data", rows)["vanilla"]
     result = train(path, out_dir=work / "sft", **opts)
-    mining.sample_outputs(result["model"], result["processor"], items[len(items) * 2 // 3:], 2, max_new_tokens=16,
+    mining.sample_outputs(result.model, result.processor, items[len(items) * 2 // 3:],
+                          mining.Mining(samples=2, max_new_tokens=16),
                           progress=False)
 else:
-    mining.mine_errors(work / "set", work / "out", k=k, samples=2, max_new_tokens=16, progress=False, **opts)
+    settings = mining.Mining(k=k, samples=2, max_new_tokens=16, model=str(hub), preset="cpu-smoke", max_steps=steps)
+    mining.mine_errors(work / "set", work / "out", settings, progress=False, disable_tqdm=True, save_steps=10**6)
 print(json.dumps({"k": k, "peak_rss_mib": peak_rss_mib()}))
 """
 

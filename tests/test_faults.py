@@ -501,7 +501,7 @@ def test_resume_skips_a_checkpoint_torn_by_a_kill_and_ends_equal(crohme4, tmp_pa
     weights.write_bytes(weights.read_bytes()[:1000])
     assert "cut short" in checkpoint_problem(last) or "trainer_state" in checkpoint_problem(last)
     resumed = train([tasks / "vanilla.json"], out_dir=tmp_path / "torn", resume=True, **common)
-    assert resumed["global_step"] == 4
+    assert resumed.global_step == 4
     a = load_file(tmp_path / "full" / "final" / "model.safetensors")
     b = load_file(tmp_path / "torn" / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
@@ -517,7 +517,7 @@ def test_train_guards_test_images_empty_answers_and_twice_given_files(crohme4, t
     """Case 10: train had no leak guard, trained empty answers and a file given twice without a word."""
     from unimumer_lib.records import read_sharegpt, write_sharegpt
     from unimumer_lib.tasks import HeldOutImageLeak
-    from unimumer_lib.train import load_sharegpt_dataset
+    from unimumer_lib.sftdata import load_sharegpt_dataset
 
     _, tasks = crohme4
     rows = read_sharegpt(tasks / "vanilla.json")
@@ -551,7 +551,7 @@ def test_tabs_inside_a_caption_are_one_separator(tmp_path):
 def test_a_task_build_cut_short_is_never_trained_on_in_part(crohme4, tmp_path, monkeypatch):
     """Case 9: ``tasks`` on a full disk left vanilla.json without tree.json/dataset_info.json and no marker."""
     from unimumer_lib import tasks as T
-    from unimumer_lib.train import task_files
+    from unimumer_lib.sftdata import task_files
 
     records, _ = crohme4
     captions = tmp_path / "split"

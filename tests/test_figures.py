@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from unimumer_lib import config, figures
-from unimumer_lib.prepare import stats_frame, symbol_counts
+from unimumer_lib.explore import stats_frame, symbol_counts
 from unimumer_lib.records import Record
 
 

@@ -24,23 +24,23 @@ SYMBOLS = LETTERS[0][:10] + DIGITS[0]  # the ten most frequent letters and the t
 
 @pytest.fixture
 def recipe_threads():
-    """The recipe's thread count (``pretrain.RECIPE["threads"]``), restored afterwards."""
+    """The recipe's thread count (``pretrain.RECIPE.threads``), restored afterwards."""
     before = torch.get_num_threads()
-    torch.set_num_threads(RECIPE["threads"])
+    torch.set_num_threads(RECIPE.threads)
     yield
     torch.set_num_threads(before)
 
 
 def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, recipe_threads):
     torch.manual_seed(0)
-    train_set = glyph_images(tmp_path / "train", SYMBOLS, 2000, seed=0, height=RECIPE["height"])
-    test_set = glyph_images(tmp_path / "test", SYMBOLS, 200, seed=1, height=RECIPE["height"])
-    rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in train_set], RECIPE["tasks"], progress=False)
+    train_set = glyph_images(tmp_path / "train", SYMBOLS, 2000, seed=0, height=RECIPE.height)
+    test_set = glyph_images(tmp_path / "test", SYMBOLS, 200, seed=1, height=RECIPE.height)
+    rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in train_set], RECIPE.tasks, progress=False)
     files = write_task_files(tmp_path / "tasks", rows)
-    model, processor = tiny_model(RECIPE["size"])
-    result = train([files[t] for t in RECIPE["tasks"]], model=model, processor=processor, preset=RECIPE["preset"],
+    model, processor = tiny_model(RECIPE.size)
+    result = train([files[t] for t in RECIPE.tasks], model=model, processor=processor, preset=RECIPE.preset,
                    out_dir=tmp_path / "sft", max_steps=250, save_steps=10**6, disable_tqdm=True)
-    preds = predict(result["model"], processor, test_set, tmp_path / "pred.json", batch_size=32, max_new_tokens=8,
+    preds = predict(result.model, processor, test_set, tmp_path / "pred.json", batch_size=32, max_new_tokens=8,
                     progress=False)
     shuffled = [p["pred"] for p in preds]
     random.Random(0).shuffle(shuffled)

@@ -18,7 +18,8 @@ from unimumer_lib.hubfixture import build_fixture
 from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.model import PAPER_MAX_PIXELS, load_model
 from unimumer_lib.tasks import TASKS, write_task_files
-from unimumer_lib.train import load_sharegpt_dataset, make_trainer
+from unimumer_lib.train import make_trainer
+from unimumer_lib.sftdata import load_sharegpt_dataset
 from crohme_tasks import rows_of
 
 LLAMAFACTORY = "llamafactory==0.9.3"

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from unimumer_lib.edl import apply_corrections
-from unimumer_lib.mining import MINED_PREDICTIONS, distinct_errors, kfold, mine_errors, sample_caption_set
+from unimumer_lib.mining import (MINED_PREDICTIONS, Mining, distinct_errors, kfold, mine_errors,
+                                 sample_caption_set)
 from unimumer_lib.records import read_sharegpt
 from unimumer_lib.tasks import PROMPTS, split_answer
 
@@ -31,8 +32,9 @@ def test_distinct_errors_drops_correct_and_repeated_outputs():
 
 def test_kfold_mining_end_to_end(crohme_root, tmp_path):
     sample_caption_set(crohme_root / "train", tmp_path / "set", 8, min_tokens=3, max_tokens=8, height=64)
-    summary = mine_errors(tmp_path / "set", tmp_path / "out", k=2, samples=2, max_steps=10, max_new_tokens=20,
-                          temperature=1.5, progress=False, disable_tqdm=True, save_steps=10**6)
+    settings = Mining(k=2, samples=2, max_steps=10, max_new_tokens=20, temperature=1.5)
+    summary = mine_errors(tmp_path / "set", tmp_path / "out", settings, progress=False, disable_tqdm=True,
+                          save_steps=10**6)
     assert [f["held_out"] for f in summary["folds"]] == [4, 4]
     mined = json.loads((tmp_path / "out" / MINED_PREDICTIONS).read_text())
     assert len(mined) == summary["errors"] > 0
@@ -50,7 +52,7 @@ def test_kfold_mining_end_to_end(crohme_root, tmp_path):
         marked = f["messages"][1]["value"]
         log, caption = split_answer(x["messages"][1]["value"])
         assert caption == row["gt"] and apply_corrections(marked, log).split() == row["gt"].split()
-    again = mine_errors(tmp_path / "set", tmp_path / "out", k=2, samples=2, progress=False)  # folds done: reused
+    again = mine_errors(tmp_path / "set", tmp_path / "out", Mining(k=2, samples=2), progress=False)  # reused
     assert again["errors"] == summary["errors"]
 
 
@@ -77,7 +79,7 @@ def test_each_fold_frees_its_model_before_the_next_fold(crohme_root, tmp_path, m
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr("unimumer_lib.train.train", counting_train)
-    mining.mine_errors(tmp_path / "set", tmp_path / "out", k=3, samples=1, max_steps=2, max_new_tokens=8,
+    mining.mine_errors(tmp_path / "set", tmp_path / "out", Mining(k=3, samples=1, max_steps=2, max_new_tokens=8),
                        make_model=make_model, progress=False, disable_tqdm=True, save_steps=10**6)
     gc.collect()
     assert live_at_train == [1, 1, 1]  # only the fold's own model while it trains

@@ -42,7 +42,7 @@ def test_two_process_training(crohme_root, tmp_path):
 def test_notebook_03_trains_in_two_processes_at_the_same_effective_batch(crohme_root, tmp_path):
     """Issue 21: the paper profile trained on one GPU only (notebook 03 trained in-process)."""
     from unimumer_lib import reproduce
-    from unimumer_lib.train import PRESETS
+    from unimumer_lib.sftconfig import PRESETS
 
     records = sample_caption_set(crohme_root / "train", tmp_path / "set", 8, max_tokens=10, height=48, seed=2)
     rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in records], ["vanilla"], progress=False)

@@ -10,8 +10,8 @@ from PIL import Image
 
 from unimumer_lib import cli
 from unimumer_lib.inkml import Ink, write_inkml
-from unimumer_lib.prepare import (brace_depth, caption_stats, find_splits, load_rejects, load_split,
-                                  prepare_crohme, symbol_counts)
+from unimumer_lib.explore import brace_depth, caption_stats, symbol_counts
+from unimumer_lib.prepare import find_splits, load_rejects, load_split, prepare_crohme
 from unimumer_lib.records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE,
                                   REJECTS_HEADER, read_captions)
 
@@ -150,7 +150,7 @@ def test_crohme_images_sample(crohme_root, tmp_path):
 
 
 def test_frames_for_the_notebook(src, tmp_path):
-    from unimumer_lib.prepare import counts_frame, reconcile_frame, rejects_frame, stats_frame
+    from unimumer_lib.explore import counts_frame, reconcile_frame, rejects_frame, stats_frame
 
     out = tmp_path / "out"
     prepare_crohme(src, out, images=False, workers=1)
@@ -168,7 +168,7 @@ def test_frames_for_the_notebook(src, tmp_path):
 
 
 def test_inventory_counts_files_without_parsing(src):
-    from unimumer_lib.prepare import inventory_frame
+    from unimumer_lib.explore import inventory_frame
 
     inv = inventory_frame(src)
     assert inv.to_dict("records") == [{"split": "synthetic", "source": "synthetic", "files": 1},

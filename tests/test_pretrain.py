@@ -16,7 +16,7 @@ from unimumer_lib import cli, pretrain, reproduce
 from unimumer_lib.config import REPO_ROOT
 from unimumer_lib.infer import exprate, predict, recognize
 from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
-from unimumer_lib.mining import MINED_PREDICTIONS, mine_with_model
+from unimumer_lib.mining import MINED_PREDICTIONS, Mining, mine_with_model
 from unimumer_lib.model import SHIPPED, load_model
 from unimumer_lib.predictions import read_predictions
 from unimumer_lib.records import write_comer
@@ -136,8 +136,8 @@ def test_infer_recognises_plain_images_without_captions(fresh, tmp_path, capsys)
 
 def test_base_mining_samples_errors_on_training_images(fresh, tmp_path):
     split = as_split(tmp_path / "train", fresh[:12])
-    summary = mine_with_model(split, tmp_path / "mining", "tiny-base", samples=2, limit=10,
-                              max_new_tokens=96, progress=False)
+    summary = mine_with_model(split, tmp_path / "mining", Mining(from_model="tiny-base", samples=2, limit=10,
+                                                                 max_new_tokens=96, batch_size=16), progress=False)
     (fold,) = summary["folds"]
     assert fold["held_out"] == 10 and fold["samples"] == 20 and fold["model"] == "tiny-base"
     mined = json.loads((tmp_path / "mining" / MINED_PREDICTIONS).read_text())

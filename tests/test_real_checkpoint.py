@@ -16,7 +16,8 @@ from unimumer_lib.mining import mining_decoding, sample_caption_set
 from unimumer_lib.model import load_model, stop_token_ids
 from unimumer_lib.predictions import REQUIRED_KEYS
 from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import FINAL_DIR, PRESETS, train
+from unimumer_lib.train import FINAL_DIR, train
+from unimumer_lib.sftconfig import PRESETS
 
 ONE_STEP = dict(max_steps=1, use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=1,
                 warmup_steps=0, save_steps=10**6, disable_tqdm=True)
@@ -46,14 +47,14 @@ def test_paper_precision_updates_every_tensor(hub, vanilla, tmp_path):
     start, _ = load_model(hub, dtype="float32")
     before = {n: p.detach().clone() for n, p in start.named_parameters()}
     result = train(path, model_path=hub, preset="paper", out_dir=tmp_path / "fp32", **ONE_STEP)
-    assert result["global_step"] == 1 and result["trainer"].args.bf16
-    assert all(p.dtype == torch.float32 for p in result["model"].parameters())
-    changed = _changed(before, result["model"])
+    assert result.global_step == 1 and result.trainer.args.bf16
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    changed = _changed(before, result.model)
     assert all(changed.values()), [n for n, c in changed.items() if not c]
     # the old recipe, for contrast: bf16 weights lose the same update to rounding (norm weights = 1.0 never move)
     bf16, processor = load_model(hub, dtype="bfloat16")
     stale = train(path, model=bf16, processor=processor, preset="paper", out_dir=tmp_path / "bf16", **ONE_STEP)
-    lost = [n for n, c in _changed(before, stale["model"]).items() if not c]
+    lost = [n for n, c in _changed(before, stale.model).items() if not c]
     assert any("norm" in n for n in lost)
 
 

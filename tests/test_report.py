@@ -60,7 +60,7 @@ def test_normalize_flag_uses_latex_normalize(tmp_path, monkeypatch):
     monkeypatch.setattr(latex, "normalize", lambda s: s.replace("\\le", "\\leq").replace("\\leqq", "\\leq"))
     path = write_predictions(tmp_path / "a.json", [Prediction("1", "x \\leq 1", "x \\le 1")])
     assert report.evaluate_files([path])[0]["exprate"] == 0.0
-    assert report.evaluate_files([path], normalize=True)[0]["exprate"] == 100.0
+    assert report.evaluate_files([path], normalize="crohme")[0]["exprate"] == 100.0
 
 
 def test_by_dataset_rows(tmp_path):
@@ -185,7 +185,7 @@ def test_normalize_never_invents_tokens(tmp_path, capsys):
     broken = r"\frac { 1 } { \sqrt { x }"  # a CROHME 2023-style ground truth with a brace missing
     path = write_predictions(tmp_path / "a.json", [Prediction("1", broken, r"\frac { 1 } { \sqrt { x } }"),
                                                    Prediction("2", r"x \le 1", r"x \leq 1")])
-    row = report.evaluate_files([path], normalize=True)[0]
+    row = report.evaluate_files([path], normalize="crohme")[0]
     assert report.normalize_texts([broken]) == ([broken], 1)
     assert row["unbalanced"] == 1 and row["exprate"] == 50.0
     assert cli.main(["eval", str(path), "--normalize"]) == 0
@@ -228,7 +228,7 @@ def test_tables_without_pandas_print_what_pandas_printed(fmt, reference_predicti
     grouped = [{"img_id": f"s{i}", "gt": "x ^ { 2 }", "pred": "x ^ { 2 }" if i % 3 else "x ^ { 2",
                 "dataset": "A,|b" if i % 2 else "c"} for i in range(9)]
     (tmp_path / "g_pred.json").write_text(json.dumps(grouped))
-    rows += report.evaluate_files([tmp_path / "g_pred.json"], normalize=True, by_dataset=True)  # + unbalanced
+    rows += report.evaluate_files([tmp_path / "g_pred.json"], normalize="crohme", by_dataset=True)  # + unbalanced
     for some in (rows[:1], rows, rows[1:]):
         ours, theirs = report.format_results(some, fmt), pandas_text(some, fmt)
         if fmt == "table":  # the same cells in the same order; column padding is ours (one space apart)

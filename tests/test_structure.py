@@ -67,3 +67,31 @@ def test_the_package_imports_itself_without_a_cycle():
     graph = {m: imports_of(PACKAGE / f"{m}.py") for m in MODULES}
     assert graph["report"] >= {"metrics", "normalize"} and "report" not in graph["normalize"]
     assert cycles(graph) == []
+
+
+MAX_PARAMETERS = 10  # issue 23: a function taking more groups them in a settings type (Recipe, Mining, ...)
+
+
+def parameter_counts(source: str) -> dict[str, int]:
+    """{function name (line): parameters} of every function in ``source``, ``self``/``cls`` not counted and
+    ``*args``/``**kwargs`` one each."""
+    counts = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+            n = len(names) + (a.vararg is not None) + (a.kwarg is not None) - (names[:1] in (["self"], ["cls"]))
+            counts[f"{node.name} (line {node.lineno})"] = n
+    return counts
+
+
+def test_parameter_counter_on_made_up_functions():
+    source = ("def f(a, b=1, *rest, c, **kw): pass\n"
+              "class K:\n    def m(self, x): pass\n")
+    assert parameter_counts(source) == {"f (line 1)": 5, "m (line 3)": 1}
+
+
+def test_no_function_takes_more_than_ten_parameters():
+    over = {f"{path.name}: {name}": n for path in sorted(PACKAGE.glob("*.py"))
+            for name, n in parameter_counts(path.read_text(encoding="utf-8")).items() if n > MAX_PARAMETERS}
+    assert over == {}

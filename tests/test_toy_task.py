@@ -14,7 +14,8 @@ from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.report import evaluate_files
 from unimumer_lib.records import read_sharegpt
 from unimumer_lib.tasks import build_task_files
-from unimumer_lib.train import load_sharegpt_dataset, mixture_counts, task_files, train
+from unimumer_lib.train import train
+from unimumer_lib.sftdata import load_sharegpt_dataset, mixture_counts, task_files
 
 TOY = taskspec.TaskSpec(
     "reverse", taskspec.PROMPT_PREFIX + ". Please list its symbols from right to left, and then provide its "
@@ -43,7 +44,7 @@ def test_a_registered_toy_task_runs_through_tasks_train_infer_eval(toy_task, cro
     assert mixture_counts(load_sharegpt_dataset(files)) == {"vanilla": 6, "reverse": 6}
     result = train(files, model_path="tiny", out_dir=tmp_path / "run", max_steps=2, disable_tqdm=True,
                    save_steps=10**6)
-    preds = predict(result["model"], result["processor"], records, tmp_path / "pred.json", task="reverse",
+    preds = predict(result.model, result.processor, records, tmp_path / "pred.json", task="reverse",
                     progress=False)
     settings = json.loads((tmp_path / "pred.json.run.json").read_text())
     assert settings["task"] == "reverse" and settings["prompt"] == TOY.prompt

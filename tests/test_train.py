@@ -16,9 +16,10 @@ from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.model import tiny_model
 from unimumer_lib.records import sharegpt_row
 from unimumer_lib.tasks import PROMPTS, caption_rows, write_task_files
-from unimumer_lib.train import (LOSS_HISTORY_FILE, PAPER_EFFECTIVE_BATCH, PRESET_DIR, PRESETS, known_settings,
-                                load_sharegpt_dataset, make_config, one_gpu_unless_launched, plot_loss,
-                                read_config_file, read_loss_history, sharegpt_to_trl, train)
+from unimumer_lib.train import LOSS_HISTORY_FILE, one_gpu_unless_launched, plot_loss, read_loss_history, train
+from unimumer_lib.sftconfig import (PAPER_EFFECTIVE_BATCH, PRESET_DIR, PRESETS, known_settings, make_config,
+                                    read_config_file)
+from unimumer_lib.sftdata import load_sharegpt_dataset, sharegpt_to_trl
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 QUIET = dict(disable_tqdm=True, save_steps=10**6)
@@ -48,7 +49,7 @@ def test_labels_cover_only_the_assistant_answer(crohme6, tmp_path):
     records, path = crohme6
     model, processor = tiny_model()
     result = train(path, model=model, processor=processor, out_dir=tmp_path, max_steps=1, **QUIET)
-    collator = result["trainer"].data_collator
+    collator = result.trainer.data_collator
     batch = collator([dict(x) for x in load_sharegpt_dataset(path).select(range(2))])
     tok = processor.tokenizer
     for ids, labels in zip(batch["input_ids"], batch["labels"]):
@@ -63,7 +64,7 @@ def test_tiny_model_learns_to_read_six_images(crohme6, tmp_path):
                    logging_steps=10, **QUIET)
     history = read_loss_history(tmp_path / "run")
     assert history[-1]["loss"] < history[0]["loss"] / 10
-    rows = predict(result["model"], result["processor"], records, tmp_path / "pred.json", max_new_tokens=32,
+    rows = predict(result.model, result.processor, records, tmp_path / "pred.json", max_new_tokens=32,
                    progress=False)
     assert exprate(rows) >= 5 / 6, [(r["gt"], r["pred"]) for r in rows]
     assert len({r["pred"] for r in rows}) >= 5  # image-dependent, not one string for all
@@ -84,15 +85,15 @@ def test_resume_after_kill_reaches_same_step_and_loss(crohme6, tmp_path):
         train(path, out_dir=tmp_path / "killed", callbacks=[_Kill()], **common)
     assert (tmp_path / "killed" / "checkpoint-3").is_dir()
     resumed = train(path, out_dir=tmp_path / "killed", resume=True, **common)
-    assert resumed["global_step"] == full["global_step"] == 6
-    assert resumed["last_loss"] == pytest.approx(full["last_loss"], rel=1e-4)
+    assert resumed.global_step == full.global_step == 6
+    assert resumed.last_loss == pytest.approx(full.last_loss, rel=1e-4)
 
 
 def test_lora_trains_only_adapters(crohme6, tmp_path):
     _, path = crohme6
     result = train(path, out_dir=tmp_path, max_steps=2, lora={"r": 4, "lora_alpha": 8, "target_modules": "all-linear"},
                    **QUIET)
-    trainable = [n for n, p in result["model"].named_parameters() if p.requires_grad]
+    trainable = [n for n, p in result.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert (tmp_path / "final" / "adapter_config.json").exists()
     assert json.loads((tmp_path / LOSS_HISTORY_FILE).read_text())
@@ -178,3 +179,46 @@ def test_a_tied_output_layer_saved_twice_is_stored_once(tmp_path):
     back, _ = load_model(folder, dtype="float32")
     ids = torch.tensor([[1, 2, 3]])
     assert torch.equal(back(input_ids=ids).logits, model.eval()(input_ids=ids).logits)
+
+
+def test_every_sft_field_and_the_mixture_are_settable_from_the_command_line(crohme6, tmp_path, capsys):
+    """Issue 23: any SFTConfig field through ``--set`` (no hand-kept list), the mixture through ``--ratio``, and
+    run_config.json records the files trained on (not ``<dataset>``)."""
+    from unimumer_lib import cli
+
+    _, path = crohme6
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(path), "--out", str(run), "--max-steps", "1", "--set", "learning_rate=3e-4",
+                     "--set", "weight_decay=0.25", "--set", "disable_tqdm=true", "--ratio", "vanilla=0.5"]) == 0
+    assert "train: rows: read 3 = used 3 + rejected 0" in capsys.readouterr().err  # half of the six rows
+    recorded = json.loads((run / "run_config.json").read_text())
+    assert recorded["sft_config"]["learning_rate"] == 3e-4 and recorded["sft_config"]["weight_decay"] == 0.25
+    assert recorded["ratios"] == {"vanilla": 0.5} and recorded["data"] == [str(path)]
+
+
+def test_command_line_settings_are_refused_with_the_reason():
+    from unimumer_lib.sftconfig import parse_ratios, parse_settings
+
+    assert parse_settings(["learning_rate=2e-5", "gradient-checkpointing=true", "lora={r: 8}", "hub_model_id=a"]) == {
+        "learning_rate": 2e-5, "gradient_checkpointing": True, "lora": {"r": 8}, "hub_model_id": "a"}
+    for bad, reason in ((["learning_rat=2e-5"], "not an SFTConfig field"), (["seed=3"], "use --seed"),
+                        (["output_dir=x"], "use --out"), (["bf16"], "expected FIELD=VALUE")):
+        with pytest.raises(ValueError, match=reason):
+            parse_settings(bad)
+    assert parse_ratios(["tree=0.5", "can=1"]) == {"tree": 0.5, "can": 1.0} and parse_ratios(None) is None
+    for bad in ("tree", "tree=0", "tree=1.5", "=0.5", "tree=half"):
+        with pytest.raises(ValueError, match="TASK=FRACTION"):
+            parse_ratios([bad])
+
+
+def test_a_recipe_splits_its_own_fields_from_sft_overrides_and_launch_passes_the_mixture(tmp_path):
+    from unimumer_lib.train import launch_command
+    from unimumer_lib.sftconfig import Recipe, parse_ratios
+
+    recipe = Recipe.of(model_path="small", max_steps=4, seed=2, ratios={"tree": 0.5}, learning_rate=1e-4)
+    assert (recipe.model_path, recipe.max_steps, recipe.seed, recipe.ratios) == ("small", 4, 2, {"tree": 0.5})
+    assert recipe.overrides == {"learning_rate": 1e-4} and recipe.preset == "cpu-smoke"
+    cmd = launch_command([tmp_path / "tree.json"], tmp_path / "run", 2, recipe)
+    given = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--ratio"]
+    assert parse_ratios(given) == {"tree": 0.5}  # the processes train the mixture notebook 03 shows
+    assert cmd[cmd.index("--max-steps") + 1] == "4" and cmd[cmd.index("--seed") + 1] == "2"

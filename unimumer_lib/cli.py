@@ -17,11 +17,12 @@ def _csv(text: str) -> list[str]:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .prepare import prepare_crohme
+    from .tally import Tally
 
     summaries = prepare_crohme(Path(args.src), Path(args.out), splits=args.splits, images=not args.no_images,
                                height=args.height, workers=args.workers, limit=args.limit, force=args.force)
     for split, s in summaries.items():
-        print(f"{split}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
+        print(Tally.of(s).line(split))
     return 0
 
 
@@ -103,16 +104,17 @@ def _refuse_overwriting_inputs(out, inputs: list[Path]) -> None:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
+    from .tally import Tally
     from .tasks import build_task_files
 
     test_roots = [Path(r) for r in args.test_root] if args.test_root else None
     summary = build_task_files(out=Path(args.out), tasks=_csv(args.tasks),
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
-                               prefix=args.prefix, seed=args.seed, root=args.root, test_roots=test_roots,
-                               allow_test_images=args.allow_test_images)
+                               prefix=args.prefix, test_roots=test_roots, allow_test_images=args.allow_test_images,
+                               **(dict(seed=args.seed, root=args.root) if args.captions else {}))
     for task, s in summary.items():
-        print(f"{task}: read {s['read']} = written {s['written']} + rejected {s['rejected']}")
+        print(Tally.of(s).line(task))
     if not any(s["written"] for s in summary.values()):
         print(f"unimumer tasks: error: no row written (rejects in {Path(args.out)})", file=sys.stderr)
         return 1
@@ -121,10 +123,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize_dataset
+    from .tally import Tally
 
     summary = synthesize_dataset(n=args.n, seed=args.seed, out=Path(args.out), workers=args.workers,
                                  force=args.force)
-    print(f"synthetic: wrote {summary['written']} inks to {args.out}")
+    print(Tally.of(summary).line(f"synthetic inks -> {args.out}"))
     return 0
 
 
@@ -163,9 +166,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
     else:
         rows = run(args.model, data, args.out, backend=args.backend, batch_size=args.batch_size, root=args.root,
                    force=args.force, shard=_shard(args.shard), **knobs)
-    read, predicted, rejected = tally(rows)
-    print(f"infer: {read} records -> {args.out}: read {read} = predicted {predicted} + rejected {rejected}"
-          + (f" (rejects: {side_file(Path(args.out), REJECTS_SUFFIX)})" if rejected else ""))
+    counts = tally(rows)
+    print(counts.line(f"infer: {counts.read} records -> {args.out}", "predicted")
+          + (f" (rejects: {side_file(Path(args.out), REJECTS_SUFFIX)})" if counts.rejected else ""))
     return 0
 
 
@@ -187,12 +190,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .pretrain import pretrain
+    from dataclasses import replace
+
+    from .pretrain import RECIPE, pretrain
     from .workers import set_torch_threads
 
     set_torch_threads(args.threads)
-    record = pretrain(Path(args.out), Path(args.work), n=args.n, steps=args.steps, size=args.size, seed=args.seed,
-                      curve_every=args.curve_every, resume=args.resume, workers=args.workers)
+    recipe = replace(RECIPE, n=args.n, steps=args.steps, size=args.size, seed=args.seed, curve_every=args.curve_every)
+    record = pretrain(Path(args.out), Path(args.work), recipe, resume=args.resume, workers=args.workers)
     last = record["learning_curve"][-1] if record["learning_curve"] else None
     print(f"pretrain: {record['steps']} steps on {record['stream']['written']} samples; base in {args.out}"
           + (f"; held-out ExpRate {last['exprate']:.1f}% (n={last['n']})" if last else ""))
@@ -343,11 +348,15 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s = sub.add_parser("pretrain", parents=[debug], help="pretrain the tiny base model on synthetic handwriting")
     s.add_argument("--out", required=True, help="new or empty folder for the base (a Hugging Face model folder)")
     s.add_argument("--work", required=True, help="folder for the sample stream, checkpoints and curve predictions")
-    s.add_argument("--n", type=int, default=64_000, help="unique synthetic training samples (default 64,000)")
-    s.add_argument("--steps", type=int, default=22_000, help="optimizer steps of 8 samples (default 22,000)")
-    s.add_argument("--size", default="tiny", help="model shape (unimumer_lib.model.SIZES)")
-    s.add_argument("--seed", type=int, default=0, help="initialisation and data-order seed")
-    s.add_argument("--curve-every", type=int, default=2_000, help="score the held-out set every N steps")
+    from .pretrain import RECIPE
+
+    s.add_argument("--n", type=int, default=RECIPE.n, help=f"unique synthetic training samples (default {RECIPE.n:,})")
+    s.add_argument("--steps", type=int, default=RECIPE.steps, help=f"optimizer steps of 8 samples (default "
+                                                                   f"{RECIPE.steps:,})")
+    s.add_argument("--size", default=RECIPE.size, help="model shape (unimumer_lib.model.SIZES)")
+    s.add_argument("--seed", type=int, default=RECIPE.seed, help="initialisation and data-order seed")
+    s.add_argument("--curve-every", type=int, default=RECIPE.curve_every, help="score the held-out set every N "
+                                                                               "steps")
     s.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
     s.add_argument("--workers", type=int, default=None, help="processes making the sample stream (default: cores)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work")

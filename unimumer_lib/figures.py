@@ -51,7 +51,7 @@ def save_figure(fig, path: Path | str, show: bool | None = None, dpi: int = DPI)
 # ---- data exploration (notebook 01) ------------------------------------------------------------------------
 
 def counts_figure(counts: pd.DataFrame):
-    """Stacked bars: prepared expressions per split, by source (``prepare.counts_frame``)."""
+    """Stacked bars: prepared expressions per split, by source (``explore.counts_frame``)."""
     fig, ax = new_axes(figsize=(7, 4))
     table = counts.pivot_table(index="split", columns="source", values="expressions", fill_value=0)
     table.plot.bar(stacked=True, ax=ax)
@@ -61,7 +61,7 @@ def counts_figure(counts: pd.DataFrame):
 
 
 def caption_length_figure(stats: pd.DataFrame):
-    """Caption length distribution per split (``prepare.stats_frame``)."""
+    """Caption length distribution per split (``explore.stats_frame``)."""
     fig, ax = new_axes(figsize=(7, 4))
     bins = range(0, int(stats.length.max()) + 2, 2)
     for split, group in stats.groupby("split"):
@@ -73,7 +73,7 @@ def caption_length_figure(stats: pd.DataFrame):
 
 
 def symbol_frequency_figure(counts: dict[str, int] | pd.Series, top: int = 40):
-    """Bars of the ``top`` most frequent symbols (``prepare.symbol_counts``)."""
+    """Bars of the ``top`` most frequent symbols (``explore.symbol_counts``)."""
     series = pd.Series(dict(counts)).sort_values(ascending=False, kind="stable")
     fig, ax = new_axes(figsize=(11, 4))
     series.head(top).plot.bar(ax=ax)

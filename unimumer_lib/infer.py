@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .records import Record, load_records
+from .tally import Tally
 from .taskspec import MAX_NEW_TOKENS, PROMPTS, TASKS, extract_answer
 
 if TYPE_CHECKING:
@@ -206,12 +207,12 @@ def open_checked(record: Record):
 
 
 def predict(model, processor, records: Iterable[Record] | str | Path, out: str | Path, task: str = "vanilla",
-            prompt: str | None = None, batch_size: int = 8, settings: GenerationConfig | None = None,
-            keep_raw: bool = True, backend: str = "hf", progress: bool = True, force: bool = False,
+            batch_size: int = 8, backend: str = "hf", progress: bool = True, force: bool = False,
             **knobs) -> list[dict]:
     """Recognise every record (or every image of a data path ``records.load_records`` reads) and write ``out``.
 
-    ``settings`` from :func:`decoding` (or its ``knobs``: ``max_new_tokens=``, ``sampling=``, ``num_beams=``).
+    The prompt is the task's (``taskspec``); ``knobs`` are :func:`decoding`'s (``max_new_tokens=``, ``sampling=``,
+    ``num_beams=``). Each row keeps the model's whole output as ``raw`` beside the extracted ``pred``.
     A record whose image is missing or unreadable is written with an empty prediction and ``"error"`` set (and
     listed in ``<out>.rejects.tsv``), so counts reconcile: read = predicted + rejected.
     Re-running with the same ``out`` and the same settings skips ids already in ``out`` or its
@@ -224,8 +225,8 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     from .outdir import OutputLock
 
     records = load_records(records) if isinstance(records, (str, Path)) else list(records)
-    settings = settings or decoding(processor.tokenizer, task=task, **knobs)
-    prompt = prompt or PROMPTS[task if task in PROMPTS else "vanilla"]
+    settings = decoding(processor.tokenizer, task=task, **knobs)
+    prompt = PROMPTS[task if task in PROMPTS else "vanilla"]
     out = Path(out)
     partial = side_file(out, PARTIAL_SUFFIX)
     wanted = run_settings(model, task, prompt, settings, records)
@@ -250,11 +251,8 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
                 ok = [(r, image) for r, image, why in opened if not why]
                 if ok:
                     for (r, _), texts in zip(ok, run([image for _, image in ok])):
-                        row = {"img_id": r.id, "gt": r.caption, "pred": extract(texts[0], task),
-                               "image_path": r.image_path or ""}
-                        if keep_raw:
-                            row["raw"] = texts[0]
-                        rows.append(row)
+                        rows.append({"img_id": r.id, "gt": r.caption, "pred": extract(texts[0], task),
+                                     "image_path": r.image_path or "", "raw": texts[0]})
                 sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
                 sink.flush()
                 done.update((row["img_id"], row) for row in rows)
@@ -280,10 +278,10 @@ def _write_rejects(out: Path, rows: list[dict]) -> None:
         path.unlink(missing_ok=True)  # ours: claim_output checked the run file beside it
 
 
-def tally(rows: list[dict]) -> tuple[int, int, int]:
-    """(read, predicted, rejected) of a prediction run's rows."""
+def tally(rows: list[dict]) -> Tally:
+    """The tally of a prediction run's rows (written: predicted)."""
     rejected = sum(1 for r in rows if r.get("error"))
-    return len(rows), len(rows) - rejected, rejected
+    return Tally(len(rows), len(rows) - rejected, rejected)
 
 
 def load_for_inference(model_path: str | Path):

@@ -50,15 +50,10 @@ class Mining:
 
 def mine(captions, out, settings: Mining, seed: int = 0, progress: bool = True) -> dict | None:
     """Mine EDL errors as ``settings`` say (``mine_with_model`` or ``mine_errors``); None when they ask for none."""
-    s = settings
-    if s.from_model:
-        return mine_with_model(captions, out, s.from_model, samples=s.samples, temperature=s.temperature,
-                               top_p=s.top_p, batch_size=s.batch_size, max_new_tokens=s.max_new_tokens, limit=s.limit,
-                               seed=seed, progress=progress)
-    if s.k:
-        return mine_errors(captions, out, k=s.k, seed=seed, samples=s.samples, temperature=s.temperature,
-                           top_p=s.top_p, model_path=s.model, preset=s.preset, max_steps=s.max_steps,
-                           batch_size=s.batch_size, max_new_tokens=s.max_new_tokens, progress=progress)
+    if settings.from_model:
+        return mine_with_model(captions, out, settings, seed=seed, progress=progress)
+    if settings.k:
+        return mine_errors(captions, out, settings, seed=seed, progress=progress)
     return None
 
 
@@ -93,36 +88,37 @@ def mining_decoding(tokenizer, samples: int = 4, temperature: float = 1.0, top_p
                     top_p=top_p)
 
 
-def sample_outputs(model, processor, items: list[tuple[str, str, str]], samples: int = 4,
-                   temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 8, max_new_tokens: int = 256,
-                   fold: int = 0, progress: bool = True) -> list[dict]:
-    """``samples`` sampled recognitions per (id, caption, image) item as prediction rows."""
+def sample_outputs(model, processor, items: list[tuple[str, str, str]], settings: Mining, fold: int = 0,
+                   progress: bool = True) -> list[dict]:
+    """``settings.samples`` sampled recognitions per (id, caption, image) item as prediction rows (``batch_size``
+    images at a time, at ``temperature``/``top_p``, at most ``max_new_tokens`` each)."""
     from tqdm.auto import tqdm
 
     from .infer import extract, generate
 
-    settings = mining_decoding(processor.tokenizer, samples, temperature, top_p, max_new_tokens)
-    rows = []
-    for i in tqdm(range(0, len(items), batch_size), desc=f"fold {fold} sampling", disable=not progress):
-        batch = items[i:i + batch_size]
-        outs = generate(model, processor, [img for _, _, img in batch], settings=settings)
+    decoding = mining_decoding(processor.tokenizer, settings.samples, settings.temperature, settings.top_p,
+                               settings.max_new_tokens)
+    rows, step = [], settings.batch_size
+    for i in tqdm(range(0, len(items), step), desc=f"fold {fold} sampling", disable=not progress):
+        batch = items[i:i + step]
+        outs = generate(model, processor, [img for _, _, img in batch], settings=decoding)
         for (key, caption, image), texts in zip(batch, outs):
             rows += [{"img_id": key, "gt": caption, "pred": extract(t, "vanilla"), "image_path": image,
                       "raw": t, "fold": fold, "sample": j} for j, t in enumerate(texts)]
     return rows
 
 
-def mine_errors(captions, out, k: int = 5, seed: int = 0, samples: int = 4, temperature: float = 1.0,
-                top_p: float = 1.0, model_path: str = "tiny", preset: str = "cpu-smoke", max_steps: int | None = None,
-                batch_size: int = 8, max_new_tokens: int = 256, make_model=None, progress: bool = True,
+def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None, progress: bool = True,
                 **train_kwargs) -> dict:
-    """Run k-fold EDL mining over a caption set (``caption.txt`` with ``images/`` beside it, or its folder).
+    """Run ``settings.k``-fold EDL mining over a caption set (``caption.txt`` with ``images/`` beside it, or its
+    folder): fold f trains ``settings.model`` with ``settings.preset`` for ``settings.max_steps`` steps (-1: the
+    preset's epochs) and seed ``seed + f`` on the other folds, then samples its held-out images.
 
     Writes ``out/fold<i>/`` (training JSON, checkpoints, ``samples.json``), ``out/mined_predictions.json``
     (every distinct wrong sample, Uni-MuMER prediction format + fold/sample) and, through
     ``tasks.build_task_files``, ``out/error_find.json``, ``out/error_fix.json``, ``dataset_info.json``.
-    ``make_model()`` -> (model, processor) replaces loading ``model_path`` for each fold.
-    Returns a summary with per-fold counts and the task-file counts (read = written + rejected).
+    ``make_model()`` -> (model, processor) replaces loading ``settings.model`` for each fold; ``train_kwargs`` go
+    to ``train.train``. Returns a summary with per-fold counts and the task-file counts (read = written + rejected).
     """
     from .train import train
 
@@ -131,7 +127,7 @@ def mine_errors(captions, out, k: int = 5, seed: int = 0, samples: int = 4, temp
     if missing:
         raise FileNotFoundError(f"{captions}: {len(missing)} image(s) missing, e.g. {missing[0][1]}")
     by_id = {key: (key, cap, img) for key, cap, img in items}
-    folds = kfold(list(by_id), k, seed)
+    folds = kfold(list(by_id), settings.k, seed)
     all_samples, per_fold = [], []
     for f, held in enumerate(folds):
         fold_dir = out / f"fold{f}"
@@ -144,11 +140,11 @@ def mine_errors(captions, out, k: int = 5, seed: int = 0, samples: int = 4, temp
                                          progress=False)
             paths = write_task_files(fold_dir / "data", rows, rejects)
             model, processor = make_model() if make_model else (None, None)
-            result = train(paths["vanilla"], model_path=model_path, preset=preset, out_dir=fold_dir / "sft",
-                           max_steps=max_steps, seed=seed + f, model=model, processor=processor, force=True,
-                           **train_kwargs)  # force: a fold cut short is trained again from the start
-            fold_samples = sample_outputs(result["model"], result["processor"], [by_id[i] for i in held],
-                                          samples, temperature, top_p, batch_size, max_new_tokens, f, progress)
+            result = train(paths["vanilla"], model_path=settings.model, preset=settings.preset,
+                           out_dir=fold_dir / "sft", max_steps=settings.max_steps, seed=seed + f, model=model,
+                           processor=processor, force=True, **train_kwargs)  # force: a fold cut short starts again
+            fold_samples = sample_outputs(result.model, result.processor, [by_id[i] for i in held], settings, f,
+                                          progress)
             atomic_write_text(done, json.dumps(fold_samples, ensure_ascii=False, indent=1))
             del result, model, processor  # this fold's trainer, model and optimizer state
             free_memory()  # before the next fold's model exists (two 3B models + optimizer do not fit 80 GB)
@@ -178,16 +174,16 @@ def _write_mined(out: Path, errors: list[dict], per_fold: list[dict], progress: 
     return {"folds": per_fold, "errors": len(errors), "tasks": tasks, "mined": str(mined)}
 
 
-def mine_with_model(captions, out, model_path: str, samples: int = 2, temperature: float = 1.0, top_p: float = 1.0,
-                    batch_size: int = 16, max_new_tokens: int = 256, limit: int | None = None, seed: int = 0,
-                    progress: bool = True) -> dict:
-    """EDL data from a model that never trained on the images of ``captions`` (e.g. ``"tiny-base"`` on the
-    fine-tuning set): ``samples`` outputs per image (``limit``: a seeded choice of that many images), the distinct
-    wrong ones as EDL rows. Same files and summary as ``mine_errors``, with one "fold" (``fold`` -1 in the rows)."""
+def mine_with_model(captions, out, settings: Mining, seed: int = 0, progress: bool = True) -> dict:
+    """EDL data from ``settings.from_model``, a model that never trained on the images of ``captions`` (e.g.
+    ``"tiny-base"`` on the fine-tuning set): ``settings.samples`` outputs per image (``settings.limit``: a seeded
+    choice of that many images), the distinct wrong ones as EDL rows. Same files and summary as ``mine_errors``,
+    with one "fold" (``fold`` -1 in the rows)."""
     import torch
 
     from .infer import load_for_inference
 
+    model_path, limit = settings.from_model, settings.limit
     out = Path(out)
     items, missing = caption_items(captions)
     if missing:
@@ -200,8 +196,7 @@ def mine_with_model(captions, out, model_path: str, samples: int = 2, temperatur
     else:
         model, processor = load_for_inference(model_path)
         torch.manual_seed(seed)
-        rows = sample_outputs(model, processor, items, samples, temperature, top_p, batch_size, max_new_tokens,
-                              fold=-1, progress=progress)
+        rows = sample_outputs(model, processor, items, settings, fold=-1, progress=progress)
         atomic_write_text(done, json.dumps(rows, ensure_ascii=False, indent=1))
     errors = distinct_errors(rows)
     per_fold = [{"fold": -1, "model": str(model_path), "held_out": len(items), "samples": len(rows),

@@ -9,8 +9,7 @@ when proven fresh: the manifest keeps, per image, the SHA-256 of its source InkM
 version and the SHA-256 of the PNG, and each image's record is appended to a journal as soon as it is written,
 so a killed run leaves an honest partial state (no caption.txt, a manifest marked incomplete, a journal of
 what it rendered). Only files this tool recorded as its own are ever deleted; a split folder holding files
-it did not make is refused unless ``force``. Also holds the caption statistics used by the data-exploration
-notebook.
+it did not make is refused unless ``force``. (The exploration frames of the prepared splits are in ``explore``.)
 """
 
 from __future__ import annotations
@@ -28,14 +27,14 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .families import INKML_FAMILIES
-from .inkml import (LISTING_SEP, InkmlError, caption_of, find_inkml, holds_inkml, ink_from_xml, inkml_listing,
+from .inkml import (LISTING_SEP, InkmlError, caption_of, holds_inkml, ink_from_xml, inkml_listing,
                     listing_path)
 from .files import atomic_write_file, atomic_write_text, atomic_write_with, remove_temp_files
 from .outdir import OutputLock, is_empty_dir
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
                       Record, read_comer, unsafe_id, write_captions)
 from .render import check_height, default_workers, render_ink
-from .tree import depth as tree_depth, symbol_counts as caption_symbol_counts
+from .tally import Tally
 from .workers import imap_ordered
 
 PREPARE_VERSION = 1  # bump when captions or rendering change, so reruns re-render old images
@@ -223,8 +222,8 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
             kept = dict(sorted(({k: v for k, v in items.items() if (image_dir / f"{k}{IMAGE_SUFFIX}").exists()}
                                 | (written or {})).items()))
         rejects.sort(key=lambda r: str(r[0]))
-        summary = {**settings, "complete": True, "read": len(listing), "written": counts["written"],
-                   "rejected": len(rejects), "sources": dict(sorted(counts["sources"].items())),
+        summary = {**settings, "complete": True, **Tally(len(listing), counts["written"], len(rejects)).as_dict(),
+                   "sources": dict(sorted(counts["sources"].items())),
                    "rejects": [{"file": str(p.relative_to(root)), "reason": why} for p, why in rejects]}
         lines = ["\t".join(REJECTS_HEADER)] + [f"{r['file']}\t{r['reason']}" for r in summary["rejects"]]
         atomic_write_text(out_dir / REJECTS_FILE, "\n".join(lines) + "\n")
@@ -370,7 +369,7 @@ def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128
         for name, folder in found.items():
             m = prepare_split(folder, Path(out) / name, images=images, height=height, workers=workers,
                               limit=limit, root=src, force=force)
-            summary[name] = {k: m[k] for k in ("read", "written", "rejected")}
+            summary[name] = Tally.of(m).as_dict()
     return summary
 
 
@@ -381,7 +380,7 @@ def _finished_manifest(folder: Path) -> dict:
     return manifest
 
 
-def _prepared(out) -> list[tuple[Path, dict]]:
+def prepared_splits(out) -> list[tuple[Path, dict]]:
     """(split folder, manifest) of every prepared split under ``out``."""
     return [(d, _finished_manifest(d)) for d in sorted(Path(out).iterdir()) if (d / MANIFEST_FILE).exists()]
 
@@ -400,89 +399,6 @@ def load_split(folder) -> list[Record]:
 def load_rejects(folder) -> list[dict]:
     """The rejects of a prepared split as [{"file": ..., "reason": ...}]."""
     return _finished_manifest(Path(folder)).get("rejects", [])
-
-
-# ---- caption statistics (used by notebook 01) ---------------------------------------------------
-
-STRUCTURE_COUNTS = {"frac": ("\\frac",), "sqrt": ("\\sqrt",), "sup": ("^",), "sub": ("_",),
-                    "sum_int_lim": ("\\sum", "\\int", "\\lim")}
-
-
-def brace_depth(tokens: list[str]) -> int:
-    """Deepest nesting of ``{ }`` groups in a token sequence (0 for a flat caption)."""
-    depth = deepest = 0
-    for t in tokens:
-        if t == "{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif t == "}":
-            depth = max(0, depth - 1)
-    return deepest
-
-
-def caption_stats(caption: str) -> dict:
-    """Length, brace nesting depth, layout-tree depth and structure counts of one space-separated caption."""
-    tokens = caption.split()
-    stats = {"length": len(tokens), "depth": brace_depth(tokens), "tree_depth": None}
-    try:
-        stats["tree_depth"] = tree_depth(tokens)
-    except ValueError:  # a caption the tree parser cannot read keeps tree_depth None
-        pass
-    for name, names in STRUCTURE_COUNTS.items():
-        stats[name] = sum(t in names for t in tokens)
-    return stats
-
-
-def symbol_counts(captions) -> Counter:
-    """Token frequencies over captions, without the structural braces (summed ``tree.symbol_counts``)."""
-    counts = Counter()
-    for c in captions:
-        counts.update(caption_symbol_counts(c))
-    return counts
-
-
-def counts_frame(out):
-    """One row per (split, source) of every prepared split under ``out``: expressions written."""
-    import pandas as pd
-
-    rows = [{"split": d.name, "source": source, "expressions": n}
-            for d, manifest in _prepared(out) for source, n in manifest["sources"].items()]
-    return pd.DataFrame(rows, columns=["split", "source", "expressions"])
-
-
-def reconcile_frame(out):
-    """One row per prepared split: read, written, rejected (read = written + rejected)."""
-    import pandas as pd
-
-    rows = [{"split": d.name, **{k: manifest[k] for k in ("read", "written", "rejected")}}
-            for d, manifest in _prepared(out)]
-    return pd.DataFrame(rows, columns=["split", "read", "written", "rejected"])
-
-
-def rejects_frame(out):
-    """All rejects of the prepared splits under ``out`` as (split, file, reason) rows."""
-    import pandas as pd
-
-    rows = [{"split": d.name, **r} for d, manifest in _prepared(out) for r in manifest["rejects"]]
-    return pd.DataFrame(rows, columns=["split", *REJECTS_HEADER])
-
-
-def stats_frame(records: list[Record]):
-    """One row per record: id, split, source and :func:`caption_stats` columns."""
-    import pandas as pd
-
-    return pd.DataFrame([{"id": r.id, "split": r.split, "source": r.source, **caption_stats(r.caption)}
-                         for r in records])
-
-
-def inventory_frame(src):
-    """InkML files per (split, source) under ``src``, counted without parsing them."""
-    import pandas as pd
-
-    rows = Counter((name, source_of(p, folder)) for name, folder in find_splits(src).items()
-                   for p in find_inkml(folder))
-    return pd.DataFrame([{"split": s, "source": src_name, "files": n} for (s, src_name), n in sorted(rows.items())],
-                        columns=["split", "source", "files"])
 
 
 # ---- caption folders (HME100K-style: caption.txt + jpg images) ----------------------------------
@@ -509,4 +425,4 @@ def copy_caption_split(src, out_dir, limit: int | None = None) -> dict:
     write_captions(out_dir / CAPTION_FILE, kept)
     lines = ["\t".join(REJECTS_HEADER)] + [f"{r['file']}\t{r['reason']}" for r in rejects]
     atomic_write_text(out_dir / REJECTS_FILE, "\n".join(lines) + "\n")
-    return {"split": src.name, "read": len(records), "written": len(kept), "rejected": len(rejects)}
+    return {"split": src.name, **Tally(len(records), len(kept), len(rejects)).as_dict()}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .files import atomic_write_text
@@ -31,8 +32,29 @@ HELD_OUT_POOL = 3_000  # samples 0..HELD_OUT_POOL-1 of HELD_OUT_SEED: the held-o
 BASE_NAME = "tiny-base"  # its folder: model.SHIPPED[BASE_NAME]
 PROFILE = "pretrain"
 HEIGHT = 64  # what the smoke/cpu profiles prepare their images at (``prepare --height 64``)
-# The pretraining recipe (``benchmarks/bench_generalise.py`` measured it): shape, preset, torch threads, task.
-RECIPE = dict(size="tiny", preset="cpu-read", threads=2, height=HEIGHT, tasks=["vanilla"])
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """The tiny base's pretraining recipe (``benchmarks/bench_generalise.py`` measured it): ``n`` unique synthetic
+    samples of ``height`` px for ``steps`` steps of the ``preset`` on the ``size`` shape, the ``tasks`` trained,
+    a checkpoint every ``save_steps``, the held-out curve on ``curve_n`` images every ``curve_every`` steps, and
+    the torch ``threads`` it was measured with."""
+
+    n: int = 64_000
+    steps: int = 22_000
+    size: str = "tiny"
+    preset: str = "cpu-read"
+    seed: int = 0
+    save_steps: int = 2_000
+    curve_every: int = 2_000
+    curve_n: int = 200
+    threads: int = 2
+    height: int = HEIGHT
+    tasks: tuple[str, ...] = ("vanilla",)
+
+
+RECIPE = Pretraining()
 CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every caption trained on, one per line
 
 
@@ -207,10 +229,9 @@ def read_caption_list(folder: Path) -> set[str]:
     return set(gzip.decompress((Path(folder) / CAPTION_LIST).read_bytes()).decode().splitlines())
 
 
-def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: str = RECIPE["size"], seed: int = 0,
-             curve_every: int = 2_000, curve_n: int = 200, preset: str = RECIPE["preset"], save_steps: int = 2_000,
-             resume: bool = False, workers: int | None = None) -> dict:
-    """Pretrain the tiny model on ``n`` unique synthetic samples for ``steps`` steps; write the base to ``out``.
+def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool = False,
+             workers: int | None = None) -> dict:
+    """Pretrain the tiny model as ``recipe`` says; write the base to ``out``.
 
     ``work`` holds the stream, checkpoints and curve predictions (``resume`` continues from its last checkpoint).
     Returns the run config written to ``out/run_config.json``.
@@ -219,24 +240,27 @@ def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: 
 
     from .model import SIZES, num_parameters, tiny_model
     from .tasks import caption_items, caption_rows, write_task_files
-    from .train import FINAL_DIR, git_commit, load_sharegpt_dataset, read_loss_history, train
+    from .train import FINAL_DIR, git_commit, read_loss_history, train
+    from .sftdata import load_sharegpt_dataset
 
     work, out = Path(work), Path(out)
+    n, steps, size, seed, preset = recipe.n, recipe.steps, recipe.size, recipe.seed, recipe.preset
     commit, t0 = git_commit(), time.perf_counter()  # the code this run starts from
     exclude_pool, exclude_crohme = held_out_captions(workers=workers), crohme_test_captions()
     stream = make_stream(work / "stream", n, exclude=exclude_pool | exclude_crohme, workers=workers)
     items, missing = caption_items(work / "stream" / "caption.txt")
     if missing:
         raise FileNotFoundError(f"{work / 'stream'}: {len(missing)} image(s) missing, e.g. {missing[0][1]}")
-    rows, rejects = caption_rows(items, ["vanilla"], progress=False)
+    rows, rejects = caption_rows(items, list(recipe.tasks), progress=False)
     files = write_task_files(work / "tasks", rows, rejects)
-    dataset = load_sharegpt_dataset([files["vanilla"]], seed=seed)
+    dataset = load_sharegpt_dataset([files[t] for t in recipe.tasks], seed=seed)
     data_wall = time.perf_counter() - t0
     model, processor = tiny_model(size, seed=seed)
-    curve = curve_callback(processor, held_out_records(work, curve_n), work / "curve", curve_every)
+    curve = curve_callback(processor, held_out_records(work, recipe.curve_n), work / "curve",
+                           recipe.curve_every)
     result = train(dataset, model=model, processor=processor, preset=preset, out_dir=work / "sft", max_steps=steps,
-                   seed=seed, save_steps=save_steps, resume=resume, callbacks=[curve])
-    final = Path(result["final_dir"])
+                   seed=seed, save_steps=recipe.save_steps, resume=resume, callbacks=[curve])
+    final = Path(result.final_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: not empty; the base is written into a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -247,13 +271,13 @@ def pretrain(out: Path, work: Path, n: int = 64_000, steps: int = 22_000, size: 
     history = read_loss_history(work / "sft")
     record = {
         "profile": PROFILE, "commit": commit, "size": size, "shape": SIZES[size],
-        "parameters": num_parameters(model), "preset": preset, "steps": result["global_step"], "seed": seed,
-        "batch_size": result["trainer"].args.per_device_train_batch_size, "height": HEIGHT,
+        "parameters": num_parameters(model), "preset": preset, "steps": result.global_step, "seed": seed,
+        "batch_size": result.trainer.args.per_device_train_batch_size, "height": HEIGHT,
         "stream": {k: v for k, v in stream.items() if k != "rejects"}, "pretrain_seeds": shard_seeds(n),
         "held_out_seed": HELD_OUT_SEED, "held_out_pool": HELD_OUT_POOL,
         "excluded_captions": {"held_out_pool": len(exclude_pool), "crohme_test": len(exclude_crohme)},
-        "train_wall_s": round(result["wall_s"], 1), "data_wall_s": round(data_wall, 1),
-        "final_loss": result["last_loss"], "learning_curve": curve.points,
+        "train_wall_s": round(result.wall_s, 1), "data_wall_s": round(data_wall, 1),
+        "final_loss": result.last_loss, "learning_curve": curve.points,
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history][::10],
         "final_dir": FINAL_DIR,
     }

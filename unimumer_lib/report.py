@@ -36,11 +36,12 @@ MAIN_METRICS = ("exprate", "le1", "le2")
 PUBLISHED_CSV = "published.csv"
 
 
-def score_predictions(preds: list[Prediction], normalize: bool | str | None = False) -> dict:
+def score_predictions(preds: list[Prediction], normalize: str | None = None) -> dict:
     """Metrics of a list of predictions. ``normalize`` names a ``normalize.STYLES`` style applied to gt and pred
-    first: ``crohme`` (or True) maps them through ``latex.normalize`` and adds ``unbalanced``, how many gt + pred
+    first (None: none): ``crohme`` maps them through ``latex.normalize`` and adds ``unbalanced``, how many gt + pred
     texts were left as they are (see ``normalize_texts``); ``unimumer`` is the published CROHME 2023 /
     MathWriting protocol (``normalize.py``) and adds ``removed``, how many items it leaves out of the scores."""
+    check_style(normalize)
     if normalize == "unimumer":
         from .normalize import normalize_predictions
 
@@ -54,9 +55,19 @@ def score_predictions(preds: list[Prediction], normalize: bool | str | None = Fa
     return {**metrics.score(gts, hyps), UNBALANCED: bad_gt + bad_pred}
 
 
-def evaluate_files(paths: list[Path], normalize: bool | str | None = False, by_dataset: bool = False) -> list[dict]:
-    """One row per prediction file: ``{"file", **metrics.score}``. With ``by_dataset``, files whose records carry
-    a ``dataset`` key also get one row per dataset, ``file`` being ``PATH#DATASET``."""
+def check_style(normalize: str | None) -> None:
+    """Refuse a ``normalize`` that is neither None nor one of ``normalize.STYLES``."""
+    from .normalize import STYLES
+
+    if normalize is not None and normalize not in STYLES:
+        raise ValueError(f"normalize={normalize!r}: choose None (no normalisation) or one of {', '.join(STYLES)}")
+
+
+def evaluate_files(paths: list[Path], normalize: str | None = None, by_dataset: bool = False) -> list[dict]:
+    """One row per prediction file: ``{"file", **metrics.score}`` (``normalize``: as :func:`score_predictions`).
+    With ``by_dataset``, files whose records carry a ``dataset`` key also get one row per dataset, ``file`` being
+    ``PATH#DATASET``."""
+    check_style(normalize)
     rows = []
     for path in paths:
         if normalize:
@@ -365,7 +376,7 @@ def read_table_csv(path: Path | str) -> pd.DataFrame:
 
 def structure_classes(caption: str) -> list[str]:
     """Structure classes of a caption: fraction / root / script / matrix when it has them, and its depth bucket."""
-    from .prepare import brace_depth
+    from .explore import brace_depth
 
     tokens = caption.split()
     classes = [name for name, marks in STRUCTURE_CLASSES.items() if any(t in marks for t in tokens)]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .latex import BIG_OPERATORS, FRAC_LIKE, RADICALS, SCRIPT_TOKENS
+from .tally import Tally
 
 SYNTH_SPLIT = "synthetic"
 CAPTIONS_TSV = "captions.tsv"
@@ -635,7 +636,7 @@ def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = Non
         written = [(key, caption) for key, caption, reason in results if reason is None]
         rejects = [(key, reason) for key, _, reason in results if reason is not None]
         atomic_write_text(out / CAPTIONS_TSV, "".join(f"{key}\t{caption}\n" for key, caption in written))
-    return {"read": n, "written": len(written), "rejected": len(rejects), "rejects": rejects, "folder": str(folder)}
+    return {**Tally(n, len(written), len(rejects)).as_dict(), "rejects": rejects, "folder": str(folder)}
 
 
 def token_coverage(captions, n: int = 20000, seed: int = 0) -> dict:

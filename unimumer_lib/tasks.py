@@ -21,6 +21,7 @@ from . import edl
 from .files import atomic_write_text
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, load_records, open_image_checked,
                       read_any, read_captions, read_sharegpt, sharegpt_row, write_sharegpt)
+from .tally import Tally
 from .taskspec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, TASKS, get as task_spec, names as task_names
 from .tree import TreeError
 
@@ -297,48 +298,35 @@ def check_no_test_images(items, source, index: dict[str, str], allow: bool = Fal
 def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
     summary = {}
     for t in tasks:
-        written, rejected = len(rows.get(t, [])), sum(1 for r in rejects if r[1] == t)
-        if written + rejected != read:  # pragma: no cover - a bug guard: every input is written or rejected
-            raise RuntimeError(f"{t}: read {read} != written {written} + rejected {rejected}")
-        summary[t] = {"read": read, "written": written, "rejected": rejected}
+        summary[t] = Tally(read, len(rows.get(t, [])), sum(1 for r in rejects if r[1] == t)).as_dict()
     return summary
 
 
-def _build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", seed: int = 0,
-                     confusions=None, require_images: bool = True, progress: bool = True, root=None,
-                     test_roots=None, allow_test_images: bool = False) -> dict[str, dict]:
-    """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
-
-    From ``captions`` (any ``records.load_records`` layout; image paths of a prompt JSON resolve against
-    ``root``): vanilla, tree, can — and error_find/error_fix
-    from injected errors when a ``confusions`` table is given (seeded, marked synthetic).  From
-    ``predictions`` (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions; correct
-    ones are rejected as "no error".
-
-    Leak guard: inputs whose id is in a test split of ``test_roots`` (default: the CROHME root,
-    ``held_out_index``) or whose image lies in a ``test*`` folder raise HeldOutImageLeak before anything is
-    written (``allow_test_images``: a loud warning instead).
-    """
+def _tasks_from_predictions(out: Path, tasks, predictions, guard, prefix: str, progress: bool) -> dict[str, dict]:
+    """error_find/error_fix from the wrong predictions of a Uni-MuMER prediction JSON; correct ones are rejected
+    as "no error". ``guard(items, source)``: the leak guard."""
     from tqdm.auto import tqdm
 
-    from . import config
+    from .predictions import read_predictions  # the prediction file format lives there
 
-    index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
-    if predictions is not None:
-        from .predictions import read_predictions  # the prediction file format lives there
+    preds = read_predictions(predictions, allow_duplicates=True)
+    guard([(p.img_id, p.image_path) for p in preds], predictions)
+    ok = [p for p in preds if p.gt.split() != p.pred.split()]
+    records = edl.edl_records(tqdm(ok, desc="error records", disable=not progress))
+    rejects = [(p.img_id, t, "prediction equals the ground truth: no error") for p in preds
+               if p.gt.split() == p.pred.split() for t in tasks]
+    rows = edl_task_rows(records, tasks)
+    _write_task_files(out, rows, rejects, prefix)
+    return _summary(tasks, len(preds), rows, rejects)
 
-        preds = read_predictions(predictions, allow_duplicates=True)
-        check_no_test_images([(p.img_id, p.image_path) for p in preds], predictions, index, allow_test_images)
-        ok = [p for p in preds if p.gt.split() != p.pred.split()]
-        records = edl.edl_records(tqdm(ok, desc="error records", disable=not progress))
-        rejects = [(p.img_id, t, "prediction equals the ground truth: no error") for p in preds
-                   if p.gt.split() == p.pred.split() for t in tasks]
-        rows = edl_task_rows(records, tasks)
-        _write_task_files(Path(out), rows, rejects, prefix)
-        return _summary(tasks, len(preds), rows, rejects)
 
+def _tasks_from_captions(out: Path, tasks, captions, guard, prefix: str, progress: bool, seed: int = 0,
+                         confusions=None, require_images: bool = True, root=None) -> dict[str, dict]:
+    """vanilla, tree, can from ``captions`` (any ``records.load_records`` layout; image paths of a prompt JSON
+    resolve against ``root``), and error_find/error_fix from errors injected with a ``confusions`` table (seeded,
+    marked synthetic). ``guard(items, source)``: the leak guard."""
     items, missing = caption_items(captions, require_images, root)
-    check_no_test_images([(key, image) for key, _, image in items], captions, index, allow_test_images)
+    guard([(key, image) for key, _, image in items], captions)
     rejects = [(key, t, reason) for key, reason in missing for t in tasks]
     rows, caption_rejects = caption_rows(items, [t for t in tasks if task_spec(t).kind == "caption"], progress)
     rejects += caption_rejects
@@ -351,16 +339,24 @@ def _build_task_files(out, tasks, captions=None, predictions=None, prefix: str =
         rejects += [(key, t, "no confusion applies to this caption") for key, _, image in items
                     if image not in made for t in edl_tasks]
         rows.update(edl_task_rows(records, edl_tasks))
-    _write_task_files(Path(out), rows, rejects, prefix)
+    _write_task_files(out, rows, rejects, prefix)
     return _summary(tasks, len(items) + len(missing), rows, rejects)
 
 
-def build_task_files(out, tasks, captions=None, predictions=None, **kwargs) -> dict[str, dict]:
+def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", progress: bool = True,
+                     test_roots=None, allow_test_images: bool = False, **caption_options) -> dict[str, dict]:
     """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
 
-    Arguments as :func:`_build_task_files`. One build at a time writes into ``out``: the lock is held from the
-    first read to the last write, so a second build exits at once naming the holder.
+    From ``captions``: the caption tasks, and the EDL tasks from injected errors (``caption_options``: ``seed``,
+    ``confusions``, ``require_images``, ``root``; see :func:`_tasks_from_captions`). From ``predictions``
+    (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions.
+
+    Leak guard: inputs whose id is in a test split of ``test_roots`` (default: the CROHME root,
+    ``held_out_index``) or whose image lies in a ``test*`` folder raise HeldOutImageLeak before anything is
+    written (``allow_test_images``: a loud warning instead). One build at a time writes into ``out``: the lock is
+    held from the first read to the last write, so a second build exits at once naming the holder.
     """
+    from . import config
     from .outdir import OutputLock
 
     tasks = _check_tasks(tasks)
@@ -368,8 +364,18 @@ def build_task_files(out, tasks, captions=None, predictions=None, **kwargs) -> d
         raise ValueError("give exactly one of captions= or predictions=")
     if predictions is not None and set(tasks) - set(task_names("edl")):
         raise ValueError(f"predictions only give {', '.join(task_names('edl'))}, asked for {', '.join(tasks)}")
+    if predictions is not None and caption_options:
+        raise ValueError(f"{', '.join(sorted(caption_options))}: settings of a build from captions, not from "
+                         f"predictions")
     with OutputLock(out, "unimumer tasks"):
-        return _build_task_files(out, tasks, captions, predictions, **kwargs)
+        index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
+
+        def guard(items, source):
+            return check_no_test_images(items, source, index, allow_test_images)
+
+        if predictions is not None:
+            return _tasks_from_predictions(Path(out), tasks, predictions, guard, prefix, progress)
+        return _tasks_from_captions(Path(out), tasks, captions, guard, prefix, progress, **caption_options)
 
 
 def check_task_folder(rows: dict[str, list[dict]], folder, index: dict[str, str]) -> dict:

@@ -1,9 +1,9 @@
-"""Supervised fine-tuning of a Qwen-VL model on the task mixture with TRL's ``SFTTrainer``.
+"""Supervised fine-tuning of a Qwen-VL model on the task mixture with TRL's ``SFTTrainer``: one run in one process
+(:func:`train`) or one per GPU (:func:`launch`), its run folder (checkpoints, ``final/``, ``run_config.json``, loss
+curve) and the ``unimumer train`` command.
 
-Input: LLaMA-Factory sharegpt JSON files (``unimumer_lib.tasks``), converted to TRL's conversational vision format
-``{"images": [...], "messages": [{"role", "content": [...]}]}``; images are decoded lazily by ``datasets``.
-Loss on assistant tokens only. Full fine-tuning (the paper) or LoRA/QLoRA through peft. Presets carry the
-paper's settings, a single-GPU LoRA recipe and a CPU smoke recipe.
+Settings come from ``sftconfig`` (presets, :class:`~unimumer_lib.sftconfig.Recipe`), the data from ``sftdata``.
+Loss on assistant tokens only. Full fine-tuning (the paper) or LoRA/QLoRA through peft.
 """
 
 from __future__ import annotations
@@ -11,236 +11,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .config import REPO_ROOT
 from .files import atomic_write_text, respect_umask
+from .tally import Tally
 from . import runfolder
-from .runfolder import (FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE,
-                        RunFolderError)
-from .records import (CONTENT_KEY, IMAGE_TOKEN, ROLE_ASSISTANT, ROLE_KEY, ROLE_SYSTEM, ROLE_USER, SHAREGPT_IMAGES,
-                      SHAREGPT_MESSAGES, read_sharegpt)
-
-_ROLES = {ROLE_USER: "user", ROLE_ASSISTANT: "assistant", ROLE_SYSTEM: "system"}
-PAPER_EFFECTIVE_BATCH = 512
-PRESET_DIR = REPO_ROOT / "configs" / "sft"
-EXTRA_KEYS = ("effective_batch", "lora", "quantize")  # preset keys that are not SFTConfig fields
-REPORT_TO = ("none", "tensorboard", "wandb")
-
-
-def read_config_file(path: str | Path, check: bool = True) -> dict:
-    """A preset/config YAML: SFTConfig fields plus ``EXTRA_KEYS``; unknown keys raise naming the file."""
-    import yaml
-
-    path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    unknown = sorted(set(data) - known_settings()) if check else []
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)} (SFTConfig fields or {EXTRA_KEYS})")
-    return data
-
-
-def known_settings() -> set[str]:
-    import dataclasses
-
-    from trl import SFTConfig
-
-    return {f.name for f in dataclasses.fields(SFTConfig)} | set(EXTRA_KEYS)
-
-
-# Presets: configs/sft/<name>.yaml, the single source of the recipes (paper, single-gpu-lora, ...).
-# (checked against SFTConfig by the tests, not at import, so ``unimumer --help`` stays fast)
-PRESETS: dict[str, dict] = {p.stem: read_config_file(p, check=False) for p in sorted(PRESET_DIR.glob("*.yaml"))}
-
-
-def resolve_image(path: str, base: Path) -> str:
-    """An image path of a sharegpt row: absolute, else relative to the JSON file's folder, else to the cwd."""
-    p = Path(path)
-    if p.is_absolute() or not (base / p).exists():
-        return str(p)
-    return str(base / p)
-
-
-def sharegpt_to_trl(row: dict, base: Path | None = None) -> dict:
-    """One LLaMA-Factory sharegpt row -> TRL's ``{"images": [paths], "messages": [...]}`` with image blocks
-    placed where the ``<image>`` placeholders were."""
-    base = base or Path(".")
-    messages = []
-    for m in row[SHAREGPT_MESSAGES]:
-        parts = m[CONTENT_KEY].split(IMAGE_TOKEN)
-        content = []
-        for i, text in enumerate(parts):
-            if i:
-                content.append({"type": "image"})
-            if text:
-                content.append({"type": "text", "text": text})
-        messages.append({"role": _ROLES[m[ROLE_KEY]], "content": content})
-    return {"images": [resolve_image(p, base) for p in row.get(SHAREGPT_IMAGES, [])], "messages": messages}
-
-
-def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limit: int | None = None,
-                          shuffle: bool = True, rejects: list | None = None, test_roots=None,
-                          allow_test_images: bool = False):
-    """A ``datasets.Dataset`` in TRL vision format from one or more sharegpt JSON files.
-
-    ``ratios`` maps a file stem (e.g. ``"tree"``) to the fraction of its rows to keep (sampled with ``seed``).
-    Images stay paths until a batch is built (``Image`` feature), so million-row mixtures fit in memory; then
-    they are resized into the paper's pixel range (``model.fit_pixels``).
-    A row with an empty answer is left out and appended to ``rejects`` as (file, row, reason); one file given
-    twice raises; rows repeated across files are reported. The leak guard of ``unimumer tasks``
-    (``tasks.check_no_test_images``: test splits of ``test_roots``, default the CROHME root) refuses rows whose
-    image is a test image unless ``allow_test_images``.
-    """
-    import random
-
-    from datasets import Dataset, Image, List
-
-    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-    rows, dropped, seen = [], [] if rejects is None else rejects, {}
-    for path in paths:
-        if path.resolve() in seen:
-            raise ValueError(f"{path}: given twice (as {seen[path.resolve()]}); each of its rows would be trained "
-                             f"twice")
-        seen[path.resolve()] = path
-        part = []
-        for i, r in enumerate(read_sharegpt(path)):
-            if not r[SHAREGPT_MESSAGES][-1][CONTENT_KEY].strip():
-                dropped.append((str(path), i, "empty answer (nothing to learn)"))
-                continue
-            part.append(sharegpt_to_trl(r, path.parent))
-        ratio = (ratios or {}).get(path.stem, 1.0)
-        if ratio < 1.0:
-            part = random.Random(seed).sample(part, round(len(part) * ratio))
-        rows += part
-    if dropped:
-        print(f"train: {len(dropped)} row(s) left out, e.g. {dropped[0][0]} row {dropped[0][1]}: {dropped[0][2]}",
-              file=sys.stderr)
-    _report_repeats(rows)
-    _check_held_out(rows, paths, test_roots, allow_test_images)
-    if not rows:
-        raise ValueError(f"no training records in {', '.join(map(str, paths))}")
-    if shuffle:
-        random.Random(seed).shuffle(rows)
-    if limit is not None:
-        rows = rows[:limit]
-    ds = Dataset.from_list(rows)
-    return ds.cast_column("images", List(Image())).with_transform(_fit_images)
-
-
-def _report_repeats(rows: list[dict]) -> None:
-    from collections import Counter
-
-    counts = Counter(json.dumps(r, sort_keys=True) for r in rows)
-    extra = sum(c - 1 for c in counts.values() if c > 1)
-    if extra:
-        print(f"train: note: {extra} row(s) repeat an identical row (same image, prompt and answer); each is "
-              f"trained once per occurrence", file=sys.stderr)
-
-
-def _check_held_out(rows: list[dict], paths: list[Path], test_roots, allow: bool) -> None:
-    from . import config
-    from .tasks import check_no_test_images, held_out_index
-
-    index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
-    items = [(Path(image).stem, image) for r in rows for image in r["images"]]
-    check_no_test_images(items, ", ".join(map(str, paths)), index, allow)
-
-
-def _fit_images(batch: dict) -> dict:
-    """Dataset transform: every image resized into the paper's pixel range as LLaMA-Factory does it."""
-    from .model import fit_pixels
-
-    if "images" in batch:
-        batch["images"] = [[fit_pixels(im) for im in images] for images in batch["images"]]
-    return batch
-
-
-def task_of(example: dict) -> str:
-    """The task of a TRL-format example, recognised by its published user prompt ("other" if none matches)."""
-    from .taskspec import PROMPTS
-
-    text = "".join(c.get("text") or "" for c in example["messages"][0]["content"])
-    return next((task for task, prompt in PROMPTS.items() if text.startswith(prompt)), "other")
-
-
-def mixture_counts(dataset) -> dict[str, int]:
-    """{task: examples} of a training dataset (the mixture actually trained on)."""
-    from collections import Counter
-
-    return dict(Counter(task_of({"messages": m}) for m in dataset["messages"]))
-
-
-def task_files(data_dir: str | Path) -> list[Path]:
-    """The ``<task>.json`` files a task folder's ``dataset_info.json`` lists (``unimumer tasks`` writes it last,
-    after every task file of a build, so a build cut short is refused here rather than trained on in part)."""
-    from .tasks import DATASET_INFO, listed_task_files
-
-    data_dir = Path(data_dir)
-    if not any(p.name != DATASET_INFO for p in data_dir.glob("*.json")):
-        raise FileNotFoundError(f"{data_dir}: no <task>.json files")
-    if not (data_dir / DATASET_INFO).is_file():
-        raise FileNotFoundError(f"{data_dir}: no {DATASET_INFO}: not a finished task folder (build it with "
-                                f"`unimumer tasks`, or give the <task>.json files themselves)")
-    files = listed_task_files(data_dir)
-    if not files:
-        raise FileNotFoundError(f"{data_dir}: no <task>.json files listed in {DATASET_INFO}")
-    return files
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def resolve_settings(preset: str, config: dict | None = None, **overrides) -> dict:
-    """Preset, then a config file's settings, then keyword overrides (``None`` values are ignored)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    settings = {**PRESETS[preset], **(config or {})}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    return settings
-
-
-def make_config(preset: str, out_dir: str | Path, devices: int | None = None, config: dict | None = None,
-                **overrides):
-    """SFTConfig for a preset (+ a config file's settings, + ``overrides`` of any field).
-
-    The effective batch (per device x accumulation x ``devices``, default $WORLD_SIZE) is kept at the
-    preset's ``effective_batch`` (a note is printed when the per-step batch does not divide it).
-    """
-    from trl import SFTConfig
-
-    cfg = resolve_settings(preset, config, **overrides)
-    effective = cfg.pop("effective_batch")
-    for key in ("lora", "quantize"):
-        cfg.pop(key)
-    devices = devices or world_size()
-    explicit = "per_device_train_batch_size" in overrides or "per_device_train_batch_size" in (config or {})
-    if not explicit and cfg["per_device_train_batch_size"] * devices > effective and effective % devices == 0:
-        cfg["per_device_train_batch_size"] = effective // devices  # more processes: same effective batch
-    per_step = cfg["per_device_train_batch_size"] * devices
-    if "gradient_accumulation_steps" not in overrides and not (config or {}).get("gradient_accumulation_steps"):
-        cfg["gradient_accumulation_steps"] = max(1, effective // per_step)
-        if cfg["gradient_accumulation_steps"] * per_step != effective:
-            print(f"note: preset {preset!r} asks for an effective batch of {effective}; {per_step} per step "
-                  f"x {cfg['gradient_accumulation_steps']} accumulation gives "
-                  f"{per_step * cfg['gradient_accumulation_steps']}")
-    cfg.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
-    cfg.setdefault("logging_first_step", True)
-    cfg.setdefault("report_to", "none")
-    return SFTConfig(output_dir=str(out_dir), assistant_only_loss=True, save_strategy="steps",
-                     remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, **cfg)
-
-
-def lora_config(spec: dict | None, **overrides):
-    """peft LoraConfig from a preset's ``lora`` entry (None for full fine-tuning)."""
-    if spec is None and not overrides:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(task_type="CAUSAL_LM", **{**(spec or {}), **overrides})
-
+from .runfolder import FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
+from .sftconfig import (PRESET_DIR, PRESETS, REPORT_TO, Recipe, lora_config, make_config, parse_ratios,
+                        parse_settings, ratio_options, read_config_file, resolve_settings, world_size)
+from .sftdata import load_sharegpt_dataset, task_files
 
 def _load(model_path, settings: dict):
     """Model + processor for training. Full fine-tuning loads fp32: the optimizer then updates fp32 master
@@ -276,33 +57,57 @@ def one_gpu_unless_launched(args) -> None:
         args._n_gpu = 1
 
 
-def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str | Path = "runs/sft",
-          max_steps: int | None = None, resume: bool | str = False, ratios: dict | None = None, seed: int = 0,
-          model=None, processor=None, lora: dict | None = None, freeze_vision: bool = False, callbacks=None,
-          config: dict | None = None, force: bool = False, test_roots=None, allow_test_images: bool = False,
-          **overrides) -> dict:
-    """Fine-tune and save the final model + processor to ``out_dir/final``; returns a summary dict.
+@dataclass
+class TrainResult:
+    """What ``train`` (or ``launch``) did: numbers and paths (``summary()``), and for an in-process run the live
+    ``trainer``, ``model`` and ``processor`` (None after ``launch``)."""
 
-    ``train_json``: sharegpt JSON path(s) or an already built TRL-format Dataset. ``model``/``processor``
-    replace loading ``model_path``. ``resume``: True resumes the run in ``out_dir`` from its newest complete
-    checkpoint (refused unless the run there has the same settings and data: ``runfolder``), a path from that
-    checkpoint. ``force``: replace an earlier run in ``out_dir``, or write beside files this tool did not make.
-    ``lora``: LoraConfig kwargs overriding the preset's (``{}`` turns LoRA on with defaults).
-    ``config``: settings from a config file, applied over the preset (``overrides`` apply over both).
+    final_dir: str
+    global_step: int
+    last_loss: float | None
+    world_size: int
+    effective_batch: int
+    train_loss: float | None = None
+    wall_s: float | None = None
+    records: int | None = None
+    rejected: int | None = None
+    trainer: object = field(default=None, repr=False, compare=False)
+    model: object = field(default=None, repr=False, compare=False)
+    processor: object = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> dict:
+        """The numbers and paths (what notebook 03 shows), without the live objects."""
+        live = ("trainer", "model", "processor")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in live
+                and getattr(self, f.name) is not None}
+
+
+def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=None, resume: bool = False,
+          force: bool = False, callbacks=None, test_roots=None, allow_test_images: bool = False,
+          **recipe) -> TrainResult:
+    """Fine-tune and save the final model + processor to ``out_dir/final``.
+
+    ``train_json``: sharegpt JSON path(s) or an already built TRL-format Dataset. ``recipe``: the
+    :class:`Recipe` fields by name (``model_path=``, ``preset=``, ``max_steps=``, ``seed=``, ``ratios=``,
+    ``lora=``, ``freeze_vision=``, ``config=``), every other key an SFTConfig field. ``model``/``processor``
+    replace loading ``model_path``. ``resume``: continue the run in ``out_dir`` from its newest complete
+    checkpoint (refused unless the run there has the same settings and data: ``runfolder``). ``force``: replace
+    an earlier run in ``out_dir``, or write beside files this tool did not make.
     ``test_roots``/``allow_test_images``: the leak guard (see :func:`load_sharegpt_dataset`).
     """
     import time
 
     from .outdir import OutputLock
 
-    out_dir = Path(out_dir)
-    settings = resolve_settings(preset, config)
+    recipe = Recipe.of(**recipe)
+    out_dir, overrides = Path(out_dir), dict(recipe.overrides)
+    settings = resolve_settings(recipe.preset, recipe.config)
     rejects: list = []
     dataset = train_json if hasattr(train_json, "column_names") else load_sharegpt_dataset(
-        train_json, ratios, seed, rejects=rejects, test_roots=test_roots, allow_test_images=allow_test_images)
-    print_tally(len(dataset) + len(rejects), len(dataset), len(rejects))
-    fingerprint = run_fingerprint(model_path if model is None else model, train_json, preset, config, lora, seed,
-                                  max_steps, ratios, overrides)
+        train_json, recipe.ratios, recipe.seed, rejects=rejects, test_roots=test_roots,
+        allow_test_images=allow_test_images)
+    print(Tally(len(dataset) + len(rejects), len(dataset), len(rejects)).line("train: rows", "used"), file=sys.stderr)
+    fingerprint = run_fingerprint(recipe, recipe.model_path if model is None else model, train_json)
     lock = OutputLock(out_dir, "unimumer train") if is_rank_zero() else None
     with lock or _nothing():
         marker = runfolder.claim(out_dir, fingerprint, bool(resume), force) if lock else None
@@ -312,21 +117,22 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
             if rejects:
                 write_rejects(out_dir / TRAIN_REJECTS_FILE, rejects)
         if model is None:
-            model, processor = _load(model_path, {**settings, **overrides, **({"lora": lora} if lora is not None
-                                                                                else {})})
+            model, processor = _load(recipe.model_path, {**settings, **overrides, **(
+                {"lora": recipe.lora} if recipe.lora is not None else {})})
         own_weights = checkpoint is not None and not (checkpoint / "adapter_config.json").exists()
         if own_weights:
             # The Trainer restores optimizer/scheduler/RNG but loads Qwen-VL weights with the wrong key layout
             # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
             model = type(model).from_pretrained(str(checkpoint), dtype=model.dtype)
-        if freeze_vision:
+        if recipe.freeze_vision:
             for p in model.model.visual.parameters():
                 p.requires_grad = False
+        max_steps = recipe.max_steps
         if max_steps and max_steps > 0 and "logging_steps" not in overrides:  # enough points for a loss curve
             overrides["logging_steps"] = max(1, min(settings["logging_steps"], max_steps // 10))
-        trainer = make_trainer(model, processor, dataset, preset, out_dir, config, lora, callbacks,
-                               max_steps=max_steps if max_steps is not None else -1, seed=seed, data_seed=seed,
-                               **overrides)
+        trainer = make_trainer(model, processor, dataset, recipe.preset, out_dir, recipe.config, recipe.lora,
+                               callbacks, max_steps=max_steps if max_steps is not None else -1, seed=recipe.seed,
+                               data_seed=recipe.seed, **overrides)
         if own_weights:
             # The weights are in place already (above); the Trainer's own loader would only warn that every
             # key is "missing" (its key layout differs). Optimizer, scheduler, RNG and state still load.
@@ -340,19 +146,12 @@ def train(train_json, model_path="tiny", preset: str = "cpu-smoke", out_dir: str
         history = [h for h in trainer.state.log_history if "loss" in h]
         if trainer.is_world_process_zero():
             atomic_write_text(out_dir / LOSS_HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
-            record_run(out_dir, args, preset, config, model_path, train_json, marker)
-    return {"final_dir": str(final), "global_step": trainer.state.global_step, "train_loss": result.training_loss,
-            "last_loss": history[-1]["loss"] if history else None, "wall_s": wall, "records": len(dataset),
-            "rejected": len(rejects), "world_size": world_size(),
-            "effective_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size(),
-            "trainer": trainer, "model": trainer.model, "processor": processor}
-
-
-def print_tally(read: int, written: int, rejected: int, what: str = "train: rows") -> None:
-    """The ``read N = written W + rejected R`` line (raises when it does not add up: a bug guard)."""
-    if read != written + rejected:  # pragma: no cover
-        raise RuntimeError(f"{what}: read {read} != written {written} + rejected {rejected}")
-    print(f"{what}: read {read} = used {written} + rejected {rejected}", file=sys.stderr)
+            record_run(out_dir, args, recipe, train_json, marker)
+    return TrainResult(final_dir=str(final), global_step=trainer.state.global_step, train_loss=result.training_loss,
+                       last_loss=history[-1]["loss"] if history else None, wall_s=wall, records=len(dataset),
+                       rejected=len(rejects), world_size=world_size(),
+                       effective_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps
+                       * world_size(), trainer=trainer, model=trainer.model, processor=processor)
 
 
 def write_rejects(path: Path, rejects: list[tuple]) -> None:
@@ -370,15 +169,16 @@ def _nothing():
     return nullcontext()
 
 
-def run_fingerprint(model, data, preset: str, config, lora, seed: int, max_steps, ratios, overrides: dict) -> dict:
+def run_fingerprint(recipe: Recipe, model, data) -> dict:
     """What makes two runs the same run (``runfolder``): model, data digest, recipe, steps and seed."""
     from .model import model_identity
     from .runfolder import data_digest
 
-    knobs = {k: v for k, v in overrides.items() if v is not None and k not in ("report_to", "logging_steps")}
-    return json.loads(json.dumps({"model": model_identity(model), "data": data_digest(data), "preset": preset,
-                                  "config": config or {}, "lora": lora, "seed": seed, "max_steps": max_steps,
-                                  "ratios": ratios, "overrides": knobs}, default=str, sort_keys=True))
+    knobs = {k: v for k, v in recipe.overrides.items() if v is not None and k not in ("report_to", "logging_steps")}
+    return json.loads(json.dumps({"model": model_identity(model), "data": data_digest(data), "preset": recipe.preset,
+                                  "config": recipe.config or {}, "lora": recipe.lora, "seed": recipe.seed,
+                                  "max_steps": recipe.max_steps, "ratios": recipe.ratios, "overrides": knobs},
+                                 default=str, sort_keys=True))
 
 
 def umask_callback():
@@ -497,31 +297,26 @@ def git_commit() -> str | None:
     return sha or None
 
 
-def record_run(out_dir: Path, args, preset: str, config: dict | None, model_path, data, marker: dict | None = None
-               ) -> None:
+def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = None) -> None:
     """``run_config.json``: the run marker (``runfolder``) completed with preset, config-file settings, model,
-    data, git commit and the resolved SFTConfig."""
+    the training data (its files, or an in-memory dataset's size and fingerprint), git commit and the resolved
+    SFTConfig."""
     sha = git_commit()
-    data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data if isinstance(data, (str, Path))
-                                                                              else "<dataset>")
-    record = {**(marker or {}), "complete": True, "preset": preset, "config": config or {}, "model": str(model_path),
-              "data": data, "git": sha or None, "world_size": world_size(), "sft_config": args.to_dict()}
+    if hasattr(data, "column_names"):
+        data = {"dataset_rows": len(data), "dataset_fingerprint": data._fingerprint}
+    else:
+        data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data)
+    record = {**(marker or {}), "complete": True, "preset": recipe.preset, "config": recipe.config or {},
+              "model": str(recipe.model_path), "data": data, "ratios": recipe.ratios, "git": sha or None,
+              "world_size": world_size(), "sft_config": args.to_dict()}
     atomic_write_text(out_dir / RUN_CONFIG_FILE, json.dumps(record, indent=1, default=str))
 
 
-def find_checkpoint(out_dir: Path, resume: bool | str) -> Path | None:
-    """The checkpoint to resume from: ``resume`` itself when a path (it must be complete), the newest complete
-    one in ``out_dir`` when True (None, with a note, when no save finished: the run starts at step 0)."""
+def find_checkpoint(out_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from: with ``resume``, the newest complete one in ``out_dir`` (None, with a note,
+    when no save finished: the run starts at step 0)."""
     if not resume:
         return None
-    if resume is not True:
-        path = Path(resume)
-        if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint {path} not found")
-        problem = runfolder.checkpoint_problem(path)
-        if problem:
-            raise RunFolderError(f"{path}: not a complete checkpoint: {problem}")
-        return path
     last = runfolder.newest_complete_checkpoint(out_dir, say=lambda m: print(m, file=sys.stderr))
     if last is None:
         print(f"resume: {out_dir} holds no complete checkpoint; the run starts at step 0", file=sys.stderr)
@@ -570,6 +365,11 @@ def add_train_arguments(ap) -> None:
     ap.add_argument("--allow-test-images", action="store_true", help="train on rows from test-split images anyway "
                     "(warns loudly; the test set is then not held out)")
     ap.add_argument("--seed", type=int, default=0, help="training seed (data order, initialisation of new weights)")
+    ap.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE", dest="settings",
+                    help="any SFTConfig field, over the preset and --config (repeatable; the value is read as YAML, "
+                         "e.g. --set learning_rate=2e-5 --set gradient_checkpointing=true)")
+    ap.add_argument("--ratio", action="append", default=None, metavar="TASK=FRACTION",
+                    help="train on that fraction of a task's rows (repeatable, e.g. --ratio tree=0.5; default: all)")
 
 
 def deepspeed_file(path: str | None) -> str | None:
@@ -591,44 +391,51 @@ def main(argv=None) -> int:
         args = ap.parse_args(argv)
     files = [f for d in args.data for f in (task_files(d) if Path(d).is_dir() else [Path(d)])]
     config = read_config_file(args.config) if args.config else None
-    result = train(files, model_path=args.model, preset=args.preset, out_dir=args.out, max_steps=args.max_steps,
-                   resume=args.resume, seed=args.seed, config=config, force=args.force,
+    result = train(files, out_dir=args.out, resume=args.resume, force=args.force,
                    test_roots=[Path(r) for r in args.test_root] if args.test_root else None,
-                   allow_test_images=args.allow_test_images, report_to=args.report_to,
-                   deepspeed=deepspeed_file(args.deepspeed))
-    if result["trainer"].is_world_process_zero():
+                   allow_test_images=args.allow_test_images, model_path=args.model, preset=args.preset,
+                   max_steps=args.max_steps, seed=args.seed, ratios=parse_ratios(args.ratio), config=config,
+                   report_to=args.report_to, deepspeed=deepspeed_file(args.deepspeed), **parse_settings(args.settings))
+    if result.trainer.is_world_process_zero():
         history = read_loss_history(args.out)
         if history:
             plot_loss(history, Path(args.out) / LOSS_CURVE_FILE)
-        print(f"trained {result['global_step']} steps on {result['records']} records; saved to {result['final_dir']}")
+        print(f"trained {result.global_step} steps on {result.records} records; saved to {result.final_dir}")
     _finish_distributed()
     return 0
 
 
-def launch_command(files, out_dir, processes: int, model_path: str, preset: str, max_steps: int | None = None,
-                   seed: int = 0, force: bool = False, deepspeed: str | None = None) -> list[str]:
+def launch_command(files, out_dir, processes: int, recipe: Recipe, force: bool = False,
+                   deepspeed: str | None = None) -> list[str]:
     """``accelerate launch`` of ``unimumer train`` with one process per GPU (``--multi_gpu``: NCCL on GPUs,
     gloo where there are none, as tests/test_multiprocess.py runs it on CPU)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "unimumer_lib.cli",
-           "train", "--data", *map(str, files), "--model", str(model_path), "--preset", preset, "--out", str(out_dir),
-           "--seed", str(seed)]
-    cmd += ["--max-steps", str(max_steps)] if max_steps is not None else []
+           "train", "--data", *map(str, files), "--model", str(recipe.model_path), "--preset", recipe.preset,
+           "--out", str(out_dir), "--seed", str(recipe.seed)]
+    cmd += ["--max-steps", str(recipe.max_steps)] if recipe.max_steps is not None else []
+    cmd += ratio_options(recipe.ratios)
     cmd += ["--force"] if force else []
     cmd += ["--deepspeed", deepspeed] if deepspeed else []
     return cmd
 
 
-def launch(files, out_dir, processes: int, model_path: str, preset: str, max_steps: int | None = None,
-           seed: int = 0, force: bool = False) -> dict:
-    """Train in ``processes`` processes (notebook 03 with several GPUs); the paper preset on GPUs runs DeepSpeed
-    ZeRO-2, as the paper. Returns the summary of the run folder (step, loss, final folder) once all ranks end."""
+def launch(files, out_dir, processes: int, force: bool = False, **recipe) -> TrainResult:
+    """Train in ``processes`` processes (notebook 03 with several GPUs), ``recipe`` as for :func:`train` (the
+    ``unimumer train`` options: model, preset, steps, seed, ratios); the paper preset on GPUs runs DeepSpeed
+    ZeRO-2, as the paper. Returns the run folder's result (step, loss, final folder) once all ranks end."""
     import subprocess
 
     import torch
 
-    zero2 = str(REPO_ROOT / "configs" / "ds_zero2.json") if preset == "paper" and torch.cuda.is_available() else None
-    cmd = launch_command(files, out_dir, processes, model_path, preset, max_steps, seed, force, zero2)
+    recipe = Recipe.of(**recipe)
+    if recipe.overrides or recipe.lora is not None or recipe.config or recipe.freeze_vision:
+        raise ValueError(f"launch passes model, preset, steps, seed and ratios to `unimumer train`; use a config "
+                         f"file (--config) for the other settings (got {sorted(recipe.overrides) or 'lora/config'})")
+
+    zero2 = (str(REPO_ROOT / "configs" / "ds_zero2.json") if recipe.preset == "paper" and torch.cuda.is_available()
+             else None)
+    cmd = launch_command(files, out_dir, processes, recipe, force, zero2)
     print(f"training in {processes} processes ({'DeepSpeed ZeRO-2, ' if zero2 else ''}accelerate launch): "
           + " ".join(cmd[2:]), flush=True)
     from .workers import threads
@@ -641,10 +448,11 @@ def launch(files, out_dir, processes: int, model_path: str, preset: str, max_ste
                            f"ranks' messages are above")
     record = json.loads((Path(out_dir) / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
     history = read_loss_history(out_dir)
-    return {"final_dir": str(Path(out_dir) / FINAL_DIR), "global_step": history[-1]["step"] if history else 0,
-            "last_loss": history[-1]["loss"] if history else None, "world_size": record["world_size"],
-            "effective_batch": record["sft_config"]["per_device_train_batch_size"]
-            * record["sft_config"]["gradient_accumulation_steps"] * record["world_size"]}
+    sft = record["sft_config"]
+    return TrainResult(final_dir=str(Path(out_dir) / FINAL_DIR), global_step=history[-1]["step"] if history else 0,
+                       last_loss=history[-1]["loss"] if history else None, world_size=record["world_size"],
+                       effective_batch=sft["per_device_train_batch_size"] * sft["gradient_accumulation_steps"]
+                       * record["world_size"])
 
 
 def _finish_distributed() -> None:
