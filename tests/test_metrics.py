@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 
-from unimumer_lib import align, metrics
+from unimumer_lib import align, metrics, taskspec
 from unimumer_lib.latex import STRUCTURE_TOKENS
 
 RESULTS_FILE = "crohme_2014_results.txt"
@@ -163,9 +163,9 @@ def test_exprate_by_length_and_group():
 # ---------------------------------------------------------------- answer extraction
 
 def test_extract_vanilla_strips_fences_and_dollars():
-    assert metrics.extract_answer("```latex\n$x ^ { 2 }$\n```", "vanilla") == "x ^ { 2 }"
-    assert metrics.extract_answer("\\[ a + b \\]", "vanilla") == "a + b"
-    assert metrics.extract_answer("  x  +\n 1 ", "vanilla") == "x + 1"
+    assert taskspec.extract_answer("```latex\n$x ^ { 2 }$\n```", "vanilla") == "x ^ { 2 }"
+    assert taskspec.extract_answer("\\[ a + b \\]", "vanilla") == "a + b"
+    assert taskspec.extract_answer("  x  +\n 1 ", "vanilla") == "x + 1"
 
 
 def test_extract_cot_and_counting_take_the_last_line():
@@ -173,43 +173,43 @@ def test_extract_cot_and_counting_take_the_last_line():
 
     toks = "\\frac { 1 } { x ^ { 2 } } + y".split()
     cot = tree.tree_text(toks) + "\n" + " ".join(toks)
-    assert metrics.extract_answer(cot, "tree") == " ".join(toks)
-    assert metrics.extract_answer(cot) == " ".join(toks)
+    assert taskspec.extract_answer(cot, "tree") == " ".join(toks)
+    assert taskspec.extract_answer(cot) == " ".join(toks)
     counting = tree.count_text(toks) + "\n$" + " ".join(toks) + "$"
-    assert metrics.extract_answer(counting, "can") == " ".join(toks)
-    assert metrics.extract_answer("x: 1\nAnswer: x", "can") == "x"
+    assert taskspec.extract_answer(counting, "can") == " ".join(toks)
+    assert taskspec.extract_answer("x: 1\nAnswer: x", "can") == "x"
 
 
 def test_extract_tree_only_output_uses_tree_inverse(monkeypatch):
     fake = types.ModuleType("unimumer_lib.tree")
     fake.tree_text_to_tokens = lambda text: ["FROM", "TREE"]
     monkeypatch.setitem(sys.modules, "unimumer_lib.tree", fake)
-    assert metrics.extract_answer("x\n\t2 (sup)", "tree") == "FROM TREE"
-    assert metrics.extract_answer("x\ny (right)", "auto") == "FROM TREE"
-    assert metrics.extract_answer("x\ny (right)", "can") == "y (right)"
+    assert taskspec.extract_answer("x\n\t2 (sup)", "tree") == "FROM TREE"
+    assert taskspec.extract_answer("x\ny (right)", "auto") == "FROM TREE"
+    assert taskspec.extract_answer("x\ny (right)", "can") == "y (right)"
 
 
 def test_extract_tree_only_output_round_trips_with_real_tree():
     from unimumer_lib import tree
 
     toks = "\\sqrt { a } + b _ { 1 }".split()
-    assert metrics.extract_answer(tree.tree_text(toks), "tree") == " ".join(toks)
+    assert taskspec.extract_answer(tree.tree_text(toks), "tree") == " ".join(toks)
 
 
 def test_extract_normalize_only_when_asked(monkeypatch):
     from unimumer_lib import latex
 
     monkeypatch.setattr(latex, "normalize", lambda s: "NORMALISED " + s, raising=False)
-    assert metrics.extract_answer("$x$") == "x"
-    assert metrics.extract_answer("$x$", normalize=True) == "NORMALISED x"
+    assert taskspec.extract_answer("$x$") == "x"
+    assert taskspec.extract_answer("$x$", normalize=True) == "NORMALISED x"
 
 
 def test_extract_rejects_bad_input():
     with pytest.raises(ValueError, match="unknown task"):
-        metrics.extract_answer("x", "cot")
+        taskspec.extract_answer("x", "cot")
     with pytest.raises(TypeError, match="must be a string"):
-        metrics.extract_answer(None)
-    assert metrics.extract_answer("") == ""
+        taskspec.extract_answer(None)
+    assert taskspec.extract_answer("") == ""
 
 
 # ---------------------------------------------------------------- properties
@@ -249,7 +249,7 @@ def test_no_crash_on_random_unicode(pairs):
     assert out["exprate"] <= out["le1"] <= out["le2"] <= out["le3"]
     assert out["cer_char"] >= 0.0 and out["cer"] >= 0.0
     for text in gts:
-        metrics.extract_answer(text)
+        taskspec.extract_answer(text)
 
 
 @settings(max_examples=200, deadline=None)

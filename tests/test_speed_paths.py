@@ -40,6 +40,19 @@ def test_cer_equals_its_definition_whatever_the_whitespace(pairs):
     assert metrics.char_error_rate(gts, preds, threads=2) == pytest.approx(expected)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(texts, texts), min_size=1, max_size=6))
+def test_scores_equal_those_of_the_single_spaced_texts_whatever_the_whitespace(pairs):
+    """The shortcuts (exact pairs, the corpus-wide spacing check of the CER) give the numbers of the texts written
+    with single spaces (all but ``cer``, which divides by the raw caption lengths, as
+    the official script does)."""
+    gts, preds = [g for g, _ in pairs], [p for _, p in pairs]
+    spaced = metrics.score([" ".join(g.split()) for g in gts], [" ".join(p.split()) for p in preds])
+    got = metrics.score(gts, preds)
+    del got["cer"], spaced["cer"]
+    assert got == pytest.approx(spaced)
+
+
 def test_listing_has_find_inkml_files_and_order(crohme_root, tmp_path):
     for split in ("train", "test2014"):
         folder = crohme_root / split

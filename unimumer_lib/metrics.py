@@ -411,8 +411,3 @@ def exprate_by_group(groups: Sequence[str], d: np.ndarray) -> dict[str, tuple[in
     """ExpRate per group label (e.g. dataset): {group: (n, exprate)}."""
     labels = np.asarray(groups)
     return {g: (int((labels == g).sum()), exprate_at(d[labels == g], 0)) for g in dict.fromkeys(groups)}
-
-
-# ---------------------------------------------------------------- answer extraction
-
-from .taskspec import extract_answer  # noqa: E402,F401  (read back as each task's spec says; kept here for callers)
