@@ -53,7 +53,7 @@ def blind_control(gts: list[str], preds: list[str], seed: int = 0) -> dict:
     """Metrics with predictions shuffled across images: the score of a model that ignores the image."""
     shuffled = preds[:]
     random.Random(seed).shuffle(shuffled)
-    return score(gts, shuffled)
+    return score(gts, shuffled).as_dict()
 
 
 def main() -> None:
@@ -120,8 +120,8 @@ def main() -> None:
     preds = predict(result.model, processor, test_records, work / args.tag / "pred.json", batch_size=16,
                     max_new_tokens=args.max_new_tokens, progress=False)
     infer_wall = time.perf_counter() - t2
-    gts, hyps = [p["gt"] for p in preds], [p["pred"] for p in preds]
-    m, blind = score(gts, hyps), blind_control(gts, hyps)
+    gts, hyps = [p.gt for p in preds], [p.pred for p in preds]
+    m, blind = score(gts, hyps).as_dict(), blind_control(gts, hyps)
     distinct_caps = len(set(gts))
     seen_batches = result.global_step * (args.batch or PRESETS[args.preset]["per_device_train_batch_size"])
 
@@ -142,7 +142,7 @@ def main() -> None:
           f"total {time.perf_counter() - t0:.0f} s; CPU time: train {train_cpu:.0f} s, "
           f"total {time.process_time() - c0:.0f} s; load average {os.getloadavg()[0]:.1f}")
     for p in preds[:4]:
-        print(f"  {p['gt']!r} -> {p['pred']!r}")
+        print(f"  {p.gt!r} -> {p.pred!r}")
 
 
 if __name__ == "__main__":

@@ -57,16 +57,16 @@ def main() -> None:
     preds = predict(result.model, processor, records, work / "pred.json", batch_size=16, max_new_tokens=64,
                     progress=False)
     infer_wall = time.perf_counter() - start
-    metrics = score([p["gt"] for p in preds], [p["pred"] for p in preds])
+    metrics = score([p.gt for p in preds], [p.pred for p in preds]).as_dict()
     peak = peak_rss_mib()
     print(f"steps: {result.global_step} (batch 8), final logged loss {result.last_loss:.4f}")
     print(f"train wall: {result.wall_s:.1f} s, train CPU time: {train_cpu:.1f} s ({args.threads} threads); "
           f"inference wall: {infer_wall:.1f} s")
     print(f"peak memory (max RSS): {peak:.0f} MB")
     print(f"ExpRate on the {args.n} training images: {metrics['exprate']:.1f}% "
-          f"(<=1: {metrics['le1']:.1f}%), distinct predictions: {len({p['pred'] for p in preds})}/{len(preds)}")
+          f"(<=1: {metrics['le1']:.1f}%), distinct predictions: {len({p.pred for p in preds})}/{len(preds)}")
     for p in preds[:5]:
-        print(f"  {p['gt']!r} -> {p['pred']!r}")
+        print(f"  {p.gt!r} -> {p.pred!r}")
 
 
 if __name__ == "__main__":

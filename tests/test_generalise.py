@@ -6,6 +6,7 @@ the test images, i.e. what a model that ignores the image scores)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -42,14 +43,14 @@ def test_recipe_reads_unseen_writers_better_than_blind(tmp_path, recipe_threads)
                    out_dir=tmp_path / "sft", max_steps=250, save_steps=10**6, disable_tqdm=True)
     preds = predict(result.model, processor, test_set, tmp_path / "pred.json", batch_size=32, max_new_tokens=8,
                     progress=False)
-    shuffled = [p["pred"] for p in preds]
+    shuffled = [p.pred for p in preds]
     random.Random(0).shuffle(shuffled)
-    blind = [dict(p, pred=s) for p, s in zip(preds, shuffled)]
+    blind = [replace(p, pred=s) for p, s in zip(preds, shuffled)]
     # One-token captions make <=1 vacuous (any one-token guess is within one edit), so the exact rate is compared.
     print(f"one-symbol ExpRate {exprate(preds):.2f}, blind {exprate(blind):.2f}, "
-          f"distinct predictions {len({p['pred'] for p in preds})}")
+          f"distinct predictions {len({p.pred for p in preds})}")
     assert exprate(preds) >= exprate(blind) + 0.3, (exprate(preds), exprate(blind))  # measured 0.84 vs 0.05
-    assert len({p["pred"] for p in preds}) >= 5  # not one string for every image
+    assert len({p.pred for p in preds}) >= 5  # not one string for every image
 
 
 def test_synthetic_test_split_shares_no_caption_with_train(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from unimumer_lib.infer import PARTIAL_SUFFIX, RUN_SUFFIX, decoding, exprate, generate, predict, run_settings
 from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.model import tiny_model
-from unimumer_lib.predictions import read_predictions
+from unimumer_lib.predictions import Prediction, read_predictions
 from unimumer_lib.records import Record
 from unimumer_lib.tasks import PROMPTS
 
@@ -49,8 +49,8 @@ def test_predict_resumes_and_skips_done_ids(setup, tmp_path):
     ours = run_settings(model, "vanilla", PROMPTS["vanilla"], decoding(processor.tokenizer, max_new_tokens=8), records)
     (tmp_path / ("pred.json" + RUN_SUFFIX)).write_text(json.dumps(ours))  # what a killed run of these settings left
     rows = predict(model, processor, records, out, max_new_tokens=8, progress=False)
-    assert rows[0]["pred"] == "DONE-BEFORE"
-    assert [r["img_id"] for r in rows] == [r.id for r in records]
+    assert rows[0].pred == "DONE-BEFORE"
+    assert [r.img_id for r in rows] == [r.id for r in records]
     again = predict(model, processor, records, out, max_new_tokens=8, progress=False)
     assert again == rows  # nothing left to do: the finished file is the resume state
 
@@ -58,7 +58,8 @@ def test_predict_resumes_and_skips_done_ids(setup, tmp_path):
 def test_record_without_image_is_kept_with_a_reason(setup, tmp_path):
     _, _, model, processor = setup
     rows = predict(model, processor, [Record(id="x", caption="a")], tmp_path / "p.json", progress=False)
-    assert rows == [{"img_id": "x", "gt": "a", "pred": "", "image_path": "", "error": "no image"}]
+    assert [r.to_json() for r in rows] == [
+        {"img_id": "x", "gt": "a", "pred": "", "image_path": "", "error": "no image"}]
 
 
 def test_sampling_returns_several_outputs(setup):
@@ -69,7 +70,7 @@ def test_sampling_returns_several_outputs(setup):
 
 
 def test_exprate_counts_exact_token_matches():
-    rows = [{"gt": "a + b", "pred": "a  +  b"}, {"gt": "a", "pred": "b"}]
+    rows = [Prediction("1", "a + b", "a  +  b"), Prediction("2", "a", "b")]
     assert exprate(rows) == 0.5
 
 
@@ -89,7 +90,7 @@ def test_vllm_gets_the_test_set_in_one_call_not_per_batch(setup, tmp_path, monke
     monkeypatch.setattr(infer, "_vllm_runner", fake_runner)
     rows = predict("some/checkpoint", processor, records, tmp_path / "v.json", backend="vllm", batch_size=2,
                    progress=False)
-    assert calls == [len(records)] and [r["pred"] for r in rows] == ["x"] * len(records)
+    assert calls == [len(records)] and [r.pred for r in rows] == ["x"] * len(records)
 
 
 def test_inference_keeps_a_model_that_fits_on_one_gpu(monkeypatch, tmp_path):

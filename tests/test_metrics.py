@@ -37,7 +37,7 @@ def reference(reference_predictions):
 
 def test_reference_equals_published_to_all_printed_decimals(reference, reference_predictions):
     printed = published_numbers(reference_predictions.parent / RESULTS_FILE)
-    ours = metrics.score(*reference)
+    ours = metrics.score(*reference).as_dict()
     assert str(ours["n"]) == printed["n"]
     for key in PUBLISHED_LINES:
         decimals = len(printed[key].split(".")[1])
@@ -50,15 +50,15 @@ def test_published_cer_is_token_distance_over_characters_and_true_cer_differs(re
     legacy = metrics.published_cer(gts, metrics.sample_distances(gts, preds))
     assert f"{legacy:.4f}" == printed
     # The true CER counts character edits, so it is larger than the token-count ratio here.
-    assert metrics.score(gts, preds)["cer"] == legacy
-    assert metrics.score(gts, preds)["cer_char"] > 100 * legacy
+    assert metrics.score(gts, preds).cer == legacy
+    assert metrics.score(gts, preds).cer_char > 100 * legacy
 
 
 def test_bleu_equals_nltk_on_reference(reference):
     gts, preds = reference
     expected = corpus_bleu([[g.split()] for g in gts], [p.split() for p in preds],
                            smoothing_function=SmoothingFunction().method4)
-    assert metrics.score(gts, preds)["bleu4"] == pytest.approx(100 * expected, abs=1e-9)
+    assert metrics.score(gts, preds).bleu4 == pytest.approx(100 * expected, abs=1e-9)
 
 
 words = st.lists(st.sampled_from(["x", "y", "1", "2", "+", "{", "}", "^", "\\frac"]), max_size=7)
@@ -91,7 +91,7 @@ def test_bleu_equals_nltk_on_near_copies_with_repeated_ngrams(pairs):
                                smoothing_function=SmoothingFunction().method4)
     except ZeroDivisionError:  # NLTK's method4 on a corpus of one-token hypotheses
         return
-    assert metrics.score(gts, preds)["bleu4"] == pytest.approx(100 * expected, abs=1e-9)
+    assert metrics.score(gts, preds).bleu4 == pytest.approx(100 * expected, abs=1e-9)
 
 
 @settings(max_examples=150, deadline=None)
@@ -101,7 +101,7 @@ def test_bleu_equals_nltk_on_short_random_corpora(pairs):
     preds = [" ".join(p) for _, p in pairs]
     expected = corpus_bleu([[g] for g, _ in pairs], [p for _, p in pairs],
                            smoothing_function=SmoothingFunction().method4)
-    assert metrics.score(gts, preds)["bleu4"] == pytest.approx(100 * expected, abs=1e-9)
+    assert metrics.score(gts, preds).bleu4 == pytest.approx(100 * expected, abs=1e-9)
 
 
 def test_hand_made_scores():
@@ -111,7 +111,7 @@ def test_hand_made_scores():
     assert d.tolist() == [1, 1, 1, 0, 2]
     assert [metrics.edit_score(k, len(g.split()), len(p.split())) for k, g, p in zip(d, gts, preds)] == \
         pytest.approx([100 * 2 / 3, 0.0, 100 * 2 / 3, 100.0, 100 * 3 / 5])
-    out = metrics.score(gts, preds)
+    out = metrics.score(gts, preds).as_dict()
     assert out["exprate"] == pytest.approx(20.0)
     assert out["le1"] == pytest.approx(80.0)
     assert out["le2"] == out["le3"] == pytest.approx(100.0)
@@ -129,7 +129,7 @@ def test_skeleton_keeps_structure_tokens_only():
 
 
 def test_empty_corpus_and_length_mismatch():
-    assert metrics.score([], [])["n"] == 0
+    assert metrics.score([], []).n == 0
     with pytest.raises(ValueError, match="2 references but 1 predictions"):
         metrics.score(["a", "b"], ["a"])
 
@@ -138,7 +138,7 @@ def test_vocabulary_beyond_the_surrogate_block():
     # > 0xD800 distinct tokens: the one-char-per-token encoding must skip the surrogate code points.
     gts = [f"t{i} u{i}" for i in range(30000)]
     preds = [f"t{i} u{i + 1}" for i in range(30000)]
-    out = metrics.score(gts, preds)
+    out = metrics.score(gts, preds).as_dict()
     assert out["exprate"] == 0.0 and out["le1"] == 100.0
 
 
@@ -148,7 +148,7 @@ def test_bleu_equals_nltk_with_a_vocabulary_too_wide_to_pack():
     preds = [" ".join(f"t{i + k}" if k != i % 5 else "x" for k in range(5)) for i in range(0, 60000, 3)]
     expected = corpus_bleu([[g.split()] for g in gts], [p.split() for p in preds],
                            smoothing_function=SmoothingFunction().method4)
-    assert metrics.score(gts, preds)["bleu4"] == pytest.approx(100 * expected, abs=1e-9)
+    assert metrics.score(gts, preds).bleu4 == pytest.approx(100 * expected, abs=1e-9)
 
 
 def test_exprate_by_length_and_group():
@@ -242,7 +242,7 @@ def test_exprate_is_monotone_in_threshold(dist, k):
 @given(st.lists(st.tuples(st.text(), st.text()), max_size=6))
 def test_no_crash_on_random_unicode(pairs):
     gts, preds = [g for g, _ in pairs], [p for _, p in pairs]
-    out = metrics.score(gts, preds)
+    out = metrics.score(gts, preds).as_dict()
     assert out["n"] == len(pairs)
     for key in ("exprate", "le1", "le2", "le3", "edit_score", "bleu4", "structure_rate"):
         assert 0.0 <= out[key] <= 100.0 + 1e-9
@@ -256,3 +256,9 @@ def test_no_crash_on_random_unicode(pairs):
 @given(st.text())
 def test_single_spacing_shortcut_equals_split_join(text):
     assert metrics._single_spaced(text) == " ".join(text.split())
+
+
+def test_scores_hold_the_result_keys_in_order():
+    got = metrics.score(["x + 1", "y"], ["x + 1", "z"])
+    assert isinstance(got, metrics.Scores) and tuple(got.as_dict()) == metrics.RESULT_KEYS
+    assert (got.n, got.exprate, got.le1) == (2, 50.0, 100.0)

@@ -9,6 +9,7 @@ import pytest
 from unimumer_lib.edl import apply_corrections
 from unimumer_lib.mining import (MINED_PREDICTIONS, Mining, distinct_errors, kfold, mine_errors,
                                  sample_caption_set)
+from unimumer_lib.predictions import Prediction
 from unimumer_lib.records import read_sharegpt
 from unimumer_lib.tasks import PROMPTS, split_answer
 
@@ -25,8 +26,8 @@ def test_kfold_is_a_seeded_partition():
 
 
 def test_distinct_errors_drops_correct_and_repeated_outputs():
-    rows = [{"img_id": "a", "gt": "x + 1", "pred": "x + 1"}, {"img_id": "a", "gt": "x + 1", "pred": "x - 1"},
-            {"img_id": "a", "gt": "x + 1", "pred": "x  - 1"}, {"img_id": "b", "gt": "x + 1", "pred": "x - 1"}]
+    rows = [Prediction("a", "x + 1", "x + 1"), Prediction("a", "x + 1", "x - 1"), Prediction("a", "x + 1", "x  - 1"),
+            Prediction("b", "x + 1", "x - 1")]
     assert distinct_errors(rows) == [rows[1], rows[3]]
 
 

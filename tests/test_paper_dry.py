@@ -63,7 +63,7 @@ def run_dir(tmp_path_factory, crohme_root, hme100k_root):
 
 def scores(path):
     preds = read_predictions(path)
-    return metrics.score([p.gt for p in preds], [p.pred for p in preds])
+    return metrics.score([p.gt for p in preds], [p.pred for p in preds]).as_dict()
 
 
 def test_every_arm_predicted_every_test_split(run_dir):

@@ -57,7 +57,7 @@ def test_shipped_base_reads_fresh_held_out_expressions(base, fresh, tmp_path):
     print(f"tiny-base on {len(preds)} fresh held-out expressions: ExpRate {exprate(preds):.2f}")
     assert len(preds) == 100
     assert exprate(preds) >= 0.25
-    assert len({p["pred"] for p in preds}) >= 0.9 * len({p["gt"] for p in preds})  # not a few strings
+    assert len({p.pred for p in preds}) >= 0.9 * len({p.gt for p in preds})  # not a few strings
 
 
 def test_run_config_names_the_profile_and_the_commit_that_made_it():

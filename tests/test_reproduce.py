@@ -62,7 +62,7 @@ def test_tables_parse_and_agree_with_the_predictions(run_dir):
     test_ids = list(read_captions(run_dir / "prepared" / "test" / "caption.txt"))
     assert sorted(p.img_id for p in preds) == sorted(test_ids)
     assert rows[0]["n"] == len(test_ids) == reproduce.PROFILES["ci"].synth_test
-    expected = metrics.score([p.gt for p in preds], [p.pred for p in preds])
+    expected = metrics.score([p.gt for p in preds], [p.pred for p in preds]).as_dict()
     assert rows[0]["exprate"] == pytest.approx(expected["exprate"])
     assert len(pd.read_csv(tables / "results.csv")) == 1
     assert "|" in (tables / "main_table.md").read_text()

@@ -49,7 +49,7 @@ def test_a_registered_toy_task_runs_through_tasks_train_infer_eval(toy_task, cro
     settings = json.loads((tmp_path / "pred.json.run.json").read_text())
     assert settings["task"] == "reverse" and settings["prompt"] == TOY.prompt
     assert settings["decoding"]["max_new_tokens"] == TOY.max_new_tokens
-    assert len(preds) == 6 and all("\n" not in p["pred"] for p in preds)  # the last line, as its spec reads it
+    assert len(preds) == 6 and all("\n" not in p.pred for p in preds)  # the last line, as its spec reads it
     assert evaluate_files([tmp_path / "pred.json"])[0]["n"] == 6
     assert reproduce.arm_tasks("rev") == ["vanilla", "reverse"]
     assert taskspec.extract_answer("x y\nz", "reverse") == "z"

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from .predictions import Prediction, read_rows
 from .records import Record, load_records
 from .tally import Tally
 from .taskspec import MAX_NEW_TOKENS, PROMPTS, TASKS, extract_answer
@@ -163,7 +164,7 @@ def claim_output(out: Path, wanted: dict, force: bool) -> None:
         path.unlink(missing_ok=True)
 
 
-def _read_partial(path: Path) -> list[dict]:
+def _read_partial(path: Path) -> list[Prediction]:
     """Rows of a partial file; a line cut by a kill (and anything after it) is truncated away, so the next
     rows are appended after the last whole one."""
     if not path.exists():
@@ -174,10 +175,8 @@ def _read_partial(path: Path) -> list[dict]:
         try:
             if not line.endswith(b"\n"):
                 raise ValueError("no newline")
-            row = json.loads(line)
-            if not isinstance(row, dict) or "img_id" not in row:
-                raise ValueError("not a row")
-        except ValueError:
+            row = Prediction.from_json(json.loads(line), path, len(rows))
+        except ValueError:  # (a line that is not a whole prediction row, too)
             break
         rows.append(row)
         good += len(line)
@@ -187,7 +186,7 @@ def _read_partial(path: Path) -> list[dict]:
     return rows
 
 
-def _write_final(path: Path, rows: list[dict]) -> Path:
+def _write_final(path: Path, rows: list[Prediction]) -> Path:
     from .predictions import write_predictions
 
     return write_predictions(path, rows)
@@ -208,12 +207,13 @@ def open_checked(record: Record):
 
 def predict(model, processor, records: Iterable[Record] | str | Path, out: str | Path, task: str = "vanilla",
             batch_size: int = 8, backend: str = "hf", progress: bool = True, force: bool = False,
-            **knobs) -> list[dict]:
+            **knobs) -> list[Prediction]:
     """Recognise every record (or every image of a data path ``records.load_records`` reads) and write ``out``.
 
     The prompt is the task's (``taskspec``); ``knobs`` are :func:`decoding`'s (``max_new_tokens=``, ``sampling=``,
-    ``num_beams=``). Each row keeps the model's whole output as ``raw`` beside the extracted ``pred``.
-    A record whose image is missing or unreadable is written with an empty prediction and ``"error"`` set (and
+    ``num_beams=``). Returns one ``predictions.Prediction`` per record, in record order; each keeps the model's
+    whole output (``extra["raw"]``) beside the extracted ``pred``.
+    A record whose image is missing or unreadable is written with an empty prediction and ``error`` set (and
     listed in ``<out>.rejects.tsv``), so counts reconcile: read = predicted + rejected.
     Re-running with the same ``out`` and the same settings skips ids already in ``out`` or its
     ``.partial.jsonl`` (rejected ones are tried again); other settings are refused (``force``: recompute).
@@ -235,9 +235,9 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
         atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**wanted, "complete": False}, indent=1) + "\n")
         done = {}
         if out.exists():
-            done.update({r["img_id"]: r for r in json.loads(out.read_text(encoding="utf-8"))})
-        done.update({r["img_id"]: r for r in _read_partial(partial)})
-        done = {k: r for k, r in done.items() if not r.get("error")}  # rejected rows are tried again
+            done.update((p.img_id, p) for p in read_rows(out))
+        done.update((p.img_id, p) for p in _read_partial(partial))
+        done = {k: p for k, p in done.items() if not p.error}  # rejected rows are tried again
         todo = [r for r in records if r.id not in done]
         run = _vllm_runner(model, processor, settings, prompt) if backend == "vllm" else (
             lambda images: generate(model, processor, images, prompt, settings))
@@ -251,11 +251,11 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
                 ok = [(r, image) for r, image, why in opened if not why]
                 if ok:
                     for (r, _), texts in zip(ok, run([image for _, image in ok])):
-                        rows.append({"img_id": r.id, "gt": r.caption, "pred": extract(texts[0], task),
-                                     "image_path": r.image_path or "", "raw": texts[0]})
-                sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+                        rows.append(Prediction(r.id, r.caption, extract(texts[0], task), r.image_path or "",
+                                               {"raw": texts[0]}))
+                sink.write("".join(json.dumps(row.to_json(), ensure_ascii=False) + "\n" for row in rows))
                 sink.flush()
-                done.update((row["img_id"], row) for row in rows)
+                done.update((row.img_id, row) for row in rows)
                 bar.update(len(batch))
         order = [r.id for r in records]
         rows = [done[i] for i in order if i in done]
@@ -266,21 +266,21 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     return rows
 
 
-def _write_rejects(out: Path, rows: list[dict]) -> None:
+def _write_rejects(out: Path, rows: list[Prediction]) -> None:
     from .files import atomic_write_text
 
     path = side_file(out, REJECTS_SUFFIX)
-    bad = [r for r in rows if r.get("error")]
+    bad = [r for r in rows if r.error]
     if bad:
-        atomic_write_text(path, "img_id\treason\n" + "".join(f"{r['img_id']}\t{' '.join(r['error'].split())}\n"
+        atomic_write_text(path, "img_id\treason\n" + "".join(f"{r.img_id}\t{' '.join(r.error.split())}\n"
                                                              for r in bad))
     else:
         path.unlink(missing_ok=True)  # ours: claim_output checked the run file beside it
 
 
-def tally(rows: list[dict]) -> Tally:
+def tally(rows: list[Prediction]) -> Tally:
     """The tally of a prediction run's rows (written: predicted)."""
-    rejected = sum(1 for r in rows if r.get("error"))
+    rejected = sum(1 for r in rows if r.error)
     return Tally(len(rows), len(rows) - rejected, rejected)
 
 
@@ -324,7 +324,7 @@ def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int 
 
 def run(model_path: str | Path, data: str | Path | list, out: str | Path, backend: str = "hf", batch_size: int = 8,
         root: str | Path | None = None, force: bool = False, shard: tuple[int, int] | None = None,
-        **knobs) -> list[dict]:
+        **knobs) -> list[Prediction]:
     """``unimumer infer``: read ``data`` (any layout ``records.load_records`` knows, an image file or a folder of
     images; a list of image files), recognise, write ``out``. ``shard=(i, n)``: only the i-th of n contiguous
     parts of the records (one process of :func:`run_sharded`)."""
@@ -362,7 +362,7 @@ def shard_file(out: Path, index: int, count: int) -> Path:
 
 
 def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, cli_args: list[str],
-                root=None, force: bool = False, task: str = "vanilla") -> list[dict]:
+                root=None, force: bool = False, task: str = "vanilla") -> list[Prediction]:
     """Data-parallel inference: ``processes`` ``unimumer infer --shard i/n`` processes, one per GPU
     (``CUDA_VISIBLE_DEVICES=i``; on a CPU machine they share the cores), each writing (and resuming) its own shard
     file; the shards are merged in record order into ``out``. ``cli_args``: the decoding/batch options passed on."""
@@ -382,7 +382,8 @@ def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, c
     return rows  # the shard files stay: they are what a rerun resumes from
 
 
-def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str], root, force: bool) -> list[dict]:
+def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str], root, force: bool
+                ) -> list[Prediction]:
     """Run the shard processes and return their rows merged in record order."""
     import subprocess
     import sys
@@ -406,8 +407,8 @@ def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str]
     if failed:
         raise RuntimeError(f"{out}: inference shard(s) {', '.join(map(str, failed))} of {processes} failed (their "
                            f"messages are above); rerun to resume them")
-    rows = [row for i in range(processes) for row in json.loads(shard_file(out, i, processes).read_text("utf-8"))]
-    if [r["img_id"] for r in rows] != [r.id for r in records]:  # pragma: no cover - a bug guard
+    rows = [row for i in range(processes) for row in read_rows(shard_file(out, i, processes))]  # (one may be empty)
+    if [r.img_id for r in rows] != [r.id for r in records]:  # pragma: no cover - a bug guard
         raise RuntimeError(f"{out}: merged shards do not follow the records' order")
     return rows
 
@@ -417,13 +418,13 @@ def _settings_of(shard: Path) -> dict:
     return {k: v for k, v in record.items() if k != "complete"}
 
 
-def _rejected(r: Record, reason: str) -> dict:
-    return {"img_id": r.id, "gt": r.caption, "pred": "", "image_path": r.image_path or "", "error": reason}
+def _rejected(r: Record, reason: str) -> Prediction:
+    return Prediction(r.id, r.caption, "", r.image_path or "", {"error": reason})
 
 
-def exprate(rows: list[dict]) -> float:
+def exprate(rows: list[Prediction]) -> float:
     """Share of rows whose prediction equals the ground truth token for token."""
-    return sum(r["pred"].split() == r["gt"].split() for r in rows) / max(1, len(rows))
+    return sum(r.pred.split() == r.gt.split() for r in rows) / max(1, len(rows))
 
 
 def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str = PROMPTS["vanilla"]):

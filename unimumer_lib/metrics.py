@@ -352,7 +352,28 @@ def exprate_at(d: np.ndarray, threshold: int) -> float:
     return 100.0 * float(np.mean(d <= threshold)) if len(d) else 0.0
 
 
-def score(gts: Sequence[str], preds: Sequence[str], threads: int | None = None) -> dict:
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """The corpus metrics of :func:`score`, fields in ``RESULT_KEYS`` order: rates in percent, ``cer`` a fraction
+    as published."""
+
+    n: int
+    exprate: float
+    le1: float
+    le2: float
+    le3: float
+    edit_score: float
+    bleu4: float
+    cer: float
+    cer_char: float
+    structure_rate: float
+
+    def as_dict(self) -> dict:
+        """``{key: value}`` in ``RESULT_KEYS`` order: a row of the report's tables."""
+        return {key: getattr(self, key) for key in RESULT_KEYS}
+
+
+def score(gts: Sequence[str], preds: Sequence[str], threads: int | None = None) -> Scores:
     """All corpus metrics (keys RESULT_KEYS; rates in percent, ``cer`` a fraction as published) for aligned lists
     of captions and predictions. A prediction that is its caption character for character (most of them, for a
     good model) needs only its token count; only the others are encoded and compared. Large corpora use
@@ -387,7 +408,7 @@ def score(gts: Sequence[str], preds: Sequence[str], threads: int | None = None) 
     structure = same.copy()
     structure[differ] = structure_matches(ref, hyp, vocab)
     out["structure_rate"] = 100.0 * float(structure.mean()) if n else 0.0
-    return out
+    return Scores(**out)
 
 
 def sample_distances(gts: Sequence[str], preds: Sequence[str]) -> np.ndarray:

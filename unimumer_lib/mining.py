@@ -11,12 +11,11 @@ are kept, so a killed run resumes.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_write_text
+from .predictions import Prediction, read_rows, write_predictions
 from .records import IMAGES_DIR, IMAGE_SUFFIX, Record
 from .tasks import EDL_TASKS, build_task_files, caption_items, caption_rows, write_task_files
 
@@ -68,12 +67,12 @@ def kfold(ids: list[str], k: int = 5, seed: int = 0) -> list[list[str]]:
     return [order[i::k] for i in range(k)]
 
 
-def distinct_errors(samples: list[dict]) -> list[dict]:
+def distinct_errors(samples: list[Prediction]) -> list[Prediction]:
     """Sampled rows whose prediction differs from the caption, one per distinct (image, prediction)."""
     seen, keep = set(), []
     for s in samples:
-        key = (s["img_id"], " ".join(s["pred"].split()))
-        if s["pred"].split() != s["gt"].split() and key not in seen:
+        key = (s.img_id, " ".join(s.pred.split()))
+        if s.pred.split() != s.gt.split() and key not in seen:
             seen.add(key)
             keep.append(s)
     return keep
@@ -89,7 +88,7 @@ def mining_decoding(tokenizer, samples: int = 4, temperature: float = 1.0, top_p
 
 
 def sample_outputs(model, processor, items: list[tuple[str, str, str]], settings: Mining, fold: int = 0,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True) -> list[Prediction]:
     """``settings.samples`` sampled recognitions per (id, caption, image) item as prediction rows (``batch_size``
     images at a time, at ``temperature``/``top_p``, at most ``max_new_tokens`` each)."""
     from tqdm.auto import tqdm
@@ -103,8 +102,8 @@ def sample_outputs(model, processor, items: list[tuple[str, str, str]], settings
         batch = items[i:i + step]
         outs = generate(model, processor, [img for _, _, img in batch], settings=decoding)
         for (key, caption, image), texts in zip(batch, outs):
-            rows += [{"img_id": key, "gt": caption, "pred": extract(t, "vanilla"), "image_path": image,
-                      "raw": t, "fold": fold, "sample": j} for j, t in enumerate(texts)]
+            rows += [Prediction(key, caption, extract(t, "vanilla"), image, {"raw": t, "fold": fold, "sample": j})
+                     for j, t in enumerate(texts)]
     return rows
 
 
@@ -133,7 +132,7 @@ def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None,
         fold_dir = out / f"fold{f}"
         done = fold_dir / FOLD_SAMPLES
         if done.exists():
-            fold_samples = json.loads(done.read_text(encoding="utf-8"))
+            fold_samples = read_rows(done)
         else:
             held_set = set(held)
             rows, rejects = caption_rows([by_id[i] for i in sorted(by_id) if i not in held_set], ["vanilla"],
@@ -145,7 +144,7 @@ def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None,
                            processor=processor, force=True, **train_kwargs)  # force: a fold cut short starts again
             fold_samples = sample_outputs(result.model, result.processor, [by_id[i] for i in held], settings, f,
                                           progress)
-            atomic_write_text(done, json.dumps(fold_samples, ensure_ascii=False, indent=1))
+            write_predictions(done, fold_samples)
             del result, model, processor  # this fold's trainer, model and optimizer state
             free_memory()  # before the next fold's model exists (two 3B models + optimizer do not fit 80 GB)
         errors = distinct_errors(fold_samples)
@@ -166,10 +165,10 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _write_mined(out: Path, errors: list[dict], per_fold: list[dict], progress: bool) -> dict:
+def _write_mined(out: Path, errors: list[Prediction], per_fold: list[dict], progress: bool) -> dict:
     """``mined_predictions.json`` + the EDL task files of the distinct errors; the mining summary."""
     mined = out / MINED_PREDICTIONS
-    atomic_write_text(mined, json.dumps(errors, ensure_ascii=False, indent=1))
+    write_predictions(mined, errors)
     tasks = build_task_files(out, list(EDL_TASKS), predictions=mined, progress=progress) if errors else {}
     return {"folds": per_fold, "errors": len(errors), "tasks": tasks, "mined": str(mined)}
 
@@ -192,12 +191,12 @@ def mine_with_model(captions, out, settings: Mining, seed: int = 0, progress: bo
         items = sorted(random.Random(seed).sample(items, limit))
     done = out / "model" / FOLD_SAMPLES
     if done.exists():
-        rows = json.loads(done.read_text(encoding="utf-8"))
+        rows = read_rows(done)
     else:
         model, processor = load_for_inference(model_path)
         torch.manual_seed(seed)
         rows = sample_outputs(model, processor, items, settings, fold=-1, progress=progress)
-        atomic_write_text(done, json.dumps(rows, ensure_ascii=False, indent=1))
+        write_predictions(done, rows)
     errors = distinct_errors(rows)
     per_fold = [{"fold": -1, "model": str(model_path), "held_out": len(items), "samples": len(rows),
                  "errors": len(errors)}]

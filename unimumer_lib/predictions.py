@@ -38,9 +38,19 @@ class Prediction:
     image_path: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def error(self) -> str:
+        """Why the record was rejected (``infer`` writes it as the ``error`` key), "" for a prediction."""
+        return self.extra.get("error") or ""
+
     def to_json(self) -> dict:
         row = {k: v for k, v in asdict(self).items() if k != "extra"}
         return {**row, **self.extra}
+
+    @classmethod
+    def from_json(cls, row, path="<rows>", index: int = 0) -> "Prediction":
+        """One JSON record as a Prediction, validated as ``read_predictions`` validates (the same errors)."""
+        return _check_record(Path(path), index, row)
 
 
 def _check_record(path: Path, index: int, rec) -> Prediction:
@@ -145,6 +155,13 @@ def read_predictions(path: Path | str, allow_duplicates: bool = False) -> list[P
         shown = ", ".join(f"{k} (x{c})" for k, c in list(dups.items())[:10])
         raise ValueError(f"{path}: {len(dups)} duplicate img_id(s): {shown}")
     return preds
+
+
+def read_rows(path: Path | str) -> list[Prediction]:
+    """Every record of a prediction file this project wrote, validated, as it is: an empty list and repeated ids
+    (several samples of one image) are kept, where ``read_predictions`` refuses them."""
+    path = Path(path)
+    return [_check_record(path, i, rec) for i, rec in enumerate(read_records(path))]
 
 
 def read_columns(path: Path | str, keys: tuple[str, ...] = ("gt", "pred")) -> dict[str, list]:

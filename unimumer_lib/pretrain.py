@@ -185,9 +185,9 @@ def curve_callback(processor, records, work: Path, every: int, max_new_tokens: i
                 preds = predict(model, processor, records, work / f"curve_{state.global_step}.json",
                                 batch_size=16, max_new_tokens=max_new_tokens, progress=False)
                 model.train()
-                m = score([p["gt"] for p in preds], [p["pred"] for p in preds])
-                point = {"step": state.global_step, "exprate": m["exprate"], "le1": m["le1"], "le2": m["le2"],
-                         "cer": m["cer"], "distinct": len({p["pred"] for p in preds}), "n": len(preds),
+                m = score([p.gt for p in preds], [p.pred for p in preds])
+                point = {"step": state.global_step, "exprate": m.exprate, "le1": m.le1, "le2": m.le2, "cer": m.cer,
+                         "distinct": len({p.pred for p in preds}), "n": len(preds),
                          "wall_s": round(time.perf_counter() - start, 1)}
                 self.points.append(point)
                 print(f"curve: {json.dumps(point)}", flush=True)

@@ -46,13 +46,13 @@ def score_predictions(preds: list[Prediction], normalize: str | None = None) -> 
         from .normalize import normalize_predictions
 
         kept, removed = normalize_predictions(preds, normalize)
-        return {**metrics.score([p.gt for p in kept], [p.pred for p in kept]), REMOVED: len(removed)}
+        return {**metrics.score([p.gt for p in kept], [p.pred for p in kept]).as_dict(), REMOVED: len(removed)}
     gts = [p.gt for p in preds]
     hyps = [p.pred for p in preds]
     if not normalize:
-        return metrics.score(gts, hyps)
+        return metrics.score(gts, hyps).as_dict()
     (gts, bad_gt), (hyps, bad_pred) = normalize_texts(gts), normalize_texts(hyps)
-    return {**metrics.score(gts, hyps), UNBALANCED: bad_gt + bad_pred}
+    return {**metrics.score(gts, hyps).as_dict(), UNBALANCED: bad_gt + bad_pred}
 
 
 def check_style(normalize: str | None) -> None:
@@ -77,7 +77,7 @@ def evaluate_files(paths: list[Path], normalize: str | None = None, by_dataset: 
                        "dataset": [p.extra.get("dataset") for p in preds]}
         else:  # the plain scores need the texts only: no Prediction per record
             columns = read_columns(path, ("gt", "pred", "dataset"))
-            rows.append({"file": str(path), **metrics.score(columns["gt"], columns["pred"])})
+            rows.append({"file": str(path), **metrics.score(columns["gt"], columns["pred"]).as_dict()})
         groups = set(columns["dataset"]) - {None}
         if by_dataset and groups:
             for group in sorted(groups, key=str):
@@ -85,7 +85,8 @@ def evaluate_files(paths: list[Path], normalize: str | None = None, by_dataset: 
                 if normalize:
                     result = score_predictions([preds[i] for i in keep], normalize)
                 else:
-                    result = metrics.score([columns["gt"][i] for i in keep], [columns["pred"][i] for i in keep])
+                    result = metrics.score([columns["gt"][i] for i in keep],
+                                           [columns["pred"][i] for i in keep]).as_dict()
                 rows.append({"file": f"{path}#{group}", "dataset": group, **result})
     return rows
 
