@@ -411,7 +411,11 @@ def console() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    args = build_parser(light_only=bool(words) and words[0] in LIGHT_COMMANDS).parse_args(argv)
+    parser = build_parser(light_only=bool(words) and words[0] in LIGHT_COMMANDS)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":  # train passes the others to TRL's parser (train.TRL_OPTIONS_HELP)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.trl_options = extra
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 """Training settings as data: the presets (``configs/sft/<name>.yaml``), config files and keyword overrides that
 resolve to TRL's ``SFTConfig`` (and peft's ``LoraConfig``), the :class:`Recipe` of one run, and the
-``unimumer train`` options that set any of them (``--set FIELD=VALUE``, ``--ratio TASK=FRACTION``).
+``unimumer train`` options that set any of them (TRL's parser for every ``SFTConfig`` field and ``ModelConfig``'s
+LoRA / 4-bit fields, ``--ratio TASK=FRACTION``).
 
 Presets carry the paper's settings, single-GPU LoRA/QLoRA recipes and the CPU recipes. A preset's keys are
 ``SFTConfig`` fields plus ``EXTRA_KEYS``.
@@ -97,13 +98,18 @@ def make_config(preset: str, out_dir: str | Path, devices: int | None = None, co
                      remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, **cfg)
 
 
-def lora_config(spec: dict | None, **overrides):
-    """peft LoraConfig from a preset's ``lora`` entry (None for full fine-tuning)."""
-    if spec is None and not overrides:
+LORA_BASE = {"target_modules": "all-linear"}  # LoRA asked for over a full fine-tuning preset: every linear layer
+
+
+def lora_config(spec: dict | None, overrides: dict | None = None):
+    """peft LoraConfig from a preset's ``lora`` entry and a run's ``overrides`` of it; None (full fine-tuning)
+    when both are None. ``overrides`` ``{}`` over a preset without LoRA turns it on: peft's defaults on every
+    linear layer (``LORA_BASE``)."""
+    if spec is None and overrides is None:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(task_type="CAUSAL_LM", **{**(spec or {}), **overrides})
+    return LoraConfig(task_type="CAUSAL_LM", **{**(spec if spec is not None else LORA_BASE), **(overrides or {})})
 
 
 @dataclass(frozen=True)
@@ -131,34 +137,50 @@ class Recipe:
 
 
 OWN_OPTIONS = {"output_dir": "--out", "max_steps": "--max-steps", "seed": "--seed", "report_to": "--report-to",
-               "deepspeed": "--deepspeed"}  # SFTConfig fields `unimumer train` sets through options of its own
+               "deepspeed": "--deepspeed", "resume_from_checkpoint": "--resume", "model_name_or_path": "--model"}
+# TRL ModelConfig fields of LoRA -> peft LoraConfig keyword; ``load_in_4bit`` is the presets' ``quantize``
+MODEL_LORA_FIELDS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+                     "lora_target_modules": "target_modules", "lora_modules_to_save": "modules_to_save",
+                     "use_rslora": "use_rslora", "use_dora": "use_dora"}
 
 
-def parse_settings(items: list[str] | None) -> dict:
-    """``--set FIELD=VALUE`` options as ``{field: value}``: any SFTConfig field (or ``EXTRA_KEYS``), the value read
-    as YAML (``2e-5``, ``true``, ``[a, b]``; a number YAML leaves as text is a number). Unknown fields and those
-    with an option of their own are refused."""
-    import yaml
+def parse_trl_options(argv: list[str] | None) -> tuple[dict, dict | None]:
+    """The ``unimumer train`` options that are TRL's: any ``SFTConfig`` field (``--learning_rate 2e-5`` or
+    ``--learning-rate 2e-5``) and ``ModelConfig``'s LoRA / 4-bit fields (``--use_peft``, ``--lora_r 16``,
+    ``--load_in_4bit``), parsed by TRL's own parser (``TrlParser``), so there is no hand-kept list of them.
 
-    settings, known = {}, None
-    for item in items or ():
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set learning_rate=2e-5")
-        if key in OWN_OPTIONS:
-            raise ValueError(f"--set {key}: use {OWN_OPTIONS[key]}")
-        known = known or known_settings()
-        if key not in known:
-            raise ValueError(f"--set {key}: not an SFTConfig field (nor one of {', '.join(EXTRA_KEYS)})")
-        value = yaml.safe_load(text) if text.strip() else None
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads 3e-4 (no dot) as a string
-                value = float(value)
-            except ValueError:
-                pass
-        settings[key] = value
-    return settings
+    Returns (SFTConfig overrides, plus ``quantize`` for ``--load_in_4bit``; LoraConfig keywords, or None when no
+    LoRA option is given), holding only the fields the options name. Unknown options, options ``unimumer train``
+    has its own flag for, and the ModelConfig fields it does not use are refused naming the option."""
+    if not argv:
+        return {}, None
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    # (SFTConfig's own default bf16=True fails its check on a CPU; given first, a --bf16 of the user's wins)
+    sft, model, rest = TrlParser((SFTConfig, ModelConfig)).parse_args_into_dataclasses(
+        ["--bf16", "false", *argv], return_remaining_strings=True)
+    if rest:
+        raise ValueError(f"unknown option(s) {' '.join(rest)}: neither an option of `unimumer train` nor an "
+                         f"SFTConfig / ModelConfig field")
+    sft_fields, model_fields = {f.name for f in fields(SFTConfig)}, {f.name for f in fields(ModelConfig)}
+    named = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            named.add(name[3:] if name.startswith("no_") and name not in sft_fields | model_fields else name)
+    for name in sorted(named):
+        if name in OWN_OPTIONS:
+            raise ValueError(f"--{name}: use {OWN_OPTIONS[name]}")
+        if name in model_fields and name not in MODEL_LORA_FIELDS and name not in ("use_peft", "load_in_4bit"):
+            raise ValueError(f"--{name}: a ModelConfig field `unimumer train` does not use (it takes --use_peft, "
+                             f"--load_in_4bit and {', '.join('--' + k for k in MODEL_LORA_FIELDS)})")
+    overrides = {name: getattr(sft, name) for name in sorted(named & sft_fields)}
+    if "load_in_4bit" in named:
+        overrides["quantize"] = bool(model.load_in_4bit)
+    lora_named = named & set(MODEL_LORA_FIELDS)
+    lora = ({MODEL_LORA_FIELDS[name]: getattr(model, name) for name in sorted(lora_named)}
+            if lora_named or ("use_peft" in named and model.use_peft) else None)
+    return overrides, lora
 
 
 def parse_ratios(items: list[str] | None) -> dict[str, float] | None:

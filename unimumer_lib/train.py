@@ -20,7 +20,7 @@ from .tally import Tally
 from . import runfolder
 from .runfolder import FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
 from .sftconfig import (PRESET_DIR, PRESETS, REPORT_TO, Recipe, lora_config, make_config, parse_ratios,
-                        parse_settings, ratio_options, read_config_file, resolve_settings, world_size)
+                        parse_trl_options, ratio_options, read_config_file, resolve_settings, world_size)
 from .sftdata import load_sharegpt_dataset, task_files
 
 def _load(model_path, settings: dict):
@@ -202,7 +202,7 @@ def make_trainer(model, processor, dataset, preset: str, out_dir: str | Path, co
     args = make_config(preset, out_dir, config=config, **overrides)
     one_gpu_unless_launched(args)
     spec = resolve_settings(preset, config)["lora"]
-    peft_config = lora_config(spec, **lora) if lora is not None else lora_config(spec)
+    peft_config = lora_config(spec, lora)
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                       peft_config=peft_config, callbacks=[umask_callback(), *(callbacks or [])])
 
@@ -343,8 +343,16 @@ def plot_loss(history: list[dict], path: str | Path, title: str = "SFT training 
     return save_figure(fig, path, show=False)  # notebook 03 displays the saved file
 
 
+TRL_OPTIONS_HELP = ("Any other option is TRL's, read by TRL's own parser over SFTConfig and ModelConfig and applied "
+                    "over the preset and --config: every SFTConfig field (--learning_rate 2e-5, "
+                    "--gradient-checkpointing true, --warmup_steps 100, ...) and ModelConfig's LoRA / 4-bit fields "
+                    "(--use_peft, --lora_r 16, --lora_alpha 32, --lora_target_modules all-linear, --load_in_4bit).")
+
+
 def add_train_arguments(ap) -> None:
-    """The ``unimumer train`` options (also ``python -m unimumer_lib.train``, the ``accelerate launch`` target)."""
+    """The ``unimumer train`` options (also ``python -m unimumer_lib.train``, the ``accelerate launch`` target);
+    the SFTConfig / ModelConfig options are TRL's (``sftconfig.parse_trl_options``)."""
+    ap.epilog = TRL_OPTIONS_HELP
     ap.add_argument("--data", nargs="+", required=True, help="<task>.json files or a task folder")
     ap.add_argument("--model", default="tiny", help="tiny | small | checkpoint folder | hub id")
     ap.add_argument("--preset", default="cpu-smoke", choices=sorted(PRESETS),
@@ -365,9 +373,6 @@ def add_train_arguments(ap) -> None:
     ap.add_argument("--allow-test-images", action="store_true", help="train on rows from test-split images anyway "
                     "(warns loudly; the test set is then not held out)")
     ap.add_argument("--seed", type=int, default=0, help="training seed (data order, initialisation of new weights)")
-    ap.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE", dest="settings",
-                    help="any SFTConfig field, over the preset and --config (repeatable; the value is read as YAML, "
-                         "e.g. --set learning_rate=2e-5 --set gradient_checkpointing=true)")
     ap.add_argument("--ratio", action="append", default=None, metavar="TASK=FRACTION",
                     help="train on that fraction of a task's rows (repeatable, e.g. --ratio tree=0.5; default: all)")
 
@@ -388,14 +393,15 @@ def main(argv=None) -> int:
     if not isinstance(argv, argparse.Namespace):
         ap = argparse.ArgumentParser(description="SFT on sharegpt task files with TRL")
         add_train_arguments(ap)
-        args = ap.parse_args(argv)
+        args, args.trl_options = ap.parse_known_args(argv)
+    overrides, lora = parse_trl_options(getattr(args, "trl_options", None))
     files = [f for d in args.data for f in (task_files(d) if Path(d).is_dir() else [Path(d)])]
     config = read_config_file(args.config) if args.config else None
     result = train(files, out_dir=args.out, resume=args.resume, force=args.force,
                    test_roots=[Path(r) for r in args.test_root] if args.test_root else None,
                    allow_test_images=args.allow_test_images, model_path=args.model, preset=args.preset,
                    max_steps=args.max_steps, seed=args.seed, ratios=parse_ratios(args.ratio), config=config,
-                   report_to=args.report_to, deepspeed=deepspeed_file(args.deepspeed), **parse_settings(args.settings))
+                   report_to=args.report_to, deepspeed=deepspeed_file(args.deepspeed), lora=lora, **overrides)
     if result.trainer.is_world_process_zero():
         history = read_loss_history(args.out)
         if history:
