@@ -169,6 +169,9 @@ def parse_trl_options(argv: list[str] | None) -> tuple[dict, dict | None]:
             name = arg[2:].split("=", 1)[0].replace("-", "_")
             named.add(name[3:] if name.startswith("no_") and name not in sft_fields | model_fields else name)
     for name in sorted(named):
+        if name not in sft_fields | model_fields:  # (argparse took it as an abbreviation of a field)
+            raise ValueError(f"unknown option --{name}: neither an option of `unimumer train` nor an SFTConfig / "
+                             f"ModelConfig field (give a field's whole name)")
         if name in OWN_OPTIONS:
             raise ValueError(f"--{name}: use {OWN_OPTIONS[name]}")
         if name in model_fields and name not in MODEL_LORA_FIELDS and name not in ("use_peft", "load_in_4bit"):
