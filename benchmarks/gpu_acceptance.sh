@@ -21,9 +21,8 @@ from unimumer_lib.model import load_processor
 out = Path(sys.argv[1])
 hub = hubfixture.build_fixture()
 records = sample_caption_set(config.crohme_root() / "test2014", out / "vllm_set", 256, height=128)
-settings = infer.decoding(load_processor(hub).tokenizer, max_new_tokens=64)
 start = time.perf_counter()
-rows = infer.predict(str(hub), load_processor(hub), records, out / "vllm_pred.json", backend="vllm", settings=settings,
+rows = infer.predict(infer.VllmModel(str(hub)), load_processor(hub), records, out / "vllm_pred.json", max_new_tokens=64,
                      force=True, progress=False)
 print(f"| vLLM, hub fixture, {len(rows)} images, 64 new tokens | {len(rows) / (time.perf_counter() - start):.1f} images/s |")
 PY

@@ -88,7 +88,7 @@ def test_vllm_gets_the_test_set_in_one_call_not_per_batch(setup, tmp_path, monke
         return run
 
     monkeypatch.setattr(infer, "_vllm_runner", fake_runner)
-    rows = predict("some/checkpoint", processor, records, tmp_path / "v.json", backend="vllm", batch_size=2,
+    rows = predict(infer.VllmModel("some/checkpoint"), processor, records, tmp_path / "v.json", batch_size=2,
                    progress=False)
     assert calls == [len(records)] and [r.pred for r in rows] == ["x"] * len(records)
 

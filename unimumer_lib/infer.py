@@ -7,13 +7,14 @@ each finished batch is appended to ``<out>.partial.jsonl`` and ids already done 
 only by the same run: ``<out>.run.json`` records the settings (model and its weights files, task, prompt,
 decoding, data) and a run with other settings is refused rather than handed stale rows. An image that cannot be
 read becomes a rejected row (``error`` set, listed in ``<out>.rejects.tsv``) and the run goes on.
-An optional vLLM backend (same settings) is used when asked for and installed.
+An optional vLLM backend (same settings) runs a :class:`VllmModel` (`unimumer infer --backend vllm`) when installed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -205,9 +206,16 @@ def open_checked(record: Record):
     return (fit_pixels(image.convert("RGB")), "") if image is not None else (None, why)
 
 
+@dataclass(frozen=True)
+class VllmModel:
+    """A checkpoint (folder or hub id) for vLLM to load: ``predict`` given one runs on vLLM; given a loaded model,
+    it runs through transformers. (vLLM loads the weights itself: a loaded model cannot be handed to it.)"""
+
+    path: str
+
+
 def predict(model, processor, records: Iterable[Record] | str | Path, out: str | Path, task: str = "vanilla",
-            batch_size: int = 8, backend: str = "hf", progress: bool = True, force: bool = False,
-            **knobs) -> list[Prediction]:
+            batch_size: int = 8, progress: bool = True, force: bool = False, **knobs) -> list[Prediction]:
     """Recognise every record (or every image of a data path ``records.load_records`` reads) and write ``out``.
 
     The prompt is the task's (``taskspec``); ``knobs`` are :func:`decoding`'s (``max_new_tokens=``, ``sampling=``,
@@ -217,7 +225,7 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     listed in ``<out>.rejects.tsv``), so counts reconcile: read = predicted + rejected.
     Re-running with the same ``out`` and the same settings skips ids already in ``out`` or its
     ``.partial.jsonl`` (rejected ones are tried again); other settings are refused (``force``: recompute).
-    With ``backend="vllm"``, ``model`` is the checkpoint folder or hub id.
+    ``model``: a loaded model (transformers) or a :class:`VllmModel` (vLLM).
     """
     from tqdm.auto import tqdm
 
@@ -229,7 +237,8 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     prompt = PROMPTS[task if task in PROMPTS else "vanilla"]
     out = Path(out)
     partial = side_file(out, PARTIAL_SUFFIX)
-    wanted = run_settings(model, task, prompt, settings, records)
+    on_vllm = isinstance(model, VllmModel)
+    wanted = run_settings(model.path if on_vllm else model, task, prompt, settings, records)
     with OutputLock(out.parent, name=f".{out.name}.unimumer.lock"):
         claim_output(out, wanted, force)
         atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**wanted, "complete": False}, indent=1) + "\n")
@@ -239,9 +248,9 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
         done.update((p.img_id, p) for p in _read_partial(partial))
         done = {k: p for k, p in done.items() if not p.error}  # rejected rows are tried again
         todo = [r for r in records if r.id not in done]
-        run = _vllm_runner(model, processor, settings, prompt) if backend == "vllm" else (
+        run = _vllm_runner(model.path, processor, settings, prompt) if on_vllm else (
             lambda images: generate(model, processor, images, prompt, settings))
-        step = max(batch_size, VLLM_CHUNK) if backend == "vllm" else batch_size  # vLLM batches internally
+        step = max(batch_size, VLLM_CHUNK) if on_vllm else batch_size  # vLLM batches internally
         with partial.open("a", encoding="utf-8") as sink, tqdm(total=len(todo), disable=not progress,
                                                               desc="predict") as bar:
             for i in range(0, len(todo), step):
@@ -337,10 +346,10 @@ def run(model_path: str | Path, data: str | Path | list, out: str | Path, backen
     if backend == "vllm":
         from .model import load_processor
 
-        model, processor = str(model_path), load_processor(model_path)
+        model, processor = VllmModel(str(model_path)), load_processor(model_path)
     else:
         model, processor = load_for_inference(model_path)
-    return predict(model, processor, records, out, batch_size=batch_size, backend=backend, force=force, **knobs)
+    return predict(model, processor, records, out, batch_size=batch_size, force=force, **knobs)
 
 
 def read_inputs(data, root=None) -> list[Record]:
@@ -428,10 +437,7 @@ def exprate(rows: list[Prediction]) -> float:
 
 
 def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str = PROMPTS["vanilla"]):
-    """A batch -> outputs callable backed by vLLM; ``model_path`` is a checkpoint folder or hub id (a loaded
-    model cannot be handed to vLLM)."""
-    if not isinstance(model_path, (str, Path)):
-        raise TypeError("backend='vllm' needs the checkpoint folder or hub id, not a loaded model")
+    """A batch -> outputs callable backed by vLLM; ``model_path`` is a checkpoint folder or hub id."""
     try:
         from vllm import LLM
     except ImportError as err:
