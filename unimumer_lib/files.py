@@ -58,28 +58,6 @@ def _naming(err: OSError, path: Path) -> OSError:
     return type(err)(err.errno, err.strerror or str(err), str(path))
 
 
-def atomic_write_file(path: str, data: bytes) -> None:
-    """``atomic_write_bytes`` for hot loops over many files (prepare's images): plain ``os.path`` strings, no
-    ``Path`` object, because Python 3.11's pathlib keeps every path part it parses interned for good (a constant
-    cost per file that adds up over a 630k-file corpus)."""
-    folder = os.path.dirname(path) or "."
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f".{os.path.basename(path)}.tmp", dir=folder)
-    except OSError as err:
-        raise _naming(err, Path(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~umask())
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise _naming(err, Path(path)) from None
-        raise
-
-
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))

@@ -216,8 +216,7 @@ def ink_from_xml(data: bytes | str, path=None, id: str | None = None) -> Ink:
         check_extent(traces)
     except ValueError as err:
         raise InkmlError(path or "<string>", str(err)) from None
-    # os.path, not Path: prepare reads hundreds of thousands of files and pathlib interns every name it parses
-    stem = id if id is not None else (os.path.splitext(os.path.basename(path))[0] if path else "")
+    stem = id if id is not None else (Path(path).stem if path else "")
     return Ink(id=stem, path=str(path) if path else None, traces=traces, groups=_groups(root),
                latex=latex, mathml=mathml, annotations=annotations, notes=notes)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections import Counter
 from collections import deque
 from contextlib import closing
@@ -27,9 +26,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .families import INKML_FAMILIES
-from .inkml import (LISTING_SEP, InkmlError, caption_of, holds_inkml, ink_from_xml, inkml_listing,
-                    listing_path)
-from .files import atomic_write_file, atomic_write_text, atomic_write_with, remove_temp_files
+from .inkml import InkmlError, caption_of, holds_inkml, ink_from_xml, inkml_listing, listing_path
+from .files import atomic_write_bytes, atomic_write_text, atomic_write_with, remove_temp_files
 from .outdir import OutputLock, is_empty_dir
 from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
                       Record, read_comer, unsafe_id, write_captions)
@@ -78,7 +76,7 @@ def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, st
 
     ``item`` records the image's freshness key: source hash, height, version and image hash.
     """
-    path, png, height, previous = job  # plain strings throughout: no Path per file (see files.atomic_write_file)
+    path, png, height, previous = job
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -107,7 +105,7 @@ def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, st
         render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
     except Exception as err:  # one file that cannot be drawn is a reject, never the end of the run
         return path, "", f"cannot render: {type(err).__name__}: {err}", None
-    atomic_write_file(png, buf.getvalue())
+    atomic_write_bytes(png, buf.getvalue())
     return ink.id, caption, None, {**key, "image": _sha256(buf.getvalue())}
 
 
@@ -240,7 +238,7 @@ def _listing_rejects(listing, split_dir: Path, root: Path) -> list[tuple[Path, s
 
     rejects, digests = [], np.empty(len(listing), dtype=np.uint64)
     for i, entry in enumerate(listing):
-        stem = _stem(entry)
+        stem = listing_path(split_dir, entry).stem
         if any(c in stem for c in BAD_NAME_CHARS):
             rejects.append((listing_path(split_dir, entry), "file name holds a tab or newline, which caption.txt "
                                                             "cannot hold"))
@@ -260,24 +258,15 @@ def _listing_rejects(listing, split_dir: Path, root: Path) -> list[tuple[Path, s
     return rejects
 
 
-def _stem(entry) -> str:
-    """The id (file stem) of an ``inkml_listing`` entry, from its bytes (no Path: see files.atomic_write_file)."""
-    name = entry.decode("utf-8", "surrogateescape").rsplit(LISTING_SEP, 1)[-1]
-    return name[:-len(".inkml")]
-
-
 def _jobs(listing, split_dir: Path, image_dir: Path | None, height: int, items: dict, rejects: list):
-    """The ``_prepare_one`` jobs of the listing, one at a time, skipping the files already refused; paths are plain
-    strings (no Path per file)."""
+    """The ``_prepare_one`` jobs of the listing, one at a time, skipping the files already refused."""
     refused = {str(p) for p, _ in rejects}
-    top, images = str(split_dir), str(image_dir) if image_dir is not None else None
     for entry in listing:
-        path = os.path.join(top, *entry.decode("utf-8", "surrogateescape").split(LISTING_SEP))
-        if path in refused:
+        path = listing_path(split_dir, entry)
+        if str(path) in refused:
             continue
-        stem = _stem(entry)
-        png = os.path.join(images, f"{stem}{IMAGE_SUFFIX}") if images is not None else None
-        yield path, png, height, items.get(stem)
+        png = str(image_dir / f"{path.stem}{IMAGE_SUFFIX}") if image_dir is not None else None
+        yield str(path), png, height, items.get(path.stem)
 
 
 def _prepare_stream(jobs, workers: int, split_dir: Path, captions, sources, journal, rejects: list,
@@ -302,8 +291,7 @@ def _prepare_stream(jobs, workers: int, split_dir: Path, captions, sources, jour
                 continue
             if "\t" in key or "\n" in key or "\n" in caption:
                 raise ValueError(f"record {key!r}: id/caption must not contain tabs or newlines")
-            parts = os.path.relpath(path, split_dir).split(os.sep)
-            source = parts[0] if len(parts) > 1 else split_dir.name  # as source_of, without a Path per file
+            source = source_of(Path(path), split_dir)
             captions.write(f"{key}\t{caption}\n")
             sources.write(f"{key}\t{source}\n")
             counts["written"] += 1
