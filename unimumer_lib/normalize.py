@@ -286,12 +286,17 @@ def normalize_texts(texts: list[str]) -> tuple[list[str], int]:
     return out, sum(not braces_balanced(t) for t in texts)
 
 
+def check_style(style: str) -> None:
+    """Refuse a ``style`` that is not one of ``STYLES``."""
+    if style not in STYLES:
+        raise ValueError(f"unknown normalisation style {style!r}; expected one of {', '.join(STYLES)}")
+
+
 def normalize_predictions(preds: list[Prediction], style: str) -> tuple[list[Prediction], Dropped]:
     """(kept, removed) after normalising ``gt`` and ``pred`` in ``style`` (one of STYLES); ``crohme``
     (``normalize_texts``: texts with unbalanced braces stay as they are) removes nothing; ``unimumer``
     removes the items whose ground truth the published protocol removes."""
-    if style not in STYLES:
-        raise ValueError(f"unknown normalisation style {style!r}; expected one of {', '.join(STYLES)}")
+    check_style(style)
     if style == "crohme":
         gts, _ = normalize_texts([p.gt for p in preds])
         hyps, _ = normalize_texts([p.pred for p in preds])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from . import metrics
-from .normalize import normalize_texts
+from .normalize import check_style, normalize_texts
 from .predictions import Prediction, read_columns, read_predictions
 from .files import atomic_write_text
 
@@ -41,7 +41,8 @@ def score_predictions(preds: list[Prediction], normalize: str | None = None) -> 
     first (None: none): ``crohme`` maps them through ``latex.normalize`` and adds ``unbalanced``, how many gt + pred
     texts were left as they are (see ``normalize_texts``); ``unimumer`` is the published CROHME 2023 /
     MathWriting protocol (``normalize.py``) and adds ``removed``, how many items it leaves out of the scores."""
-    check_style(normalize)
+    if normalize is not None:  # (None: no normalisation)
+        check_style(normalize)
     if normalize == "unimumer":
         from .normalize import normalize_predictions
 
@@ -55,19 +56,12 @@ def score_predictions(preds: list[Prediction], normalize: str | None = None) -> 
     return {**metrics.score(gts, hyps).as_dict(), UNBALANCED: bad_gt + bad_pred}
 
 
-def check_style(normalize: str | None) -> None:
-    """Refuse a ``normalize`` that is neither None nor one of ``normalize.STYLES``."""
-    from .normalize import STYLES
-
-    if normalize is not None and normalize not in STYLES:
-        raise ValueError(f"normalize={normalize!r}: choose None (no normalisation) or one of {', '.join(STYLES)}")
-
-
 def evaluate_files(paths: list[Path], normalize: str | None = None, by_dataset: bool = False) -> list[dict]:
     """One row per prediction file: ``{"file", **metrics.score}`` (``normalize``: as :func:`score_predictions`).
     With ``by_dataset``, files whose records carry a ``dataset`` key also get one row per dataset, ``file`` being
     ``PATH#DATASET``."""
-    check_style(normalize)
+    if normalize is not None:  # (None: no normalisation)
+        check_style(normalize)
     rows = []
     for path in paths:
         if normalize:
