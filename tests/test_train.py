@@ -241,3 +241,14 @@ def test_a_recipe_splits_its_own_fields_from_sft_overrides_and_launch_passes_the
     given = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--ratio"]
     assert parse_ratios(given) == {"tree": 0.5}  # the processes train the mixture notebook 03 shows
     assert cmd[cmd.index("--max-steps") + 1] == "4" and cmd[cmd.index("--seed") + 1] == "2"
+
+
+def test_a_run_with_a_frozen_vision_tower_is_not_the_same_run(crohme6):
+    """A rerun must never resume a run made with other settings: freezing the vision tower is one of them."""
+    from unimumer_lib.sftconfig import Recipe
+    from unimumer_lib.train import run_fingerprint
+
+    _, path = crohme6
+    plain = run_fingerprint(Recipe(), "tiny", path)
+    assert run_fingerprint(Recipe(freeze_vision=True), "tiny", path) != plain
+    assert "freeze_vision" not in plain and run_fingerprint(Recipe(), "tiny", path) == plain

@@ -170,14 +170,16 @@ def _nothing():
 
 
 def run_fingerprint(recipe: Recipe, model, data) -> dict:
-    """What makes two runs the same run (``runfolder``): model, data digest, recipe, steps and seed."""
+    """What makes two runs the same run (``runfolder``): model, data digest, recipe, steps and seed. A frozen
+    vision tower is part of it only when asked for, so the runs that never froze it keep their fingerprints."""
     from .model import model_identity
     from .runfolder import data_digest
 
     knobs = {k: v for k, v in recipe.overrides.items() if v is not None and k not in ("report_to", "logging_steps")}
     return json.loads(json.dumps({"model": model_identity(model), "data": data_digest(data), "preset": recipe.preset,
                                   "config": recipe.config or {}, "lora": recipe.lora, "seed": recipe.seed,
-                                  "max_steps": recipe.max_steps, "ratios": recipe.ratios, "overrides": knobs},
+                                  "max_steps": recipe.max_steps, "ratios": recipe.ratios, "overrides": knobs,
+                                  **({"freeze_vision": True} if recipe.freeze_vision else {})},
                                  default=str, sort_keys=True))
 
 
