@@ -16,14 +16,8 @@ from pathlib import Path
 from .config import REPO_ROOT
 
 PAPER_EFFECTIVE_BATCH = 512
-
-
 PRESET_DIR = REPO_ROOT / "configs" / "sft"
-
-
 EXTRA_KEYS = ("effective_batch", "lora", "quantize")  # preset keys that are not SFTConfig fields
-
-
 REPORT_TO = ("none", "tensorboard", "wandb")
 
 
@@ -42,11 +36,9 @@ def read_config_file(path: str | Path, check: bool = True) -> dict:
 
 
 def known_settings() -> set[str]:
-    import dataclasses
-
     from trl import SFTConfig
 
-    return {f.name for f in dataclasses.fields(SFTConfig)} | set(EXTRA_KEYS)
+    return {f.name for f in fields(SFTConfig)} | set(EXTRA_KEYS)
 
 
 # Presets: configs/sft/<name>.yaml, the single source of the recipes (paper, single-gpu-lora, ...).

@@ -23,6 +23,7 @@ from .sftconfig import (PRESET_DIR, PRESETS, REPORT_TO, Recipe, lora_config, mak
                         parse_trl_options, ratio_options, read_config_file, resolve_settings, world_size)
 from .sftdata import load_sharegpt_dataset, task_files
 
+
 def _load(model_path, settings: dict):
     """Model + processor for training. Full fine-tuning loads fp32: the optimizer then updates fp32 master
     weights while bf16 autocasts the compute (a bf16-loaded model loses lr-1e-5 updates to rounding).
