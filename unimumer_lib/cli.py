@@ -192,12 +192,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .pretrain import RECIPE, pretrain
+    from .pretrain import RECIPES, pretrain, publish_checkpoint
     from .workers import set_torch_threads
 
     set_torch_threads(args.threads)
-    recipe = replace(RECIPE, n=args.n, steps=args.steps, size=args.size, seed=args.seed, curve_every=args.curve_every)
-    record = pretrain(Path(args.out), Path(args.work), recipe, resume=args.resume, workers=args.workers)
+    chosen = {k: getattr(args, k) for k in ("n", "steps", "size", "seed", "curve_every", "init")
+              if getattr(args, k) is not None}
+    recipe = replace(RECIPES[args.recipe], **chosen)
+    if args.publish is not None:
+        record = publish_checkpoint(Path(args.work), Path(args.out), recipe, args.publish or None)
+    else:
+        record = pretrain(Path(args.out), Path(args.work), recipe, resume=args.resume, workers=args.workers)
     last = record["learning_curve"][-1] if record["learning_curve"] else None
     print(f"pretrain: {record['steps']} steps on {record['stream']['written']} samples; base in {args.out}"
           + (f"; held-out ExpRate {last['exprate']:.1f}% (n={last['n']})" if last else ""))
@@ -348,15 +353,19 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s = sub.add_parser("pretrain", parents=[debug], help="pretrain the tiny base model on synthetic handwriting")
     s.add_argument("--out", required=True, help="new or empty folder for the base (a Hugging Face model folder)")
     s.add_argument("--work", required=True, help="folder for the sample stream, checkpoints and curve predictions")
-    from .pretrain import RECIPE
+    from .pretrain import RECIPE, RECIPES
 
-    s.add_argument("--n", type=int, default=RECIPE.n, help=f"unique synthetic training samples (default {RECIPE.n:,})")
-    s.add_argument("--steps", type=int, default=RECIPE.steps, help=f"optimizer steps of 8 samples (default "
-                                                                   f"{RECIPE.steps:,})")
-    s.add_argument("--size", default=RECIPE.size, help="model shape (unimumer_lib.model.SIZES)")
-    s.add_argument("--seed", type=int, default=RECIPE.seed, help="initialisation and data-order seed")
-    s.add_argument("--curve-every", type=int, default=RECIPE.curve_every, help="score the held-out set every N "
-                                                                               "steps")
+    s.add_argument("--recipe", choices=sorted(RECIPES), default=RECIPE.name,
+                   help=f"the base to make (default {RECIPE.name}); the options below override its settings")
+    s.add_argument("--n", type=int, help=f"unique synthetic training samples ({RECIPE.name}: {RECIPE.n:,})")
+    s.add_argument("--steps", type=int, help=f"optimizer steps of 8 samples ({RECIPE.name}: {RECIPE.steps:,})")
+    s.add_argument("--size", help="model shape (unimumer_lib.model.SIZES)")
+    s.add_argument("--seed", type=int, help="initialisation and data-order seed")
+    s.add_argument("--curve-every", type=int, help="score the held-out set every N steps")
+    s.add_argument("--init", help="continue from this base (a shipped name or folder) as a new segment")
+    s.add_argument("--publish", type=int, nargs="?", const=0, default=None, metavar="STEP",
+                   help="write the base from a checkpoint of the run in --work (STEP, default the best held-out "
+                        "one) instead of training")
     s.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
     s.add_argument("--workers", type=int, default=None, help="processes making the sample stream (default: cores)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work")

@@ -158,6 +158,20 @@ def _confusion_rows(confusions) -> list[tuple[str, str, float]]:
     return rows
 
 
+# Generic near misses of a reader of handwriting, for EDL rows where no model's errors are at hand (the real-glyph
+# base's pretraining stream): look-alike substitutions both ways, a dropped or an extra small symbol. It is written
+# from the shapes of the glyphs, not from any test set's predictions.
+_LOOKALIKE_PAIRS = ("x \\times 3", "1 | 2", "1 l 1", "1 7 1", "0 o 1", "2 z 2", "5 s 1", "9 q 1", "9 g 1",
+                    "a \\alpha 2", "y \\gamma 1", "u v 1", "n h 1", "b 6 1", "t + 2", "c C 1", "k K 1", "p P 1",
+                    "s S 1", "x X 1", "z Z 1", "- = 1", "+ \\pm 1", "n \\pi 1", "0 \\theta 1", "B \\beta 1",
+                    "( [ 1", ") ] 1", "< \\leq 1", "> \\geq 1", "e c 1", "4 y 1", "8 B 1", "r \\gamma 1")
+LOOKALIKES: tuple[tuple[str, str, float], ...] = (
+    *((a, b, float(w)) for a, b, w in (p.split() for p in _LOOKALIKE_PAIRS)),
+    *((b, a, float(w)) for a, b, w in (p.split() for p in _LOOKALIKE_PAIRS)),
+    ("-", "", 1.0), ("1", "", 1.0), (",", "", 0.5), ("", "1", 0.5), ("", "-", 0.5),
+)
+
+
 def inject_errors(caption: str, confusions, rng: random.Random, max_edits: int = 3) -> str | None:
     """A plausible wrong prediction of ``caption``: 1..max_edits edits drawn from a confusion table.
 

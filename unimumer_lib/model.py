@@ -39,6 +39,14 @@ SIZES = {
                  v_inter=192, patch=8, rope_theta=20.0),
     "small": dict(hidden=256, layers=4, heads=4, kv_heads=2, inter=512, v_hidden=128, v_depth=4, v_heads=4,
                   v_inter=256, patch=8),
+    # The real-glyph base's candidates (benchmarks/bench_shapes.py; 3-8 M parameters, the size of the small HMER
+    # models that read CROHME well): wider matrices run nearer this CPU's fp32 peak.
+    "base3": dict(hidden=256, layers=3, heads=4, kv_heads=4, inter=768, v_hidden=192, v_depth=3, v_heads=4,
+                  v_inter=576, patch=8, rope_theta=20.0),
+    "base5": dict(hidden=256, layers=4, heads=4, kv_heads=4, inter=768, v_hidden=192, v_depth=5, v_heads=4,
+                  v_inter=576, patch=8, rope_theta=20.0),
+    "base7": dict(hidden=320, layers=4, heads=5, kv_heads=5, inter=960, v_hidden=224, v_depth=5, v_heads=4,
+                  v_inter=672, patch=8, rope_theta=20.0),
 }
 
 

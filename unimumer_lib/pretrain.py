@@ -52,9 +52,26 @@ class Pretraining:
     threads: int = 2
     height: int = HEIGHT
     tasks: tuple[str, ...] = ("vanilla",)
+    task_shares: tuple[float, ...] | None = None  # each sample trains one task, drawn with these shares; None: all
+    glyph_share: float = 0.0  # share of samples written with real glyphs (``glyphs`` bank), the rest Hershey
+    writer_group: str = "pretrain"  # the bank's writers it draws from (``glyphs.WRITER_GROUPS``)
+    init: str | None = None  # a base folder to continue from (a new segment), instead of random weights
+    name: str = BASE_NAME
+
+    def stream_settings(self) -> dict:
+        """What makes the sample stream: its marker compares these."""
+        return {"glyph_share": self.glyph_share, "writer_group": self.writer_group} if self.glyph_share else {}
 
 
 RECIPE = Pretraining()
+GLYPH_BASE_NAME = "glyph-base"
+# The real-glyph base (issue: a CPU stand-in that reads real handwriting and has seen every task's prompt): the
+# base5 shape (6.9 M parameters, benchmarks/bench_shapes.py), 80 % of its samples written with real CROHME-train
+# glyphs of the pretraining writers (the rest Hershey), and every task's format in the stream.
+GLYPH_RECIPE = Pretraining(n=60_000, steps=10_000, size="base5", save_steps=1_000, curve_every=1_000,
+                           tasks=("vanilla", "tree", "can", "error_find", "error_fix"),
+                           task_shares=(0.6, 0.1, 0.1, 0.1, 0.1), glyph_share=0.8, name=GLYPH_BASE_NAME)
+RECIPES = {RECIPE.name: RECIPE, GLYPH_RECIPE.name: GLYPH_RECIPE}
 CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every caption trained on, one per line
 
 
@@ -106,8 +123,29 @@ def crohme_test_captions(root: Path | None = None) -> set[str]:
     return out
 
 
-def _sample_job(job: tuple[int, int, str, int]) -> tuple[str, str, str | None]:
-    """(seed, index, folder, height) -> (id, caption, None) with the PNG written, or (id, "", reason).
+def uses_glyphs(seed: int, index: int, share: float) -> bool:
+    """Whether sample ``index`` of ``seed`` is written with real glyphs (a draw of its own, so the same whatever
+    the order or the workers)."""
+    import numpy as np
+
+    return share > 0 and np.random.default_rng([seed, index, 7]).random() < share
+
+
+def _bank(group: str | None):
+    """The shipped glyph bank's writers of ``group`` (cached per process), or None."""
+    from .glyphs import load_bank
+
+    if not group:
+        return None
+    cache = _bank.__dict__.setdefault("cache", {})
+    if group not in cache:
+        cache[group] = load_bank().subset(group=group)
+    return cache[group]
+
+
+def _sample_job(job: tuple) -> tuple[str, str, str | None]:
+    """(seed, index, folder, height[, glyph share, writer group]) -> (id, caption, None) with the PNG written, or
+    (id, "", reason).
 
     The ink goes through InkML text and back, as ``synth`` + ``prepare`` do, so images equal the pipeline's."""
     from .inkml import caption_of, ink_from_xml, ink_to_xml
@@ -115,10 +153,11 @@ def _sample_job(job: tuple[int, int, str, int]) -> tuple[str, str, str | None]:
     from .render import render_ink
     from .synth import synth_id, synthesize
 
-    seed, index, folder, height = job
+    seed, index, folder, height, share, group = (*job, 0.0, None)[:6]
     key = synth_id(seed, index)
     try:
-        ink = ink_from_xml(ink_to_xml(synthesize(index, seed)).encode(), key)
+        bank = _bank(group) if uses_glyphs(seed, index, share) else None
+        ink = ink_from_xml(ink_to_xml(synthesize(index, seed, bank=bank)).encode(), key)
         buf = io.BytesIO()
         render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
     except ValueError as err:
@@ -128,9 +167,11 @@ def _sample_job(job: tuple[int, int, str, int]) -> tuple[str, str, str | None]:
 
 
 def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = frozenset(),
-                workers: int | None = None, progress: bool = True) -> dict:
+                workers: int | None = None, progress: bool = True, glyph_share: float = 0.0,
+                writer_group: str = "pretrain") -> dict:
     """Render ``n`` pretraining samples into ``out/images`` and write ``out/caption.txt`` (samples whose caption
-    is in ``exclude`` are left out and counted). A finished stream (its ``stream.json``) is reused."""
+    is in ``exclude`` are left out and counted); ``glyph_share`` of them in real glyphs of the shipped bank's
+    ``writer_group``. A finished stream (its ``stream.json``) is reused."""
     from contextlib import closing
 
     from tqdm.auto import tqdm
@@ -141,13 +182,15 @@ def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = fro
     out = Path(out)
     marker = out / "stream.json"
     settings = {"n": n, "height": height, "seeds": shard_seeds(n), "shard_size": SHARD_SIZE}
+    if glyph_share:
+        settings.update(glyph_share=glyph_share, writer_group=writer_group)
     if marker.exists():
         done = json.loads(marker.read_text(encoding="utf-8"))
         if done["settings"] == settings:
             return done
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, str(images), height) for k, seed in enumerate(settings["seeds"])
+    jobs = [(seed, i, str(images), height, glyph_share, writer_group) for k, seed in enumerate(settings["seeds"])
             for i in range(min(SHARD_SIZE, n - k * SHARD_SIZE))]
     kept, excluded, rejects = [], 0, []
     with closing(imap_ordered(_sample_job, jobs, workers or default_workers(), chunksize=32)) as results:
@@ -168,12 +211,21 @@ def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = fro
     return summary
 
 
-def curve_callback(processor, records, work: Path, every: int, max_new_tokens: int = 96):
-    """A TrainerCallback scoring ``records`` greedily every ``every`` steps: ``.points`` = [{step, exprate, ...}]."""
+def curve_callback(processor, sets: dict, work: Path, every: int, max_new_tokens: int = 96):
+    """A TrainerCallback scoring each record set of ``sets`` ({name: records}) greedily with the vanilla prompt
+    every ``every`` steps: ``.points`` = [{step, exprate, ...}] of the first set, each point holding the others
+    under their names."""
     from transformers import TrainerCallback
 
     from .infer import predict
     from .metrics import score
+
+    def measure(model, name: str, records, step: int) -> dict:
+        preds = predict(model, processor, records, work / f"curve_{name}_{step}.json", batch_size=16,
+                        max_new_tokens=max_new_tokens, progress=False)
+        m = score([p.gt for p in preds], [p.pred for p in preds])
+        return {"exprate": m.exprate, "le1": m.le1, "le2": m.le2, "cer": m.cer,
+                "distinct": len({p.pred for p in preds}), "n": len(preds)}
 
     class Curve(TrainerCallback):
         def __init__(self):
@@ -182,32 +234,115 @@ def curve_callback(processor, records, work: Path, every: int, max_new_tokens: i
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if every and state.global_step % every == 0:
                 model.eval()
-                preds = predict(model, processor, records, work / f"curve_{state.global_step}.json",
-                                batch_size=16, max_new_tokens=max_new_tokens, progress=False)
+                (first, records), *others = sets.items()
+                point = {"step": state.global_step, **measure(model, first, records, state.global_step)}
+                point.update({name: measure(model, name, recs, state.global_step) for name, recs in others})
                 model.train()
-                m = score([p.gt for p in preds], [p.pred for p in preds])
-                point = {"step": state.global_step, "exprate": m.exprate, "le1": m.le1, "le2": m.le2, "cer": m.cer,
-                         "distinct": len({p.pred for p in preds}), "n": len(preds),
-                         "wall_s": round(time.perf_counter() - start, 1)}
+                point["wall_s"] = round(time.perf_counter() - start, 1)
                 self.points.append(point)
+                work.mkdir(parents=True, exist_ok=True)
+                with open(work / CURVE_POINTS, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(point) + "\n")
                 print(f"curve: {json.dumps(point)}", flush=True)
 
     start = time.perf_counter()
     return Curve()
 
 
-def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0) -> list:
-    """``n`` records of the held-out pool (samples ``offset``.. of ``HELD_OUT_SEED``), rendered into ``work``."""
+def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0, glyphs: str | None = None) -> list:
+    """``n`` records of the held-out pool (samples ``offset``.. of ``HELD_OUT_SEED``), rendered into ``work``;
+    ``glyphs``: written with real glyphs of that writer group of the shipped bank (e.g. ``"test"``)."""
     from .records import Record
 
-    folder = Path(work) / f"held_out_h{height}"
+    folder = Path(work) / (f"held_out_h{height}" + (f"_{glyphs}" if glyphs else ""))
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(offset, offset + n):
-        key, caption, reason = _sample_job((HELD_OUT_SEED, i, str(folder), height))
+        key, caption, reason = _sample_job((HELD_OUT_SEED, i, str(folder), height, 1.0 if glyphs else 0.0, glyphs))
         if reason is None:
             out.append(Record(id=key, caption=caption, image_path=str(folder / f"{key}.png")))
     return out
+
+
+def crohme_records(work: Path, split: str, n: int, height: int = HEIGHT, seed: int = 0) -> list:
+    """``n`` expressions of a CROHME split (a seeded choice; all if fewer), rendered into ``work`` as
+    ``prepare`` renders them: the curve's real-handwriting yardstick (never trained on, never used to choose)."""
+    import random
+
+    from .config import crohme_root
+    from .inkml import InkmlError, caption_of, find_inkml, read_inkml
+    from .records import Record
+    from .render import render_ink
+
+    files = find_inkml(crohme_root() / split) if (crohme_root() / split).is_dir() else []
+    picked = sorted(random.Random(seed).sample(files, min(n, len(files))))
+    folder = Path(work) / f"{split}_h{height}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in picked:
+        try:
+            ink = read_inkml(path)
+            image = folder / f"{ink.id}.png"
+            render_ink(ink, height=height).save(image)
+            out.append(Record(id=ink.id, caption=caption_of(ink), image_path=str(image)))
+        except (InkmlError, ValueError):
+            continue
+    return out
+
+
+def assign_tasks(items: list, recipe: Pretraining) -> dict[str, list]:
+    """{task: the stream items it trains on}: every task on every item, or one task per item drawn with
+    ``recipe.task_shares`` (seeded by the item's id, so the same whatever the order)."""
+    import numpy as np
+
+    if recipe.task_shares is None:
+        return {t: items for t in recipe.tasks}
+    p = np.array(recipe.task_shares, dtype=float) / sum(recipe.task_shares)
+    out: dict[str, list] = {t: [] for t in recipe.tasks}
+    for item in items:
+        u = np.random.default_rng([recipe.seed, *item[0].encode()]).random()
+        out[recipe.tasks[min(int(np.searchsorted(np.cumsum(p), u, side="right")), len(p) - 1)]].append(item)
+    return out
+
+
+def stream_rows(items: list, recipe: Pretraining) -> tuple[dict[str, list[dict]], list]:
+    """({task: rows}, rejects) of the stream: caption tasks from their items, EDL tasks from errors injected with
+    the look-alike table (``edl.LOOKALIKES``); an EDL item no confusion applies to trains vanilla instead."""
+    import random
+
+    from . import edl
+    from .taskspec import get
+    from .tasks import caption_rows, edl_task_rows
+
+    split = assign_tasks(items, recipe)
+    rows, rejects = {}, []
+    for task, part in split.items():
+        if get(task).kind == "caption":
+            made, bad = caption_rows(part, [task], progress=False)
+            rows.setdefault(task, []).extend(made[task])
+            rejects += bad
+            continue
+        rng = random.Random(f"{recipe.seed}:{task}")
+        records = []
+        for key, caption, image in part:
+            pred = edl.inject_errors(caption, edl.LOOKALIKES, rng, max_edits=2)
+            if pred is None:
+                rows.setdefault("vanilla", []).extend(caption_rows([(key, caption, image)], ["vanilla"],
+                                                                   progress=False)[0]["vanilla"])
+            else:
+                records += edl.edl_records([(image, caption, pred)], source=edl.SYNTHETIC)
+        rows.setdefault(task, []).extend(edl_task_rows(records, [task])[task])
+    return rows, rejects
+
+
+def previous_segments(init: str | Path | None) -> list[dict]:
+    """The segments of the base ``init`` continues (its run_config.json), [] for a random start."""
+    if not init:
+        return []
+    from .model import resolve_model_path
+
+    record = json.loads((Path(resolve_model_path(init)) / "run_config.json").read_text(encoding="utf-8"))
+    return record.get("segments") or [{k: record.get(k) for k in ("commit", "steps", "train_wall_s", "final_loss")}]
 
 
 def write_caption_list(stream: Path, out: Path) -> Path:
@@ -229,61 +364,145 @@ def read_caption_list(folder: Path) -> set[str]:
     return set(gzip.decompress((Path(folder) / CAPTION_LIST).read_bytes()).decode().splitlines())
 
 
+CURVE_POINTS = "points.jsonl"  # beside the curve predictions: one line per point, so a checkpoint can be published
+
+
 def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool = False,
              workers: int | None = None) -> dict:
     """Pretrain the tiny model as ``recipe`` says; write the base to ``out``.
 
     ``work`` holds the stream, checkpoints and curve predictions (``resume`` continues from its last checkpoint).
+    ``recipe.init``: start from that base's weights (a new segment of its pretraining) instead of random ones.
     Returns the run config written to ``out/run_config.json``.
     """
-    import shutil
-
-    from .model import SIZES, num_parameters, tiny_model
-    from .tasks import caption_items, caption_rows, write_task_files
-    from .train import FINAL_DIR, git_commit, read_loss_history, train
+    from .model import load_model, tiny_model
+    from .tasks import caption_items, write_task_files
+    from .train import git_commit, train
     from .sftdata import load_sharegpt_dataset
 
     work, out = Path(work), Path(out)
-    n, steps, size, seed, preset = recipe.n, recipe.steps, recipe.size, recipe.seed, recipe.preset
+    check_out(out)
     commit, t0 = git_commit(), time.perf_counter()  # the code this run starts from
     exclude_pool, exclude_crohme = held_out_captions(workers=workers), crohme_test_captions()
-    stream = make_stream(work / "stream", n, exclude=exclude_pool | exclude_crohme, workers=workers)
+    stream = make_stream(work / "stream", recipe.n, recipe.height, exclude_pool | exclude_crohme, workers,
+                         glyph_share=recipe.glyph_share, writer_group=recipe.writer_group)
     items, missing = caption_items(work / "stream" / "caption.txt")
     if missing:
         raise FileNotFoundError(f"{work / 'stream'}: {len(missing)} image(s) missing, e.g. {missing[0][1]}")
-    rows, rejects = caption_rows(items, list(recipe.tasks), progress=False)
+    rows, rejects = stream_rows(items, recipe)
     files = write_task_files(work / "tasks", rows, rejects)
-    dataset = load_sharegpt_dataset([files[t] for t in recipe.tasks], seed=seed)
+    dataset = load_sharegpt_dataset([files[t] for t in rows], seed=recipe.seed)
     data_wall = time.perf_counter() - t0
-    model, processor = tiny_model(size, seed=seed)
-    curve = curve_callback(processor, held_out_records(work, recipe.curve_n), work / "curve",
-                           recipe.curve_every)
-    result = train(dataset, model=model, processor=processor, preset=preset, out_dir=work / "sft", max_steps=steps,
-                   seed=seed, save_steps=recipe.save_steps, resume=resume, callbacks=[curve])
-    final = Path(result.final_dir)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: not empty; the base is written into a new or empty folder")
+    model, processor = (load_model(recipe.init, dtype="float32") if recipe.init
+                        else tiny_model(recipe.size, seed=recipe.seed))
+    curve = curve_callback(processor, curve_sets(work, recipe), work / "curve", recipe.curve_every)
+    result = train(dataset, model=model, processor=processor, preset=recipe.preset, out_dir=work / "sft",
+                   max_steps=recipe.steps, seed=recipe.seed, save_steps=recipe.save_steps, resume=resume,
+                   callbacks=[curve])
+    facts = {"commit": commit, "stream": stream, "rows": {t: len(r) for t, r in rows.items()},
+             "excluded_captions": {"held_out_pool": len(exclude_pool), "crohme_test": len(exclude_crohme)},
+             "data_wall_s": round(data_wall, 1), "train_wall_s": round(result.wall_s, 1)}
+    return publish(Path(result.final_dir), out, work, recipe, facts)
+
+
+def curve_sets(work: Path, recipe: Pretraining) -> dict:
+    """The record sets of the learning curve: the held-out pool (in real glyphs of the bank's test writers when
+    the recipe writes real glyphs, then also in Hershey glyphs), and CROHME 2014 when at hand (reported only)."""
+    if not recipe.glyph_share:
+        return {"held_out": held_out_records(work, recipe.curve_n, recipe.height)}
+    sets = {"held_out": held_out_records(work, recipe.curve_n, recipe.height, glyphs="test"),
+            "hershey": held_out_records(work, recipe.curve_n, recipe.height)}
+    crohme = crohme_records(work, "test2014", recipe.curve_n, recipe.height)
+    return {**sets, "crohme2014": crohme} if crohme else sets
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an ``out`` that is a file or a folder holding anything."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out}: not a new or empty folder; the base is written into a new or empty folder "
+                              f"(nothing there is replaced)")
+
+
+def publish(folder: Path, out: Path, work: Path, recipe: Pretraining, facts: dict) -> dict:
+    """Write the base from a trained ``folder`` (the run's ``final/`` or one of its checkpoints) into ``out``:
+    weights, processor, caption list, ``run_config.json`` (every segment) and the model card."""
+    import shutil
+    from dataclasses import asdict
+
+    from .model import SIZES, load_model, num_parameters
+    from .train import read_loss_history
+
+    check_out(out)
+    state = json.loads((folder / "trainer_state.json").read_text()) if (folder / "trainer_state.json").exists() \
+        else None
     out.mkdir(parents=True, exist_ok=True)
-    for path in final.iterdir():
-        if path.is_file() and path.name != "training_args.bin":  # a pickle; run_config.json records the settings
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix in (".json", ".jinja", ".safetensors", ".txt") and \
+                path.name not in ("trainer_state.json", "training_args.bin"):
             shutil.copy2(path, out / path.name)
     write_caption_list(work / "stream", out)
+    model, _ = load_model(out, dtype="float32")
     history = read_loss_history(work / "sft")
+    steps = state["global_step"] if state else history[-1]["step"]
+    points = [p for p in read_points(work / "curve") if p["step"] <= steps]
+    segment = {"commit": facts["commit"], "steps": steps, "init": recipe.init, "train_wall_s": facts["train_wall_s"],
+               "final_loss": next((h["loss"] for h in reversed(history) if h["step"] <= steps), None)}
     record = {
-        "profile": PROFILE, "commit": commit, "size": size, "shape": SIZES[size],
-        "parameters": num_parameters(model), "preset": preset, "steps": result.global_step, "seed": seed,
-        "batch_size": result.trainer.args.per_device_train_batch_size, "height": HEIGHT,
-        "stream": {k: v for k, v in stream.items() if k != "rejects"}, "pretrain_seeds": shard_seeds(n),
-        "held_out_seed": HELD_OUT_SEED, "held_out_pool": HELD_OUT_POOL,
-        "excluded_captions": {"held_out_pool": len(exclude_pool), "crohme_test": len(exclude_crohme)},
-        "train_wall_s": round(result.wall_s, 1), "data_wall_s": round(data_wall, 1),
-        "final_loss": result.last_loss, "learning_curve": curve.points,
-        "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history][::10],
-        "final_dir": FINAL_DIR,
+        "profile": PROFILE, "name": recipe.name, "commit": facts["commit"], "size": recipe.size,
+        "shape": SIZES[recipe.size], "parameters": num_parameters(model), "preset": recipe.preset, "steps": steps,
+        "seed": recipe.seed, "batch_size": 8, "height": recipe.height, "recipe": asdict(recipe),
+        "stream": {k: v for k, v in facts["stream"].items() if k != "rejects"}, "rows": facts.get("rows"),
+        "pretrain_seeds": shard_seeds(recipe.n), "held_out_seed": HELD_OUT_SEED, "held_out_pool": HELD_OUT_POOL,
+        "excluded_captions": facts["excluded_captions"], "train_wall_s": facts["train_wall_s"],
+        "data_wall_s": facts["data_wall_s"], "final_loss": segment["final_loss"], "learning_curve": points,
+        "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history if h["step"] <= steps][::10],
+        "segments": [*previous_segments(recipe.init), segment], "published_from": folder.name,
     }
+    if recipe.glyph_share:
+        from .glyphs import SHIPPED_BANK, load_bank
+
+        bank = load_bank()
+        record["glyphs"] = {"bank": SHIPPED_BANK.relative_to(SHIPPED_BANK.parents[2]).as_posix(),
+                            "writer_group": recipe.writer_group, "share": recipe.glyph_share,
+                            "writers": int(len(bank.subset(group=recipe.writer_group).writer_ids)),
+                            "bank_writers": len(bank.writers), "source": bank.source}
     atomic_write_text(out / "run_config.json", json.dumps(record, indent=1, default=str) + "\n")
-    atomic_write_text(out / "README.md", model_card(record))
+    atomic_write_text(out / "README.md", glyph_model_card(record) if recipe.glyph_share else model_card(record))
     return record
+
+
+def read_points(folder: Path) -> list[dict]:
+    """The learning curve's points written so far (``CURVE_POINTS``)."""
+    path = Path(folder) / CURVE_POINTS
+    points = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return sorted({p["step"]: p for p in points}.values(), key=lambda p: p["step"])  # a resumed run: the latest
+
+
+def publish_checkpoint(work: Path, out: Path, recipe: Pretraining, step: int | None = None) -> dict:
+    """Publish a checkpoint of a running (or stopped) pretraining in ``work`` as a base in ``out``: the one of
+    ``step``, else the one whose held-out ExpRate on the curve is best (ties: the later)."""
+    import re
+
+    from .train import git_commit
+
+    work = Path(work)
+    found = {int(m.group(1)): p for p in (work / "sft").glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "model.safetensors").exists()}
+    if not found:
+        raise FileNotFoundError(f"{work / 'sft'}: no checkpoint to publish")
+    if step is None:
+        scored = {p["step"]: p["exprate"] for p in read_points(work / "curve") if p["step"] in found}
+        step = max(scored, key=lambda k: (scored[k], k)) if scored else max(found)
+    if step not in found:
+        raise FileNotFoundError(f"{work / 'sft'}: no checkpoint-{step} (have {sorted(found)})")
+    stream = json.loads((work / "stream" / "stream.json").read_text())
+    rows = {f.stem: len(json.loads(f.read_text())) for f in sorted((work / "tasks").glob("*.json"))
+            if f.name != "dataset_info.json"}
+    wall = next((p["wall_s"] for p in read_points(work / "curve") if p["step"] == step), None)
+    excluded = {"held_out_pool": len(held_out_captions()), "crohme_test": len(crohme_test_captions())}
+    facts = {"commit": git_commit(), "stream": stream, "rows": rows, "excluded_captions": excluded,
+             "data_wall_s": None, "train_wall_s": wall}
+    return publish(found[step], Path(out), work, recipe, facts)
 
 
 def model_card(record: dict) -> str:
@@ -330,4 +549,59 @@ cores); `run_config.json` records every setting{notes}.
 **Use**: `unimumer_lib.model.load_model("tiny-base")`, or `from_pretrained` on this folder.
 
 **Licence**: Apache-2.0, as the unimumer code. The data is synthetic (Hershey glyph outlines from `hershey-fonts`).
+"""
+
+
+def glyph_model_card(record: dict) -> str:
+    """The real-glyph base's model card: data (glyph bank, writers, tasks), recipe, segments, curve, licence."""
+    last = record["learning_curve"][-1] if record["learning_curve"] else {}
+    sets = [k for k in ("hershey", "crohme2014") if k in last]
+    head = "| step | held-out real glyphs ExpRate % | <=1 % | <=2 % | " + " | ".join(f"{k} ExpRate %" for k in sets)
+    rows = "\n".join(f"| {p['step']:,} | {p['exprate']:.1f} | {p['le1']:.1f} | {p['le2']:.1f} | "
+                     + " | ".join(f"{p[k]['exprate']:.1f}" for k in sets if k in p) + " |"
+                     for p in record["learning_curve"])
+    segments = "\n".join(f"| {i + 1} | `{g['commit']}` | {g['init'] or 'random'} | {g['steps']:,} | "
+                         f"{(g['train_wall_s'] or 0) / 60:.0f} |" for i, g in enumerate(record["segments"]))
+    g, s, r = record["glyphs"], record["stream"], record["recipe"]
+    shares = ", ".join(f"{t} {x:.0%}" for t, x in zip(r["tasks"], r["task_shares"] or [1] * len(r["tasks"])))
+    return f"""---
+license: cc-by-nc-sa-3.0
+library_name: transformers
+pipeline_tag: image-text-to-text
+tags: [handwritten-mathematical-expression-recognition, qwen2_5_vl, unimumer, crohme]
+---
+# unimumer {record['name']}
+
+A {record['parameters'] / 1e6:.2f} M-parameter Qwen2.5-VL (the `{record['size']}` shape of `unimumer_lib.model.SIZES`)
+pretrained on CPU to read handwritten expressions composed from **real handwritten glyphs**, with a share of every
+Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-following VLM).
+
+- **Data**: {s['written']:,} unique expressions (`unimumer_lib.synth` captions and layout, seeds
+  {record['pretrain_seeds'][0]}..{record['pretrain_seeds'][-1]}), {g['share']:.0%} written with real glyphs from the
+  glyph bank `{g['bank']}` (symbols of CROHME `{g['source']}`), only its `{g['writer_group']}` writers
+  ({g['writers']:,} of {g['bank_writers']:,}; the others are kept for fine-tuning and test sets), one writer per
+  expression where that writer wrote the symbol, the rest Hershey glyphs; rendered {record['height']} px high.
+  Left out: samples whose caption is in the held-out pool ({record['excluded_captions']['held_out_pool']:,}
+  captions) or in the CROHME test splits ({record['excluded_captions']['crohme_test']:,} captions).
+- **Tasks** (each sample trains one, drawn with these shares): {shares}; rows {record['rows']}. EDL rows carry
+  1-2 look-alike errors (`edl.LOOKALIKES`).
+- **Recipe**: TRL `SFTTrainer` through `unimumer_lib.train`, preset `{record['preset']}`, {record['steps']:,} steps of
+  {record['batch_size']}, assistant-only loss (plain token mean); published from `{record['published_from']}`.
+- **Held-out** (greedy, vanilla prompt; {last.get('n', 0)} expressions of the held-out pool in the glyphs of the
+  bank's test writers, which pretraining never saw): ExpRate {last.get('exprate', 0):.1f} %.
+  CROHME 2014 is measured on a fixed sample for the curve only; it never chose a checkpoint.
+
+| segment | commit | started from | steps | minutes |
+| --- | --- | --- | --- | --- |
+{segments}
+
+{head} |
+| {' | '.join(['---'] * (4 + len(sets)))} |
+{rows}
+
+**Rebuild / continue**: `unimumer pretrain --recipe {record['name']} --out DIR --work WORKDIR` (add
+`--init {record['name']}` to continue from this one as a new segment); `run_config.json` records every setting.
+
+**Licence**: the weights are derived from CROHME glyphs: CC BY-NC-SA 3.0 (attribution: the CROHME organisers,
+TC-11 / IAPR; research use only). The code that made them is Apache-2.0.
 """

@@ -475,24 +475,110 @@ def _writer_transform(points: np.ndarray, writer: Writer) -> np.ndarray:
     return out
 
 
-def handwrite(caption: str, rng: np.random.Generator, id: str = "synthetic"):
-    """Caption -> an ``inkml.Ink``: one trace group per symbol, labelled with its token; truth = the caption."""
+def _hershey_symbols(glyphs: list[Glyph], rules, rng) -> list[tuple[str, list[np.ndarray], float]]:
+    """(token, strokes, font size) per symbol, every glyph a Hershey glyph and every rule a straight stroke."""
+    symbols = [(g.label, _fit(glyph_strokes(g.char), g.box), g.size) for g in glyphs]
+    for owner, (x0, y0, x1, y1) in rules:
+        ym = (y0 + y1) / 2
+        stroke = np.array([[x0 - rng.uniform(0, 0.8), ym], [x1 + rng.uniform(0, 0.8), ym + rng.normal(0, 0.3)]])
+        if owner is None:
+            symbols.append(("-", [stroke], 10.0))
+        else:
+            symbols[owner][1].append(stroke)
+    return symbols
+
+
+def _union(boxes) -> tuple[float, float, float, float]:
+    b = np.array(boxes, dtype=np.float64)
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+
+def _fit_inside(strokes, box, stretch: bool = False) -> list[np.ndarray]:
+    """Scale and move strokes into a box: keeping their aspect, as large as fits (``stretch``: filling it)."""
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(0), pts.max(0)
+    size = np.maximum(hi - lo, 1e-6)
+    target = np.array([box[2] - box[0], box[3] - box[1]])
+    scale = target / size if stretch else np.full(2, (target / size).min())
+    centre_src, centre_dst = (lo + hi) / 2, np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    return [(s - centre_src) * scale + centre_dst for s in strokes]
+
+
+REAL_SPACING = (0.7, 0.95)  # hands write symbols closer than mathtext sets them: box centres move by this factor
+REAL_WOBBLE = 0.3  # real strokes carry their own tremor: a little of the synthetic wobble on top
+
+
+def _squeezed(box, factor: float) -> tuple[float, float, float, float]:
+    """``box`` with its centre's x multiplied by ``factor`` (its size kept)."""
+    shift = (box[0] + box[2]) / 2 * (factor - 1)
+    return box[0] + shift, box[1], box[2] + shift, box[3]
+
+
+def _bar_box(box, rng) -> tuple[float, float, float, float]:
+    """A handwritten bar's box around a typeset rule: a little longer, and a little thick (the pen wavers)."""
+    x0, y0, x1, y1 = box
+    ym, half = (y0 + y1) / 2, 0.025 * (x1 - x0) + 0.3
+    return x0 - rng.uniform(0, 0.8), ym - half, x1 + rng.uniform(0, 0.8), ym + half
+
+
+def _real_symbols(glyphs: list[Glyph], rules, bank, writer: int, rng) -> list[tuple[str, list[np.ndarray], float]]:
+    """(token, strokes, font size) per symbol from real glyphs of ``bank`` (``writer``'s own where that writer
+    wrote the token): a function name is one glyph over its letters, a radical one glyph over its sign and bar,
+    a fraction bar a real "-" stretched along its rule; a token the bank lacks is drawn from Hershey."""
+    runs, i = [], 0
+    while i < len(glyphs):  # \sin, \lim ...: its letters share a label and become one glyph
+        j = i + 1
+        while j < len(glyphs) and glyphs[i].label in FUNCTION_NAMES and glyphs[j].label == glyphs[i].label \
+                and j - i < len(glyphs[i].label) - 1:
+            j += 1
+        runs.append(glyphs[i:j])
+        i = j
+    bars = {owner: box for owner, box in rules if owner is not None}
+    symbols, first = [], 0
+    for run in runs:
+        g = run[0]
+        box = _union([x.box for x in run] + ([bars[first]] if first in bars else []))
+        strokes = bank.pick(g.label, writer, rng)
+        if strokes is not None:
+            symbols.append((g.label, _fit_inside(strokes, box, stretch=first in bars), g.size))
+        else:
+            hershey = [s for x in run for s in _fit(glyph_strokes(x.char), x.box)]
+            if first in bars:
+                x0, y0, x1, y1 = bars[first]
+                hershey.append(np.array([[x0, (y0 + y1) / 2], [x1, (y0 + y1) / 2]]))
+            symbols.append((g.label, hershey, g.size))
+        first += len(run)
+    for owner, box in rules:
+        if owner is None:
+            strokes = bank.pick("-", writer, rng)
+            bar = _bar_box(box, rng)
+            symbols.append(("-", _fit_inside(strokes, bar, stretch=True) if strokes is not None
+                            else [np.array([[bar[0], bar[1]], [bar[2], bar[3]]])], 10.0))
+    return symbols
+
+
+def handwrite(caption: str, rng: np.random.Generator, id: str = "synthetic", bank=None):
+    """Caption -> an ``inkml.Ink``: one trace group per symbol, labelled with its token; truth = the caption.
+
+    ``bank`` (a ``glyphs.GlyphBank``): each symbol is a real handwritten glyph, one writer's where that writer
+    wrote it, laid out closer together as hands write; without it, Hershey glyphs."""
     from .inkml import Ink, SymbolGroup
 
     glyphs, rules = layout(caption)
     writer = Writer.sample(rng)
     step = 0.35  # points between resampled pen samples
-    symbols: list[tuple[str, list[np.ndarray]]] = [(g.label, _fit(glyph_strokes(g.char), g.box)) for g in glyphs]
-    for owner, (x0, y0, x1, y1) in rules:
-        ym = (y0 + y1) / 2
-        stroke = np.array([[x0 - rng.uniform(0, 0.8), ym], [x1 + rng.uniform(0, 0.8), ym + rng.normal(0, 0.3)]])
-        if owner is None:
-            symbols.append(("-", [stroke]))
-        else:
-            symbols[owner][1].append(stroke)
-    sizes = [g.size for g in glyphs] + [10.0] * (len(symbols) - len(glyphs))
-    symbols = [(label, _symbol_jitter(strokes, size, writer, rng)) for (label, strokes), size in zip(symbols, sizes)]
-    strokes_of = [[_writer_transform(_wobble(_resample(s, step), writer.wobble, rng), writer) for s in strokes]
+    if bank is None:
+        symbols = _hershey_symbols(glyphs, rules, rng)
+        wobble = writer.wobble
+    else:
+        hand = int(bank.writer_ids[rng.integers(len(bank.writer_ids))])
+        squeeze, writer.spacing = rng.uniform(*REAL_SPACING), 1.0
+        glyphs = [Glyph(g.char, g.label, _squeezed(g.box, squeeze), g.size) for g in glyphs]
+        rules = [(owner, (box[0] * squeeze, box[1], box[2] * squeeze, box[3])) for owner, box in rules]
+        symbols = _real_symbols(glyphs, rules, bank, hand, rng)
+        wobble = writer.wobble * REAL_WOBBLE
+    symbols = [(label, _symbol_jitter(strokes, size, writer, rng)) for label, strokes, size in symbols]
+    strokes_of = [[_writer_transform(_wobble(_resample(s, step), wobble, rng), writer) for s in strokes]
                   for _, strokes in symbols]
     origin = np.concatenate([s for group in strokes_of for s in group]).min(0) - rng.uniform(10, 100, 2)
     traces: dict[str, np.ndarray] = {}
@@ -514,13 +600,14 @@ def synth_id(seed: int, index: int) -> str:
     return f"synth_s{seed}_{index:06d}"
 
 
-def synthesize(index: int, seed: int = 0):
-    """Sample ``index`` of a seed: an ``Ink`` whose truth is a sampled caption (same output for same arguments)."""
+def synthesize(index: int, seed: int = 0, bank=None):
+    """Sample ``index`` of a seed: an ``Ink`` whose truth is a sampled caption (same output for same arguments);
+    ``bank``: written with its real glyphs (``handwrite``). The caption does not depend on ``bank``."""
     rng = np.random.default_rng([seed, index])
     for _ in range(MAX_TRIES):
         caption = sample_caption(rng)
         try:
-            return handwrite(caption, rng, id=synth_id(seed, index))
+            return handwrite(caption, rng, id=synth_id(seed, index), bank=bank)
         except ValueError:
             continue
     raise ValueError(f"sample {index} of seed {seed}: no caption could be laid out in {MAX_TRIES} tries")
