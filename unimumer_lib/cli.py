@@ -126,8 +126,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .tally import Tally
 
     summary = synthesize_dataset(n=args.n, seed=args.seed, out=Path(args.out), workers=args.workers,
-                                 force=args.force)
+                                 force=args.force, glyphs=args.glyphs, writers=args.writers)
     print(Tally.of(summary).line(f"synthetic inks -> {args.out}"))
+    return 0
+
+
+def cmd_glyphs(args: argparse.Namespace) -> int:
+    from .glyphs import build_bank
+    from .tally import Tally
+
+    summary = build_bank(Path(args.src), Path(args.out))
+    print(Tally.of(summary).line(f"glyph bank {args.src} -> {summary['bank']}: files", "used")
+          + f"; {summary['glyphs']:,} glyphs of {summary['labels']} symbols by {summary['writers']:,} writers")
     return 0
 
 
@@ -221,7 +231,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                      data_hme100k=args.data_hme100k, train_processes=args.train_processes)
 
 
-LIGHT_COMMANDS = ("prepare", "eval", "compare", "normalize")  # their options need none of the training modules
+LIGHT_COMMANDS = ("prepare", "eval", "compare", "normalize", "glyphs")  # their options need none of the training modules
 
 
 def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
@@ -286,6 +296,11 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
                    "MathWriting protocol, default) or crohme (the literature's captions)")
     s.add_argument("--out", required=True, help="normalised prediction JSON (removed items listed beside it)")
     s.set_defaults(func=cmd_normalize)
+    s = sub.add_parser("glyphs", parents=[debug], help="a bank of real handwritten glyphs from a CROHME train split")
+    s.add_argument("--src", required=True, help="a train split of segmented InkML (e.g. <crohme>/train); a test "
+                                                "split is refused, by its name and by the leak guard")
+    s.add_argument("--out", required=True, help="folder for glyphs.npz and glyphs.rejects.tsv")
+    s.set_defaults(func=cmd_glyphs)
     if light_only:
         return p
     from .taskspec import TASKS
@@ -307,6 +322,8 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
                    help="build rows from test-split images anyway (warns loudly; the test set is then not held out)")
     s.set_defaults(func=cmd_tasks)
 
+    from .glyphs import WRITER_GROUPS
+
     s = sub.add_parser("synth", parents=[debug], help="synthetic handwritten expressions (InkML + captions.tsv)")
     s.add_argument("--n", type=int, default=2000, help="number of expressions (default 2,000)")
     s.add_argument("--seed", type=int, default=0, help="dataset seed; sample i is drawn from (seed, i), so the "
@@ -314,6 +331,11 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder: <out>/synthetic/*.inkml + captions.tsv")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--force", action="store_true", help="write into a non-empty --out, clearing what synth made there")
+    s.add_argument("--glyphs", default=None, metavar="BANK",
+                   help="write with real glyphs of a glyph bank ('shipped': the package's CROHME-train bank, or a "
+                        "folder/.npz from 'unimumer glyphs'); default: Hershey glyphs")
+    s.add_argument("--writers", default=None, choices=[g for g, _ in WRITER_GROUPS],
+                   help="only the bank's writers of this group (pretrain writers trained the glyph base)")
     s.set_defaults(func=cmd_synth)
 
     from .infer import SAMPLING

@@ -52,7 +52,8 @@ def writer_group(writer: str) -> str:
 
 
 def simplify(stroke: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
-    """Ramer-Douglas-Peucker: the fewest points of ``stroke`` that stay within ``tolerance`` of it."""
+    """Ramer-Douglas-Peucker: a subset of ``stroke``'s points (the ends kept) such that every point lies within
+    ``tolerance`` of the polyline through them."""
     if len(stroke) < 3:
         return stroke
     keep = np.zeros(len(stroke), bool)
@@ -62,11 +63,10 @@ def simplify(stroke: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
         a, b = spans.pop()
         if b - a < 2:
             continue
-        p, q = stroke[a], stroke[b]
-        d = q - p
-        norm = float(np.hypot(*d))
+        p, d = stroke[a], stroke[b] - stroke[a]
         seg = stroke[a + 1:b] - p
-        dist = np.abs(seg[:, 0] * d[1] - seg[:, 1] * d[0]) / norm if norm > 0 else np.hypot(seg[:, 0], seg[:, 1])
+        t = np.clip(seg @ d / float(d @ d), 0.0, 1.0) if d.any() else np.zeros(len(seg))
+        dist = np.hypot(*(seg - t[:, None] * d).T)  # to the segment, so a pen going back past an end is kept
         k = int(np.argmax(dist))
         if dist[k] > tolerance:
             keep[a + 1 + k] = True
@@ -190,6 +190,19 @@ def load_bank(path: str | None = None) -> GlyphBank:
     """The bank at ``path`` (a ``.npz`` or a folder holding ``glyphs.npz``), default the shipped one (cached)."""
     path = Path(path) if path else SHIPPED_BANK
     return read_bank(path / BANK_FILE if path.is_dir() else path)
+
+
+SHIPPED_NAME = "shipped"  # how commands name the shipped bank
+
+
+@lru_cache(maxsize=8)
+def bank_for(bank: str | None, group: str | None = None) -> GlyphBank | None:
+    """A bank by what a command was given (``"shipped"``, a folder or a ``.npz``; None: no bank), narrowed to a
+    writer group (cached per process)."""
+    if not bank:
+        return None
+    whole = load_bank(None if bank == SHIPPED_NAME else bank)
+    return whole.subset(group=group) if group else whole
 
 
 # ---- building a bank from InkML ---------------------------------------------------------------------------------

@@ -131,18 +131,6 @@ def uses_glyphs(seed: int, index: int, share: float) -> bool:
     return share > 0 and np.random.default_rng([seed, index, 7]).random() < share
 
 
-def _bank(group: str | None):
-    """The shipped glyph bank's writers of ``group`` (cached per process), or None."""
-    from .glyphs import load_bank
-
-    if not group:
-        return None
-    cache = _bank.__dict__.setdefault("cache", {})
-    if group not in cache:
-        cache[group] = load_bank().subset(group=group)
-    return cache[group]
-
-
 def _sample_job(job: tuple) -> tuple[str, str, str | None]:
     """(seed, index, folder, height[, glyph share, writer group]) -> (id, caption, None) with the PNG written, or
     (id, "", reason).
@@ -151,12 +139,13 @@ def _sample_job(job: tuple) -> tuple[str, str, str | None]:
     from .inkml import caption_of, ink_from_xml, ink_to_xml
     from .prepare import PNG_OPTIONS
     from .render import render_ink
+    from .glyphs import SHIPPED_NAME, bank_for
     from .synth import synth_id, synthesize
 
     seed, index, folder, height, share, group = (*job, 0.0, None)[:6]
     key = synth_id(seed, index)
     try:
-        bank = _bank(group) if uses_glyphs(seed, index, share) else None
+        bank = bank_for(SHIPPED_NAME, group) if uses_glyphs(seed, index, share) else None
         ink = ink_from_xml(ink_to_xml(synthesize(index, seed, bank=bank)).encode(), key)
         buf = io.BytesIO()
         render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)

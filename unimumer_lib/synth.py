@@ -642,13 +642,14 @@ def glyph_images(folder, symbols: list[str], n: int, seed: int, height: int) -> 
     return records
 
 
-def _write_one(job: tuple[int, int, str]) -> tuple[str, str, str | None]:
-    """(index, seed, folder) -> (id, caption, None) or (id, "", reason)."""
+def _write_one(job: tuple) -> tuple[str, str, str | None]:
+    """(index, seed, folder, glyph bank, writer group) -> (id, caption, None) or (id, "", reason)."""
+    from .glyphs import bank_for
     from .inkml import write_inkml
 
-    index, seed, folder = job
+    index, seed, folder, bank, group = job
     try:
-        ink = synthesize(index, seed)
+        ink = synthesize(index, seed, bank=bank_for(bank, group))
     except ValueError as err:
         return synth_id(seed, index), "", str(err)
     write_inkml(Path(folder) / f"{ink.id}.inkml", ink)
@@ -683,8 +684,10 @@ def _check_out(out: Path, settings: dict, force: bool) -> None:
         path.unlink()
 
 
-def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = None, force: bool = False) -> dict:
-    """Write ``out/synthetic/<id>.inkml`` and ``out/captions.tsv`` for ``n`` samples of ``seed``.
+def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = None, force: bool = False,
+                       glyphs: str | None = None, writers: str | None = None) -> dict:
+    """Write ``out/synthetic/<id>.inkml`` and ``out/captions.tsv`` for ``n`` samples of ``seed``; ``glyphs``: in
+    real glyphs of that bank (``glyphs.bank_for``: ``"shipped"`` or a path), only its ``writers`` group if given.
 
     Returns ``{"read": n, "written": k, "rejected": n - k, "rejects": [(id, reason)], "folder": ...}``
     (``read`` counts requested samples). Same files for a seed whatever ``workers`` is. A non-empty ``out`` is
@@ -707,12 +710,18 @@ def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = Non
         raise ValueError(f"{out}: --out is a file, not a folder")
     folder = out / SYNTH_SPLIT
     settings = {"n": n, "seed": seed}
+    if glyphs:
+        from .glyphs import SHIPPED_NAME
+
+        settings.update(glyphs=glyphs if glyphs == SHIPPED_NAME else str(Path(glyphs).resolve()), writers=writers)
+    elif writers:
+        raise ValueError("--writers picks writers of a glyph bank: give --glyphs too")
     with OutputLock(out, "unimumer synth"):
         _check_out(out, settings, force)
         remove_temp_files(out, folder)
         atomic_write_text(out / SYNTH_MARKER, json.dumps(settings) + "\n")
         folder.mkdir(parents=True, exist_ok=True)
-        jobs = [(i, seed, str(folder)) for i in range(n)]
+        jobs = [(i, seed, str(folder), settings.get("glyphs"), writers) for i in range(n)]
         workers = default_workers() if workers is None else workers
         try:
             with closing(imap_ordered(_write_one, jobs, workers, chunksize=16)) as results:
