@@ -84,16 +84,20 @@ def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = N
                             eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id, **knobs)
 
 
-def generate(model, processor, images: list, prompt: str = PROMPTS["vanilla"], settings: GenerationConfig | None = None,
-             **knobs) -> list[list[str]]:
+def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS["vanilla"],
+             settings: GenerationConfig | None = None, **knobs) -> list[list[str]]:
     """Generate for one batch of images; ``num_return_sequences`` decoded outputs per image.
 
+    ``prompt``: one for every image, or a list of one per image (an EDL prompt carries its own formula).
     ``settings`` from :func:`decoding`, or ``knobs`` passed to it (``max_new_tokens=``, ``sampling=``, ...).
     """
     import torch
 
     settings = settings or decoding(processor.tokenizer, **knobs)
-    convs = [chat(_open_image(im), prompt) for im in images]
+    prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != len(images):
+        raise ValueError(f"{len(prompts)} prompts for {len(images)} images")
+    convs = [chat(_open_image(im), p) for im, p in zip(images, prompts)]
     inputs = processor.apply_chat_template(convs, tokenize=True, return_dict=True, return_tensors="pt",
                                            add_generation_prompt=True,
                                            processor_kwargs={"padding": True, "padding_side": "left"})

@@ -1,0 +1,69 @@
+"""Learnability gates: the format checks accept every task's own training targets and reject broken outputs; a model
+that never learned the auxiliary tasks (the vanilla-only tiny base) fails their gates, and its vanilla ExpRate is
+the one ``predict`` gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unimumer_lib import edl, gates, pretrain, synth
+from unimumer_lib.infer import exprate, predict
+from unimumer_lib.model import load_model
+from unimumer_lib.taskspec import TASKS
+
+CAPTIONS = synth.sample_captions(200, seed=3)
+
+
+@pytest.mark.parametrize("task", ["tree", "can"])
+def test_training_targets_are_well_formed(task):
+    targets = []
+    for c in CAPTIONS:
+        try:
+            targets.append(TASKS[task].target(c))
+        except ValueError:  # a caption the tree cannot carry
+            continue
+    assert len(targets) > 150
+    assert all(gates.well_formed(task, t) for t in targets)
+    assert not any(gates.well_formed(task, t.rpartition("\n")[2]) for t in targets)  # the LaTeX line alone
+
+
+def test_edl_targets_are_well_formed_and_broken_ones_are_not():
+    made = [w for w in gates.wrong_transcriptions(CAPTIONS, seed=1) if w is not None]
+    assert len(made) > 150
+    for (wrong, marked, log), caption in zip(made, [c for c, w in zip(CAPTIONS, gates.wrong_transcriptions(
+            CAPTIONS, seed=1)) if w is not None]):
+        assert gates.well_formed("error_find", marked, given=wrong)
+        assert gates.well_formed("error_fix", log + "\n" + caption)
+        assert edl.apply_corrections(marked, log) == caption
+    wrong, marked, log = made[0]
+    assert not gates.well_formed("error_find", marked + " " + edl.ERROR_START, given=wrong)  # unclosed mark
+    assert not gates.well_formed("error_find", marked + " x", given=wrong)  # not a copy of the given formula
+    assert not gates.well_formed("error_fix", "1: 1, 1: 1\nx")  # not a correction log
+    assert not gates.well_formed("can", "x: 1, y\nx y")
+    assert not gates.well_formed("tree", "x (right) y\nx y")
+    with pytest.raises(ValueError, match="no learnability gate"):
+        gates.well_formed("vanilla", "x")
+
+
+def test_check_names_each_missed_bar():
+    ok = gates.Gate("tree", 100, 95.0, 30.0, 35.0)
+    assert gates.check({"tree": ok}) == []
+    misses = gates.check({"tree": gates.Gate("tree", 100, 50.0, 10.0, 35.0),
+                          "error_fix": gates.Gate("error_fix", 80, 99.0, 20.0, 25.0, 20.0)})
+    assert len(misses) == 3 and misses[0].startswith("tree: 50.0 % well-formed")
+    assert "error_fix: 20.0 % exact" in misses[2]
+
+
+def test_a_vanilla_only_base_fails_the_auxiliary_gates(tmp_path):
+    model, processor = load_model(pretrain.BASE_NAME, dtype="float32")
+    records = pretrain.held_out_records(tmp_path / "img", 24, offset=2000)
+    result = gates.measure(model, processor, records, out=tmp_path / "gates.json", batch_size=12)
+    assert set(result) == set(gates.AUX_TASKS)
+    preds = predict(model, processor, records, tmp_path / "pred.json", batch_size=12, progress=False)
+    assert result["tree"].vanilla_exprate == pytest.approx(100 * exprate(preds))
+    assert result["tree"].well_formed < 50 and result["can"].well_formed < 50
+    assert any(m.startswith("tree:") for m in gates.check(result))
+    saved = json.loads((tmp_path / "gates.json").read_text())
+    assert len(saved["outputs"]["tree"]) == 24 and len(saved["outputs"]["error_fix"]) == result["error_fix"].n
