@@ -376,8 +376,9 @@ def shard_file(out: Path, index: int, count: int) -> Path:
 
 def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, cli_args: list[str],
                 root=None, force: bool = False, task: str = "vanilla") -> list[Prediction]:
-    """Data-parallel inference: ``processes`` ``unimumer infer --shard i/n`` processes, one per GPU
-    (``CUDA_VISIBLE_DEVICES=i``; on a CPU machine they share the cores), each writing (and resuming) its own shard
+    """Data-parallel inference: ``processes`` ``unimumer infer --shard i/n`` processes, one per GPU this process
+    may use (``workers.shard_device``: the i-th of its ``CUDA_VISIBLE_DEVICES``; on a CPU machine they share the
+    cores), each writing (and resuming) its own shard
     file; the shards are merged in record order into ``out``. ``cli_args``: the decoding/batch options passed on."""
     from .files import atomic_write_text
     from .outdir import OutputLock
@@ -403,7 +404,7 @@ def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str]
 
     import torch
 
-    from .workers import threads
+    from .workers import shard_device, threads
 
     records = read_inputs(data, root)
     gpus = torch.cuda.device_count()
@@ -413,7 +414,7 @@ def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str]
                str(shard_file(out, i, processes)), "--shard", f"{i}/{processes}", *cli_args,
                *(["--data", *map(str, data)] if isinstance(data, list) else ["--data", str(data)]),
                *(["--root", str(root)] if root is not None else []), *(["--force"] if force else [])]
-        env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus else {}),
+        env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": shard_device(i, gpus)} if gpus else {}),
                "OMP_NUM_THREADS": str(threads(workers=processes))}  # never more threads x processes than cores
         procs.append(subprocess.Popen(cmd, env=env))
     failed = [i for i, proc in enumerate(procs) if proc.wait()]

@@ -17,7 +17,9 @@ from .config import REPO_ROOT
 
 PAPER_EFFECTIVE_BATCH = 512
 PRESET_DIR = REPO_ROOT / "configs" / "sft"
-EXTRA_KEYS = ("effective_batch", "lora", "quantize")  # preset keys that are not SFTConfig fields
+EXTRA_KEYS = ("effective_batch", "lora", "quantize", "freeze_vision")  # preset keys that are not SFTConfig fields
+PRESET_ALIASES = {"full": "paper"}  # full fine-tuning with the paper's settings, on whatever GPUs there are
+CPU_PRESET = "cpu-smoke"  # what `unimumer train` uses, without --preset, for the offline CPU models only
 REPORT_TO = ("none", "tensorboard", "wandb")
 
 
@@ -44,6 +46,30 @@ def known_settings() -> set[str]:
 # Presets: configs/sft/<name>.yaml, the single source of the recipes (paper, single-gpu-lora, ...).
 # (checked against SFTConfig by the tests, not at import, so ``unimumer --help`` stays fast)
 PRESETS: dict[str, dict] = {p.stem: read_config_file(p, check=False) for p in sorted(PRESET_DIR.glob("*.yaml"))}
+PRESETS.update({alias: PRESETS[name] for alias, name in PRESET_ALIASES.items()})
+CPU_MODEL_MAX_HIDDEN = 1024  # a checkpoint folder whose language model is at most this wide is a CPU stand-in
+
+
+def default_preset(model: str | Path) -> str:
+    """The preset of a ``unimumer train`` run given none: ``CPU_PRESET`` for the offline CPU models (``tiny``,
+    ``small``, the shipped bases, a folder holding one of them); anything else (a hub id, a real checkpoint) is
+    refused: the CPU recipe (use_cpu, fp32, lr 3e-3) would train a 3B model on the CPU and wreck it."""
+    import json
+
+    from .model import SHIPPED, SIZES
+
+    name = str(model)
+    if name in SIZES or name in SHIPPED:
+        return CPU_PRESET
+    config = Path(name) / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if (data.get("text_config") or data).get("hidden_size", CPU_MODEL_MAX_HIDDEN + 1) <= CPU_MODEL_MAX_HIDDEN:
+            return CPU_PRESET
+    gpu = sorted(n for n, p in PRESETS.items() if not p.get("use_cpu"))
+    raise ValueError(f"--model {name}: give --preset for a real model ({', '.join(gpu)}); without one it would get "
+                     f"the CPU smoke recipe ({CPU_PRESET}: use_cpu, fp32, lr "
+                     f"{PRESETS[CPU_PRESET]['learning_rate']:g}), which is for the tiny offline models only")
 
 
 def world_size() -> int:
@@ -70,8 +96,8 @@ def make_config(preset: str, out_dir: str | Path, devices: int | None = None, co
 
     cfg = resolve_settings(preset, config, **overrides)
     effective = cfg.pop("effective_batch")
-    for key in ("lora", "quantize"):
-        cfg.pop(key)
+    for key in ("lora", "quantize", "freeze_vision"):
+        cfg.pop(key, None)
     devices = devices or world_size()
     explicit = "per_device_train_batch_size" in overrides or "per_device_train_batch_size" in (config or {})
     if not explicit and cfg["per_device_train_batch_size"] * devices > effective and effective % devices == 0:

@@ -19,8 +19,9 @@ from .files import atomic_write_text, respect_umask
 from .tally import Tally
 from . import runfolder
 from .runfolder import FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
-from .sftconfig import (PRESET_DIR, PRESETS, REPORT_TO, Recipe, lora_config, make_config, parse_ratios,
-                        parse_trl_options, ratio_options, read_config_file, resolve_settings, world_size)
+from .sftconfig import (CPU_PRESET, PRESET_DIR, PRESETS, REPORT_TO, Recipe, default_preset, lora_config,
+                        make_config, parse_ratios, parse_trl_options, ratio_options, read_config_file,
+                        resolve_settings, world_size)
 from .sftdata import load_sharegpt_dataset, task_files
 
 
@@ -125,7 +126,7 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
             # The Trainer restores optimizer/scheduler/RNG but loads Qwen-VL weights with the wrong key layout
             # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
             model = type(model).from_pretrained(str(checkpoint), dtype=model.dtype)
-        if recipe.freeze_vision:
+        if freezes_vision(recipe, settings):
             for p in model.model.visual.parameters():
                 p.requires_grad = False
         max_steps = recipe.max_steps
@@ -153,6 +154,12 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
                        rejected=len(rejects), world_size=world_size(),
                        effective_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps
                        * world_size(), trainer=trainer, model=trainer.model, processor=processor)
+
+
+def freezes_vision(recipe: Recipe, settings: dict) -> bool:
+    """Whether the run trains with the vision tower frozen: the recipe asks for it, or its preset / config does
+    (``freeze_vision``: LLaMA-Factory's ``freeze_vision_tower``)."""
+    return bool(recipe.freeze_vision or settings.get("freeze_vision"))
 
 
 def write_rejects(path: Path, rejects: list[tuple]) -> None:
@@ -309,7 +316,9 @@ def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = 
         data = {"dataset_rows": len(data), "dataset_fingerprint": data._fingerprint}
     else:
         data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data)
+    settings = resolve_settings(recipe.preset, recipe.config)
     record = {**(marker or {}), "complete": True, "preset": recipe.preset, "config": recipe.config or {},
+              "freeze_vision": freezes_vision(recipe, settings),
               "model": str(recipe.model_path), "data": data, "ratios": recipe.ratios, "git": sha or None,
               "world_size": world_size(), "sft_config": args.to_dict()}
     atomic_write_text(out_dir / RUN_CONFIG_FILE, json.dumps(record, indent=1, default=str))
@@ -358,8 +367,11 @@ def add_train_arguments(ap) -> None:
     ap.epilog = TRL_OPTIONS_HELP
     ap.add_argument("--data", nargs="+", required=True, help="<task>.json files or a task folder")
     ap.add_argument("--model", default="tiny", help="tiny | small | checkpoint folder | hub id")
-    ap.add_argument("--preset", default="cpu-smoke", choices=sorted(PRESETS),
-                    help=f"recipe from {PRESET_DIR.relative_to(REPO_ROOT)}/<name>.yaml")
+    ap.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                    help=f"recipe from {PRESET_DIR.relative_to(REPO_ROOT)}/<name>.yaml (full = paper); required "
+                         f"for a real model (a hub id or checkpoint), {CPU_PRESET} for the offline CPU models")
+    ap.add_argument("--freeze-vision", action="store_true", help="train with the vision tower frozen "
+                    "(LLaMA-Factory's freeze_vision_tower; also the presets' freeze_vision key)")
     ap.add_argument("--config", default=None, help="YAML of SFTConfig fields (+ effective_batch, lora, quantize) "
                                                    "applied over the preset")
     ap.add_argument("--out", required=True, help="run folder: checkpoints, final/, run_config.json, loss curve")
@@ -402,7 +414,8 @@ def main(argv=None) -> int:
     config = read_config_file(args.config) if args.config else None
     result = train(files, out_dir=args.out, resume=args.resume, force=args.force,
                    test_roots=[Path(r) for r in args.test_root] if args.test_root else None,
-                   allow_test_images=args.allow_test_images, model_path=args.model, preset=args.preset,
+                   allow_test_images=args.allow_test_images, model_path=args.model,
+                   preset=args.preset or default_preset(args.model), freeze_vision=args.freeze_vision,
                    max_steps=args.max_steps, seed=args.seed, ratios=parse_ratios(args.ratio), config=config,
                    report_to=args.report_to, deepspeed=deepspeed_file(args.deepspeed), lora=lora, **overrides)
     if result.trainer.is_world_process_zero():
@@ -425,6 +438,7 @@ def launch_command(files, out_dir, processes: int, recipe: Recipe, force: bool =
     cmd += ["--max-steps", str(recipe.max_steps)] if recipe.max_steps is not None else []
     cmd += ratio_options(recipe.ratios)
     cmd += ["--force"] if force else []
+    cmd += ["--freeze-vision"] if recipe.freeze_vision else []
     cmd += ["--deepspeed", deepspeed] if deepspeed else []
     return cmd
 
@@ -438,7 +452,7 @@ def launch(files, out_dir, processes: int, force: bool = False, **recipe) -> Tra
     import torch
 
     recipe = Recipe.of(**recipe)
-    if recipe.overrides or recipe.lora is not None or recipe.config or recipe.freeze_vision:
+    if recipe.overrides or recipe.lora is not None or recipe.config:
         raise ValueError(f"launch passes model, preset, steps, seed and ratios to `unimumer train`; use a config "
                          f"file (--config) for the other settings (got {sorted(recipe.overrides) or 'lora/config'})")
 

@@ -97,6 +97,17 @@ def gpu_processes(processes: int | None = None) -> int:
     return max(1, torch.cuda.device_count())
 
 
+def shard_device(index: int, gpus: int, environ=None) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` of shard ``index``: the ``index``-th (mod the count) of the devices this process
+    may use, as its own ``CUDA_VISIBLE_DEVICES`` lists them (``2,3`` -> shards on 2 and 3, never on someone else's
+    0 and 1); without that variable, device ``index % gpus``."""
+    visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
+    listed = [d.strip() for d in visible.split(",") if d.strip()] if visible is not None else []
+    if listed:
+        return listed[index % len(listed)]
+    return str(index % max(1, gpus))
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (children first), read from /proc (empty where there is none)."""
     parent_of = {}

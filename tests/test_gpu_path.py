@@ -1,0 +1,106 @@
+"""The GPU user's path where a CPU can check it: shard device masks, the preset a big model gets, the recipe's
+vision freeze reaching run_config.json, checkpoints by fraction of the run."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from PIL import Image
+
+from unimumer_lib import infer, workers
+
+
+def test_shards_run_on_the_devices_this_process_was_given(monkeypatch, tmp_path):
+    """CUDA_VISIBLE_DEVICES=2,3 (a shared node): the two shards run on 2 and 3, never on GPUs 0 and 1."""
+    started = []
+
+    class Child:  # a stand-in shard process: records its environment, then fails (nothing to merge)
+        def __init__(self, cmd, env):
+            started.append(env["CUDA_VISIBLE_DEVICES"])
+
+        def wait(self):
+            return 1
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    images = [tmp_path / f"{k}.png" for k in "ab"]
+    for path in images:
+        Image.new("RGB", (64, 32), "white").save(path)
+    with pytest.raises(RuntimeError, match="shard"):
+        infer._run_shards("tiny", images, tmp_path / "out.json", 2, [], None, False)
+    assert started == ["2", "3"]
+
+
+@pytest.mark.parametrize("visible,gpus,expected", [("2,3", 2, ["2", "3", "2"]), ("GPU-aa, GPU-bb", 2,
+                                                   ["GPU-aa", "GPU-bb", "GPU-aa"]), (None, 2, ["0", "1", "0"])])
+def test_shard_device(visible, gpus, expected):
+    env = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    assert [workers.shard_device(i, gpus, env) for i in range(3)] == expected
+
+
+def _vanilla_file(folder):
+    from unimumer_lib.tasks import caption_rows, write_task_files
+
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for k, caption in enumerate(["x + 1", "a - b", "2 x", "y = 3"]):
+        Image.new("RGB", (96, 48), "white").save(folder / f"i{k}.png")
+        items.append((f"i{k}", caption, str(folder / f"i{k}.png")))
+    rows, _ = caption_rows(items, ["vanilla"], progress=False)
+    return write_task_files(folder / "tasks", rows)["vanilla"]
+
+
+def test_a_real_model_without_a_preset_is_refused_before_any_download(tmp_path, capsys, monkeypatch):
+    from unimumer_lib import cli, model
+    from unimumer_lib.sftconfig import CPU_PRESET, default_preset
+
+    monkeypatch.setattr(model, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    data = _vanilla_file(tmp_path / "d")
+    code = cli.main(["train", "--data", str(data), "--model", "Qwen/Qwen2.5-VL-3B-Instruct", "--out",
+                     str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "give --preset for a real model" in err and "use_cpu" in err
+    assert not (tmp_path / "run").exists()
+    big, small = tmp_path / "big", tmp_path / "small"
+    for folder, hidden in ((big, 2048), (small, 128)):
+        folder.mkdir()
+        (folder / "config.json").write_text(f'{{"text_config": {{"hidden_size": {hidden}}}}}')
+    with pytest.raises(ValueError, match="give --preset"):
+        default_preset(big)
+    assert default_preset(small) == default_preset("tiny") == default_preset("tiny-base") == CPU_PRESET
+
+
+def test_full_is_the_paper_recipe():
+    from unimumer_lib.sftconfig import PRESETS, resolve_settings
+
+    assert resolve_settings("full") == resolve_settings("paper") and not PRESETS["full"].get("use_cpu")
+    assert "freeze_vision" in PRESETS["paper"]  # the choice is stated where the recipe is
+
+
+def test_freeze_vision_flag_freezes_the_tower_and_reaches_run_config(tmp_path):
+    import json
+
+    import torch
+
+    from unimumer_lib import cli
+    from unimumer_lib.model import load_model
+    from unimumer_lib.sftconfig import Recipe
+    from unimumer_lib.train import add_train_arguments, launch_command
+
+    data = _vanilla_file(tmp_path / "d")
+    assert cli.main(["train", "--data", str(data), "--model", "tiny", "--out", str(tmp_path / "run"),
+                     "--max-steps", "2", "--freeze-vision", "--learning_rate", "0.05"]) == 0
+    record = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert record["freeze_vision"] is True and record["preset"] == "cpu-smoke"
+    fresh, _ = load_model("tiny")
+    trained, _ = load_model(tmp_path / "run" / "final", dtype="float32")
+    assert all(torch.equal(a, b) for a, b in zip(fresh.model.visual.parameters(), trained.model.visual.parameters()))
+    assert not torch.equal(fresh.lm_head.weight, trained.lm_head.weight)
+    cmd = launch_command([data], tmp_path / "run2", 2, Recipe(freeze_vision=True))
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    add_train_arguments(ap)
+    assert ap.parse_known_args(cmd[cmd.index("train") + 1:])[0].freeze_vision is True
