@@ -104,3 +104,70 @@ def test_freeze_vision_flag_freezes_the_tower_and_reaches_run_config(tmp_path):
     ap = argparse.ArgumentParser()
     add_train_arguments(ap)
     assert ap.parse_known_args(cmd[cmd.index("train") + 1:])[0].freeze_vision is True
+
+
+def test_a_transparent_image_is_read_on_white_paper(tmp_path):
+    """A canvas export (black ink, alpha 0 elsewhere) reads as its opaque copy, in inference and training alike."""
+    import numpy as np
+
+    from unimumer_lib import pretrain
+    from unimumer_lib.infer import _open_image, predict
+    from unimumer_lib.model import fit_pixels, load_model
+    from unimumer_lib.records import Record
+
+    records = pretrain.held_out_records(tmp_path / "img", 6, offset=2100)
+    clear = []
+    for r in records:
+        grey = np.asarray(Image.open(r.image_path).convert("L"))
+        rgba = np.zeros((*grey.shape, 4), np.uint8)
+        rgba[..., 3] = 255 - grey  # ink opaque black, paper fully transparent
+        path = tmp_path / f"{r.id}_clear.png"
+        Image.fromarray(rgba, "RGBA").save(path)
+        clear.append(Record(id=r.id, caption=r.caption, image_path=str(path)))
+        opened = np.asarray(_open_image(path), dtype=float)
+        assert opened.mean() > 200 and abs(opened - np.asarray(_open_image(r.image_path), dtype=float)).max() <= 2
+        assert np.asarray(fit_pixels(Image.open(path))).mean() > 200  # the training path too
+    model, processor = load_model("tiny-base", dtype="float32")
+    a = predict(model, processor, records, tmp_path / "a.json", progress=False)
+    b = predict(model, processor, clear, tmp_path / "b.json", progress=False)
+    assert [p.pred for p in a] == [p.pred for p in b]
+
+
+def test_vllm_gets_bf16_a_bounded_context_and_a_seed(monkeypatch):
+    import importlib.machinery
+    import sys
+    import types
+
+    from unimumer_lib.infer import _vllm_runner, decoding
+    from unimumer_lib.model import load_model
+
+    made = {}
+
+    class LLM:
+        def __init__(self, model, **options):
+            made.update(options, model=model)
+
+    _, processor = load_model("tiny")
+    fake = types.ModuleType("vllm")
+    fake.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    fake.LLM, fake.SamplingParams = LLM, lambda **kw: kw
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    _vllm_runner("some/checkpoint", processor, decoding(processor.tokenizer, max_new_tokens=512))
+    assert made["dtype"] == "bfloat16" and made["seed"] == 0 and made["limit_mm_per_prompt"] == {"image": 1}
+    assert 512 + 334 < made["max_model_len"] <= 4096
+
+
+def test_the_paper_recipe_checkpoints_by_fraction_and_loads_data_in_workers(tmp_path):
+    """save_steps 500 never saved an arm of 17-86 steps; data prepared in the training process starves the GPU.
+    The preset's data-loader settings run here on CPU, and a fraction gives a checkpoint per tenth of the run."""
+    from unimumer_lib.sftconfig import PRESETS
+    from unimumer_lib.train import train
+
+    paper = PRESETS["paper"]
+    assert 0 < paper["save_steps"] < 1 and paper["dataloader_num_workers"] >= 2
+    data = _vanilla_file(tmp_path / "d")
+    result = train(data, out_dir=tmp_path / "run", max_steps=4, save_steps=0.5,
+                   dataloader_num_workers=paper["dataloader_num_workers"],
+                   dataloader_persistent_workers=paper["dataloader_persistent_workers"], disable_tqdm=True)
+    assert result.global_step == 4
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]

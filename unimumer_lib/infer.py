@@ -46,12 +46,12 @@ def _open_image(image):
     """RGB, resized into the training pixel range (``model.fit_pixels``) so the model sees what it trained on."""
     from PIL import Image
 
-    from .model import fit_pixels
+    from .model import fit_pixels, on_white
 
     if isinstance(image, (str, Path)):
         with Image.open(image) as im:
-            return fit_pixels(im.convert("RGB"))
-    return fit_pixels(image.convert("RGB"))
+            return fit_pixels(on_white(im))
+    return fit_pixels(on_white(image))
 
 
 def chat(image, prompt: str) -> list[dict]:
@@ -199,7 +199,7 @@ def _write_final(path: Path, rows: list[Prediction]) -> Path:
 
 def open_checked(record: Record):
     """(the record's image ready for the model, "") or (None, the reason it cannot be read, naming the file)."""
-    from .model import fit_pixels
+    from .model import fit_pixels, on_white
     from .records import open_image_checked
 
     if record.image is not None:
@@ -207,7 +207,7 @@ def open_checked(record: Record):
     if not record.image_path:
         return None, record.error or "no image"
     image, why = open_image_checked(record.image_path)
-    return (fit_pixels(image.convert("RGB")), "") if image is not None else (None, why)
+    return (fit_pixels(on_white(image)), "") if image is not None else (None, why)
 
 
 @dataclass(frozen=True)
@@ -447,7 +447,7 @@ def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str 
         from vllm import LLM
     except ImportError as err:
         raise ImportError("backend='vllm' needs `pip install -e .[vllm]` (GPU only); use backend='hf'") from err
-    llm = LLM(model=str(model_path), limit_mm_per_prompt={"image": 1})
+    llm = LLM(model=str(model_path), **vllm_options(settings))
     params = vllm_sampling(settings)
     text = processor.apply_chat_template(chat(None, prompt), add_generation_prompt=True, tokenize=False)
 
@@ -456,6 +456,17 @@ def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str 
         return [[o.outputs[0].text.strip()] for o in llm.generate(reqs, params)]
 
     return run
+
+
+VLLM_PROMPT_TOKENS = 1024  # chat template + prompt + an image of at most 262,144 pixels (334 tokens), with room
+
+
+def vllm_options(settings: GenerationConfig, seed: int = 0) -> dict:
+    """The ``vllm.LLM`` options: bf16 as the official script (auto would pick fp16 from an fp32 config), a context
+    long enough for one image and the answer (the config's 128k would make vLLM profile the encoder at its largest
+    image and reserve a 128k KV cache), one image per prompt, a seed."""
+    return {"limit_mm_per_prompt": {"image": 1}, "dtype": "bfloat16", "seed": seed,
+            "max_model_len": VLLM_PROMPT_TOKENS + settings.max_new_tokens}
 
 
 def vllm_sampling(settings: GenerationConfig):

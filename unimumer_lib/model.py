@@ -151,6 +151,20 @@ def read_chat_template(path_or_id: str | Path) -> str | None:
     return None
 
 
+def on_white(image):
+    """RGB, a transparent background composited onto white paper (what a canvas or a drawing program exports:
+    black ink, alpha 0 elsewhere; ``convert("RGB")`` alone would turn that paper black)."""
+    from PIL import Image
+
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA")
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, image).convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
 def fit_pixels(image, max_pixels: int = PAPER_MAX_PIXELS, min_pixels: int = MIN_PIXELS):
     """Resize a PIL image the way LLaMA-Factory's Qwen2-VL plugin does before the image processor sees it
     (Uni-MuMER's training path): scale into [min_pixels, max_pixels] (int-truncated sides), each side at least
@@ -167,7 +181,7 @@ def fit_pixels(image, max_pixels: int = PAPER_MAX_PIXELS, min_pixels: int = MIN_
         image = image.resize((image.height * 180, image.height))
     if image.height / image.width > 200:
         image = image.resize((image.width, image.width * 180))
-    return image.convert("RGB") if image.mode != "RGB" else image
+    return on_white(image)
 
 
 def set_pixel_bounds(processor, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
