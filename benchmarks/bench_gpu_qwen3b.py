@@ -60,13 +60,17 @@ def peak_tflops(device_name: str) -> float:
 
 
 def train_flops(model, batch: int, seq: int, image_tokens: int) -> float:
-    """Model FLOPs of one training step: 6 x parameters x the tokens each part processes. The language model
-    sees ``seq`` tokens per sample; the vision tower sees every patch before the 2x2 merge, i.e. 4 x the image
-    tokens (counting its parameters over language tokens under-counts by ~4x for those parameters)."""
+    """Model FLOPs of one training step, per parameter x the tokens its part processes: 2 forward, 2 for the
+    gradient of the input, and 2 for its own weight gradient only where it is trained (a frozen LoRA base weight
+    has no weight-gradient product: 4 not 6). The language model sees ``seq`` tokens per sample; the vision tower
+    sees every patch before the 2x2 merge, i.e. 4 x the image tokens."""
     visual = model.get_base_model().model.visual if hasattr(model, "get_base_model") else model.model.visual
-    vision = sum(p.numel() for p in visual.parameters())
-    language = sum(p.numel() for p in model.parameters()) - vision
-    return 6 * batch * (language * seq + vision * 4 * image_tokens)
+    in_vision = {id(p) for p in visual.parameters()}
+    flops = 0.0
+    for p in model.parameters():
+        tokens = 4 * image_tokens if id(p) in in_vision else seq
+        flops += (6 if p.requires_grad else 4) * p.numel() * tokens
+    return batch * flops
 
 
 def build(smoke: bool, attn: str, device: str, dtype: torch.dtype, fixture: bool = False):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
+import pytest
 import torch
 
 from unimumer_lib.config import REPO_ROOT
@@ -33,3 +34,18 @@ def test_mfu_counts_vision_parameters_over_patches():
 def test_peak_of_pcie_and_sxm_parts_differ():
     assert bench.peak_tflops("NVIDIA H100 PCIe") == 756.0 and bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0 and math.isnan(bench.peak_tflops("Tesla T4"))
+
+
+def test_lora_rows_count_no_weight_gradient_for_frozen_weights():
+    """Issue 31: 6 x N x T for LoRA rows, where the frozen base has no weight-gradient products, read ~1.5x high."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in bench.QWEN25_VL_3B.items()}
+    config = Qwen2_5_VLConfig(**{k: v for k, v in cfg.items() if k not in ("architectures", "model_type")})
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    full = bench.train_flops(model, 2, 600, 324)
+    for p in model.parameters():
+        p.requires_grad = False
+    frozen = bench.train_flops(model, 2, 600, 324)
+    assert frozen / full == pytest.approx(4 / 6)  # every weight frozen: forward + input gradient only

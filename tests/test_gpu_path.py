@@ -171,3 +171,22 @@ def test_the_paper_recipe_checkpoints_by_fraction_and_loads_data_in_workers(tmp_
                    dataloader_persistent_workers=paper["dataloader_persistent_workers"], disable_tqdm=True)
     assert result.global_step == 4
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_flash_attention_where_it_imports_on_a_gpu_else_sdpa(monkeypatch, tmp_path):
+    import importlib.util
+    import json
+
+    from unimumer_lib.model import attention_implementation
+    from unimumer_lib.train import train
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else
+                        real(name, *a))
+    assert attention_implementation(cuda=True) == "flash_attention_2"
+    assert attention_implementation(cuda=False) == "sdpa"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else
+                        real(name, *a))
+    assert attention_implementation(cuda=True) == "sdpa"
+    train(_vanilla_file(tmp_path / "d"), out_dir=tmp_path / "run", max_steps=1, disable_tqdm=True)
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["attn_implementation"] in ("sdpa", "eager")

@@ -304,12 +304,13 @@ def load_for_inference(model_path: str | Path):
     is faster than splitting its layers over several (run one process per GPU for throughput)."""
     import torch
 
-    from .model import load_model
+    from .model import attention_implementation, load_model
 
     if torch.cuda.is_available():
         gpu = int(os.environ.get("LOCAL_RANK", "0"))
         fits = weights_bytes(model_path) < 0.8 * torch.cuda.get_device_properties(gpu).total_memory
-        return load_model(model_path, dtype="auto", device_map={"": gpu} if fits else "auto")
+        return load_model(model_path, dtype="auto", device_map={"": gpu} if fits else "auto",
+                          attn_implementation=attention_implementation(cuda=True))
     return load_model(model_path, dtype="float32")
 
 

@@ -151,6 +151,18 @@ def read_chat_template(path_or_id: str | Path) -> str | None:
     return None
 
 
+def attention_implementation(cuda: bool | None = None) -> str:
+    """The attention kernels for a real model: ``flash_attention_2`` on a GPU where the ``flash-attn`` package
+    imports (Qwen2.5-VL's vision tower otherwise loops over its windows, one sdpa call per window per layer),
+    else ``sdpa``. The choice is recorded in ``run_config.json`` / the prediction run file."""
+    import importlib.util
+
+    import torch
+
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    return "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") is not None else "sdpa"
+
+
 def on_white(image):
     """RGB, a transparent background composited onto white paper (what a canvas or a drawing program exports:
     black ink, alpha 0 elsewhere; ``convert("RGB")`` alone would turn that paper black)."""

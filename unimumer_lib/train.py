@@ -29,7 +29,7 @@ def _load(model_path, settings: dict):
     """Model + processor for training. Full fine-tuning loads fp32: the optimizer then updates fp32 master
     weights while bf16 autocasts the compute (a bf16-loaded model loses lr-1e-5 updates to rounding).
     LoRA keeps the frozen base in bf16; QLoRA quantises it to 4 bits. ``settings``: resolved preset + overrides."""
-    from .model import load_model, tiny_model
+    from .model import SHIPPED, attention_implementation, load_model, tiny_model
 
     if str(model_path) in ("tiny", "small"):
         return tiny_model(str(model_path))
@@ -46,6 +46,8 @@ def _load(model_path, settings: dict):
     # DeepSpeed's bf16 optimizer keeps its own fp32 master copy, so bf16 weights suffice there (and halve host RAM).
     owns_master = settings.get("lora") is not None or settings.get("deepspeed")
     dtype = "bfloat16" if owns_master and settings.get("bf16") else "float32"
+    if str(model_path) not in SHIPPED:
+        kwargs["attn_implementation"] = attention_implementation()
     return load_model(model_path, dtype=dtype, **kwargs)
 
 
@@ -148,7 +150,8 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
         history = [h for h in trainer.state.log_history if "loss" in h]
         if trainer.is_world_process_zero():
             atomic_write_text(out_dir / LOSS_HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
-            record_run(out_dir, args, recipe, train_json, marker)
+            record_run(out_dir, args, recipe, train_json, marker,
+                       getattr(trainer.model.config, "_attn_implementation", None))
     return TrainResult(final_dir=str(final), global_step=trainer.state.global_step, train_loss=result.training_loss,
                        last_loss=history[-1]["loss"] if history else None, wall_s=wall, records=len(dataset),
                        rejected=len(rejects), world_size=world_size(),
@@ -307,7 +310,7 @@ def git_commit() -> str | None:
     return sha or None
 
 
-def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = None) -> None:
+def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = None, attn: str | None = None) -> None:
     """``run_config.json``: the run marker (``runfolder``) completed with preset, config-file settings, model,
     the training data (its files, or an in-memory dataset's size and fingerprint), git commit and the resolved
     SFTConfig."""
@@ -318,7 +321,7 @@ def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = 
         data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data)
     settings = resolve_settings(recipe.preset, recipe.config)
     record = {**(marker or {}), "complete": True, "preset": recipe.preset, "config": recipe.config or {},
-              "freeze_vision": freezes_vision(recipe, settings),
+              "freeze_vision": freezes_vision(recipe, settings), "attn_implementation": attn,
               "model": str(recipe.model_path), "data": data, "ratios": recipe.ratios, "git": sha or None,
               "world_size": world_size(), "sft_config": args.to_dict()}
     atomic_write_text(out_dir / RUN_CONFIG_FILE, json.dumps(record, indent=1, default=str))
