@@ -190,3 +190,47 @@ def test_flash_attention_where_it_imports_on_a_gpu_else_sdpa(monkeypatch, tmp_pa
     assert attention_implementation(cuda=True) == "sdpa"
     train(_vanilla_file(tmp_path / "d"), out_dir=tmp_path / "run", max_steps=1, disable_tqdm=True)
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["attn_implementation"] in ("sdpa", "eager")
+
+
+def test_vllm_runs_a_lora_final_folder_as_base_plus_adapter(monkeypatch, tmp_path):
+    """A LoRA final/ holds adapters only: vLLM loads the base it names and applies the adapter to every request."""
+    import importlib.machinery
+    import json
+    import sys
+    import types
+
+    from unimumer_lib.infer import _vllm_runner, decoding
+    from unimumer_lib.model import load_model
+
+    _, processor = load_model("tiny")
+    made, asked = {}, []
+
+    class LLM:
+        def __init__(self, model, **options):
+            made.update(options, model=model)
+
+        def generate(self, requests, params, lora_request=None):
+            asked.append(lora_request)
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=" x ")]) for _ in requests]
+
+    class LoRARequest:
+        def __init__(self, name, index, path):
+            self.path = path
+
+    for name, attrs in (("vllm", {"LLM": LLM, "SamplingParams": lambda **kw: kw}), ("vllm.lora", {}),
+                        ("vllm.lora.request", {"LoRARequest": LoRARequest})):
+        module = types.ModuleType(name)
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        module.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, module)
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen2.5-VL-3B-Instruct",
+                                                           "r": 16}))
+    run = _vllm_runner(final, processor, decoding(processor.tokenizer))
+    assert run([Image.new("RGB", (64, 32), "white")]) == [["x"]]
+    assert made["model"] == "Qwen/Qwen2.5-VL-3B-Instruct" and made["enable_lora"] and made["max_lora_rank"] == 16
+    assert asked[0].path == str(final)
+    (final / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="names no base model"):
+        _vllm_runner(final, processor, decoding(processor.tokenizer))

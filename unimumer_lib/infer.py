@@ -448,15 +448,37 @@ def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str 
         from vllm import LLM
     except ImportError as err:
         raise ImportError("backend='vllm' needs `pip install -e .[vllm]` (GPU only); use backend='hf'") from err
-    llm = LLM(model=str(model_path), **vllm_options(settings))
+    base, adapter = lora_parts(model_path)
+    options = vllm_options(settings)
+    if adapter is not None:
+        options.update(enable_lora=True, max_lora_rank=adapter["r"])
+    llm = LLM(model=str(base), **options)
     params = vllm_sampling(settings)
     text = processor.apply_chat_template(chat(None, prompt), add_generation_prompt=True, tokenize=False)
+    extra = {}
+    if adapter is not None:
+        from vllm.lora.request import LoRARequest
+
+        extra["lora_request"] = LoRARequest("unimumer-adapter", 1, str(model_path))
 
     def run(images):
         reqs = [{"prompt": text, "multi_modal_data": {"image": _open_image(im)}} for im in images]
-        return [[o.outputs[0].text.strip()] for o in llm.generate(reqs, params)]
+        return [[o.outputs[0].text.strip()] for o in llm.generate(reqs, params, **extra)]
 
     return run
+
+
+def lora_parts(model_path) -> tuple[str, dict | None]:
+    """(the model vLLM loads, the adapter's config or None): a LoRA/QLoRA ``final/`` holds adapters only (no
+    config.json, no full weights), so vLLM loads its base and applies the adapter per request."""
+    config = Path(str(model_path)) / "adapter_config.json"
+    if not config.is_file():
+        return str(model_path), None
+    adapter = json.loads(config.read_text(encoding="utf-8"))
+    base = adapter.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{config}: the adapter names no base model (base_model_name_or_path); vLLM cannot load it")
+    return base, adapter
 
 
 VLLM_PROMPT_TOKENS = 1024  # chat template + prompt + an image of at most 262,144 pixels (334 tokens), with room
