@@ -234,3 +234,30 @@ def test_vllm_runs_a_lora_final_folder_as_base_plus_adapter(monkeypatch, tmp_pat
     (final / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="names no base model"):
         _vllm_runner(final, processor, decoding(processor.tokenizer))
+
+
+def test_official_sizing_is_qwen_vl_utils_smart_resize(tmp_path):
+    """Official inference resizes with qwen_vl_utils (multiples of 28, 3,136-12,845,056 pixels, no 262,144 cap);
+    `infer --sizing official` does the same, and the default stays the training fit."""
+    from unimumer_lib import cli
+    from unimumer_lib.model import fit_pixels, official_size
+
+    # smart_resize by hand: 1000 x 700 -> round to 28: 1008 x 700 (25 x 36 patches), no cap
+    assert official_size(Image.new("RGB", (1000, 700))).size == (1008, 700)
+    assert fit_pixels(Image.new("RGB", (1000, 700))).size[0] * fit_pixels(Image.new("RGB", (1000, 700))).size[1] \
+        <= 262_144
+    tiny = official_size(Image.new("RGB", (20, 10)))
+    assert tiny.size[0] % 28 == tiny.size[1] % 28 == 0 and tiny.size[0] * tiny.size[1] >= 3136
+    huge = official_size(Image.new("RGB", (20000, 1000)))
+    assert huge.size[0] * huge.size[1] <= 12_845_056 and huge.size[0] % 28 == 0
+    clear = Image.new("RGBA", (56, 56), (0, 0, 0, 0))
+    assert official_size(clear).getpixel((5, 5)) == (255, 255, 255)
+    image = tmp_path / "x.png"
+    Image.new("RGB", (300, 100), "white").save(image)
+    for sizing in ("paper", "official"):
+        assert cli.main(["infer", "--model", "tiny-base", "--data", str(image), "--out",
+                         str(tmp_path / f"{sizing}.json"), "--sizing", sizing, "--max-new-tokens", "4"]) == 0
+    import json
+
+    assert json.loads((tmp_path / "official.json.run.json").read_text())["sizing"] == "official"
+    assert "sizing" not in json.loads((tmp_path / "paper.json.run.json").read_text())

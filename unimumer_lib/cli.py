@@ -146,7 +146,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from .workers import gpu_processes, set_torch_threads
 
     set_torch_threads()  # OMP_NUM_THREADS when set (the shards get their share), else this process's cores
-    knobs = dict(task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    knobs = dict(task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                 sizing=args.sizing)
     if (args.image is None) == (args.data is None):
         raise ValueError("give --data (a data set or a folder of images) or --image FILE [FILE ...], not both")
     if args.image is not None and args.out is None:  # just show what the model reads
@@ -169,7 +170,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         from .infer import run_sharded
 
         passed = ["--backend", args.backend, "--batch-size", str(args.batch_size), "--task", args.task,
-                  "--sampling", args.sampling, "--num-beams", str(args.num_beams),
+                  "--sampling", args.sampling, "--num-beams", str(args.num_beams), "--sizing", args.sizing,
                   *(["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens is not None else [])]
         rows = run_sharded(args.model, data, args.out, processes, passed, root=args.root, force=args.force,
                            task=args.task)
@@ -339,6 +340,7 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     from .infer import SAMPLING
+    from .model import SIZINGS
     from .train import add_train_arguments
 
     s = sub.add_parser("train", parents=[debug], help="fine-tune a Qwen-VL model on task files (TRL SFT)")
@@ -370,6 +372,9 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--num-beams", type=int, default=1, help="beam search width with greedy (default 1)")
     s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy",
                    help="greedy (default, deterministic) or official (the Uni-MuMER vLLM script's sampling)")
+    s.add_argument("--sizing", choices=SIZINGS, default=SIZINGS[0],
+                   help="paper (default: LLaMA-Factory's fit, at most 262,144 pixels, as the model was trained) or "
+                        "official (the official inference script's qwen_vl_utils sizing: 3,136-12,845,056 pixels)")
     s.set_defaults(func=cmd_infer)
 
     s = sub.add_parser("pretrain", parents=[debug], help="pretrain the tiny base model on synthetic handwriting")

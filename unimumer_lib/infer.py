@@ -42,16 +42,17 @@ OFFICIAL_MAX_TOKENS = 2048
 # can 308 / 244; error_find is a marked caption, error_fix a correction log + caption.
 
 
-def _open_image(image):
-    """RGB, resized into the training pixel range (``model.fit_pixels``) so the model sees what it trained on."""
+def _open_image(image, sizing: str = "paper"):
+    """RGB on white, resized into the training pixel range (``model.sized``: ``fit_pixels`` so the model sees what
+    it trained on, or the official script's sizing)."""
     from PIL import Image
 
-    from .model import fit_pixels, on_white
+    from .model import sized
 
     if isinstance(image, (str, Path)):
         with Image.open(image) as im:
-            return fit_pixels(on_white(im))
-    return fit_pixels(on_white(image))
+            return sized(im, sizing)
+    return sized(image, sizing)
 
 
 def chat(image, prompt: str) -> list[dict]:
@@ -85,7 +86,7 @@ def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = N
 
 
 def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS["vanilla"],
-             settings: GenerationConfig | None = None, **knobs) -> list[list[str]]:
+             settings: GenerationConfig | None = None, sizing: str = "paper", **knobs) -> list[list[str]]:
     """Generate for one batch of images; ``num_return_sequences`` decoded outputs per image.
 
     ``prompt``: one for every image, or a list of one per image (an EDL prompt carries its own formula).
@@ -97,7 +98,7 @@ def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS["
     prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
     if len(prompts) != len(images):
         raise ValueError(f"{len(prompts)} prompts for {len(images)} images")
-    convs = [chat(_open_image(im), p) for im, p in zip(images, prompts)]
+    convs = [chat(_open_image(im, sizing), p) for im, p in zip(images, prompts)]
     inputs = processor.apply_chat_template(convs, tokenize=True, return_dict=True, return_tensors="pt",
                                            add_generation_prompt=True,
                                            processor_kwargs={"padding": True, "padding_side": "left"})
@@ -197,17 +198,17 @@ def _write_final(path: Path, rows: list[Prediction]) -> Path:
     return write_predictions(path, rows)
 
 
-def open_checked(record: Record):
+def open_checked(record: Record, sizing: str = "paper"):
     """(the record's image ready for the model, "") or (None, the reason it cannot be read, naming the file)."""
-    from .model import fit_pixels, on_white
+    from .model import sized
     from .records import open_image_checked
 
     if record.image is not None:
-        return _open_image(record.image), ""
+        return _open_image(record.image, sizing), ""
     if not record.image_path:
         return None, record.error or "no image"
     image, why = open_image_checked(record.image_path)
-    return (fit_pixels(on_white(image)), "") if image is not None else (None, why)
+    return (sized(image, sizing), "") if image is not None else (None, why)
 
 
 @dataclass(frozen=True)
@@ -237,12 +238,15 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     from .outdir import OutputLock
 
     records = load_records(records) if isinstance(records, (str, Path)) else list(records)
+    sizing = knobs.pop("sizing", "paper")
     settings = decoding(processor.tokenizer, task=task, **knobs)
     prompt = PROMPTS[task if task in PROMPTS else "vanilla"]
     out = Path(out)
     partial = side_file(out, PARTIAL_SUFFIX)
     on_vllm = isinstance(model, VllmModel)
     wanted = run_settings(model.path if on_vllm else model, task, prompt, settings, records)
+    if sizing != "paper":  # (recorded only when not the default, so earlier runs keep their settings)
+        wanted["sizing"] = sizing
     with OutputLock(out.parent, name=f".{out.name}.unimumer.lock"):
         claim_output(out, wanted, force)
         atomic_write_text(side_file(out, RUN_SUFFIX), json.dumps({**wanted, "complete": False}, indent=1) + "\n")
@@ -252,14 +256,14 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
         done.update((p.img_id, p) for p in _read_partial(partial))
         done = {k: p for k, p in done.items() if not p.error}  # rejected rows are tried again
         todo = [r for r in records if r.id not in done]
-        run = _vllm_runner(model.path, processor, settings, prompt) if on_vllm else (
-            lambda images: generate(model, processor, images, prompt, settings))
+        run = _vllm_runner(model.path, processor, settings, prompt, sizing) if on_vllm else (
+            lambda images: generate(model, processor, images, prompt, settings, sizing))
         step = max(batch_size, VLLM_CHUNK) if on_vllm else batch_size  # vLLM batches internally
         with partial.open("a", encoding="utf-8") as sink, tqdm(total=len(todo), disable=not progress,
                                                               desc="predict") as bar:
             for i in range(0, len(todo), step):
                 batch = todo[i:i + step]
-                opened = [(r, *open_checked(r)) for r in batch]
+                opened = [(r, *open_checked(r, sizing)) for r in batch]
                 rows = [_rejected(r, why) for r, _, why in opened if why]
                 ok = [(r, image) for r, image, why in opened if not why]
                 if ok:
@@ -327,12 +331,13 @@ def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int 
     ``(model, processor)`` pair. ``knobs``: decoding settings as for :func:`decoding`."""
     net, processor = model if isinstance(model, tuple) else load_for_inference(model)
     images = [images] if isinstance(images, (str, Path)) or hasattr(images, "convert") else list(images)
+    sizing = knobs.pop("sizing", "paper")
     settings = decoding(processor.tokenizer, task=task, **knobs)
     prompt = PROMPTS[task if task in PROMPTS else "vanilla"]
     out = []
     for i in range(0, len(images), batch_size):
         out += [extract(texts[0], task) for texts in generate(net, processor, images[i:i + batch_size], prompt,
-                                                              settings)]
+                                                              settings, sizing)]
     return out
 
 
@@ -442,7 +447,8 @@ def exprate(rows: list[Prediction]) -> float:
     return sum(r.pred.split() == r.gt.split() for r in rows) / max(1, len(rows))
 
 
-def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str = PROMPTS["vanilla"]):
+def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str = PROMPTS["vanilla"],
+                 sizing: str = "paper"):
     """A batch -> outputs callable backed by vLLM; ``model_path`` is a checkpoint folder or hub id."""
     try:
         from vllm import LLM
@@ -462,7 +468,7 @@ def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str 
         extra["lora_request"] = LoRARequest("unimumer-adapter", 1, str(model_path))
 
     def run(images):
-        reqs = [{"prompt": text, "multi_modal_data": {"image": _open_image(im)}} for im in images]
+        reqs = [{"prompt": text, "multi_modal_data": {"image": _open_image(im, sizing)}} for im in images]
         return [[o.outputs[0].text.strip()] for o in llm.generate(reqs, params, **extra)]
 
     return run

@@ -163,6 +163,34 @@ def attention_implementation(cuda: bool | None = None) -> str:
     return "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") is not None else "sdpa"
 
 
+SIZINGS = ("paper", "official")  # paper: fit_pixels (LLaMA-Factory, the 262,144 cap); official: official_size
+OFFICIAL_FACTOR, OFFICIAL_MIN_PIXELS, OFFICIAL_MAX_PIXELS = 28, 4 * 28 * 28, 16384 * 28 * 28  # qwen_vl_utils'
+
+
+def official_size(image):
+    """The official inference script's sizing (``qwen_vl_utils``' ``smart_resize``): sides rounded to multiples
+    of 28, the area brought into 3,136..12,845,056 pixels (no 262,144 cap), on white paper."""
+    import math
+
+    image = on_white(image)
+    f, h, w = OFFICIAL_FACTOR, image.height, image.width
+    hb, wb = max(f, round(h / f) * f), max(f, round(w / f) * f)
+    if hb * wb > OFFICIAL_MAX_PIXELS:
+        beta = math.sqrt(h * w / OFFICIAL_MAX_PIXELS)
+        hb, wb = max(f, math.floor(h / beta / f) * f), max(f, math.floor(w / beta / f) * f)
+    elif hb * wb < OFFICIAL_MIN_PIXELS:
+        beta = math.sqrt(OFFICIAL_MIN_PIXELS / (h * w))
+        hb, wb = math.ceil(h * beta / f) * f, math.ceil(w * beta / f) * f
+    return image if (wb, hb) == image.size else image.resize((wb, hb), resample=3)  # bicubic, as PIL's default
+
+
+def sized(image, sizing: str = "paper"):
+    """An image brought to what the model sees: ``fit_pixels`` (paper) or ``official_size`` (official)."""
+    if sizing not in SIZINGS:
+        raise ValueError(f"sizing {sizing!r}: choose one of {', '.join(SIZINGS)}")
+    return official_size(image) if sizing == "official" else fit_pixels(image)
+
+
 def on_white(image):
     """RGB, a transparent background composited onto white paper (what a canvas or a drawing program exports:
     black ink, alpha 0 elsewhere; ``convert("RGB")`` alone would turn that paper black)."""
