@@ -85,3 +85,31 @@ def test_each_fold_frees_its_model_before_the_next_fold(crohme_root, tmp_path, m
     gc.collect()
     assert live_at_train == [1, 1, 1]  # only the fold's own model while it trains
     assert sum(ref() is not None for ref in made) == 0
+
+
+def test_each_fold_samples_from_its_saved_model_with_the_trainer_gone(crohme_root, tmp_path, monkeypatch):
+    """Issue 31: mining sampled from the fp32 master model with its optimizer state alive; it now samples the saved
+    final/ loaded as for inference (bf16 on a GPU), once the trainer is freed."""
+    import gc
+    import weakref
+
+    from unimumer_lib import mining
+    from unimumer_lib.model import tiny_model
+
+    sample_caption_set(crohme_root / "train", tmp_path / "set", 6, min_tokens=3, max_tokens=8, height=64)
+    made, live_at_sampling, real_sample = [], [], mining.sample_outputs
+
+    def make_model():
+        model, processor = tiny_model()
+        made.append(weakref.ref(model))
+        return model, processor
+
+    def counting_sample(model, *args, **kwargs):
+        gc.collect()
+        live_at_sampling.append((sum(ref() is not None for ref in made), any(ref() is model for ref in made)))
+        return real_sample(model, *args, **kwargs)
+
+    monkeypatch.setattr(mining, "sample_outputs", counting_sample)
+    mining.mine_errors(tmp_path / "set", tmp_path / "out", Mining(k=2, samples=1, max_steps=2, max_new_tokens=8),
+                       make_model=make_model, progress=False, disable_tqdm=True, save_steps=10**6)
+    assert live_at_sampling == [(0, False), (0, False)]

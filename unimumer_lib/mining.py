@@ -119,6 +119,7 @@ def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None,
     ``make_model()`` -> (model, processor) replaces loading ``settings.model`` for each fold; ``train_kwargs`` go
     to ``train.train``. Returns a summary with per-fold counts and the task-file counts (read = written + rejected).
     """
+    from .infer import load_for_inference
     from .train import train
 
     out = Path(out)
@@ -142,11 +143,15 @@ def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None,
             result = train(paths["vanilla"], model_path=settings.model, preset=settings.preset,
                            out_dir=fold_dir / "sft", max_steps=settings.max_steps, seed=seed + f, model=model,
                            processor=processor, force=True, **train_kwargs)  # force: a fold cut short starts again
-            fold_samples = sample_outputs(result.model, result.processor, [by_id[i] for i in held], settings, f,
+            final = result.final_dir
+            del result, model, processor  # this fold's trainer, fp32 master weights and optimizer state
+            free_memory()  # before sampling and before the next fold's model exists
+            fold_model, fold_processor = load_for_inference(final)  # bf16 on a GPU (as inference), fp32 on a CPU
+            fold_samples = sample_outputs(fold_model, fold_processor, [by_id[i] for i in held], settings, f,
                                           progress)
             write_predictions(done, fold_samples)
-            del result, model, processor  # this fold's trainer, model and optimizer state
-            free_memory()  # before the next fold's model exists (two 3B models + optimizer do not fit 80 GB)
+            del fold_model, fold_processor
+            free_memory()
         errors = distinct_errors(fold_samples)
         per_fold.append({"fold": f, "held_out": len(held), "samples": len(fold_samples), "errors": len(errors)})
         all_samples += errors
