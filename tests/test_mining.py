@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from unimumer_lib.edl import apply_corrections
 from unimumer_lib.mining import (MINED_PREDICTIONS, Mining, distinct_errors, kfold, mine_errors,
                                  sample_caption_set)
-from unimumer_lib.predictions import Prediction
+from unimumer_lib.predictions import Prediction, read_rows
 from unimumer_lib.records import read_sharegpt
 from unimumer_lib.tasks import PROMPTS, split_answer
 
@@ -113,3 +114,28 @@ def test_each_fold_samples_from_its_saved_model_with_the_trainer_gone(crohme_roo
     mining.mine_errors(tmp_path / "set", tmp_path / "out", Mining(k=2, samples=1, max_steps=2, max_new_tokens=8),
                        make_model=make_model, progress=False, disable_tqdm=True, save_steps=10**6)
     assert live_at_sampling == [(0, False), (0, False)]
+
+
+def test_folds_run_side_by_side_in_their_own_processes(crohme_root, tmp_path, monkeypatch):
+    """Issue 31: the k folds used one GPU of a multi-GPU box. With processes=2 each fold runs in its own process
+    (here on CPU: no GPU to give it), and the mined data equals the in-process run's."""
+    from unimumer_lib import mining
+
+    sample_caption_set(crohme_root / "train", tmp_path / "set", 6, min_tokens=3, max_tokens=8, height=64)
+    settings = Mining(k=2, samples=1, max_steps=2, max_new_tokens=8)
+    started = []
+    real_popen = subprocess.Popen
+
+    def spy(cmd, env):
+        started.append(cmd[cmd.index("unimumer_lib.mining") + 3])
+        return real_popen(cmd, env=env)
+
+    monkeypatch.setattr("subprocess.Popen", spy)
+    side = mining.mine_errors(tmp_path / "set", tmp_path / "side", settings, progress=False, processes=2)
+    monkeypatch.setattr("subprocess.Popen", real_popen)
+    alone = mining.mine_errors(tmp_path / "set", tmp_path / "alone", settings, progress=False, processes=1)
+    assert sorted(started) == ["0", "1"]
+    # the same folds, each sampled once per held-out image (threads differ, so samples may differ in their digits)
+    for f in (0, 1):
+        one, two = (read_rows(tmp_path / run / f"fold{f}" / "samples.json") for run in ("side", "alone"))
+        assert [r.img_id for r in one] == [r.img_id for r in two] and len(one) == 3

@@ -108,7 +108,7 @@ def sample_outputs(model, processor, items: list[tuple[str, str, str]], settings
 
 
 def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None, progress: bool = True,
-                **train_kwargs) -> dict:
+                processes: int | None = None, **train_kwargs) -> dict:
     """Run ``settings.k``-fold EDL mining over a caption set (``caption.txt`` with ``images/`` beside it, or its
     folder): fold f trains ``settings.model`` with ``settings.preset`` for ``settings.max_steps`` steps (-1: the
     preset's epochs) and seed ``seed + f`` on the other folds, then samples its held-out images.
@@ -117,45 +117,90 @@ def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None,
     (every distinct wrong sample, Uni-MuMER prediction format + fold/sample) and, through
     ``tasks.build_task_files``, ``out/error_find.json``, ``out/error_fix.json``, ``dataset_info.json``.
     ``make_model()`` -> (model, processor) replaces loading ``settings.model`` for each fold; ``train_kwargs`` go
-    to ``train.train``. Returns a summary with per-fold counts and the task-file counts (read = written + rejected).
+    to ``train.train``. ``processes`` (default one per visible GPU): folds run side by side, each in its own process
+    on its own GPU (``workers.shard_device``). Returns a summary with per-fold counts and the task-file counts
+    (read = written + rejected).
     """
-    from .infer import load_for_inference
-    from .train import train
+    from .workers import gpu_processes
 
     out = Path(out)
     items, missing = caption_items(captions)
     if missing:
         raise FileNotFoundError(f"{captions}: {len(missing)} image(s) missing, e.g. {missing[0][1]}")
-    by_id = {key: (key, cap, img) for key, cap, img in items}
-    folds = kfold(list(by_id), settings.k, seed)
+    folds = kfold([key for key, _, _ in items], settings.k, seed)
+    todo = [f for f in range(len(folds)) if not (out / f"fold{f}" / FOLD_SAMPLES).exists()]
+    processes = 1 if make_model or train_kwargs else min(gpu_processes(processes), max(1, len(todo)))
+    if processes > 1:
+        _folds_in_processes(captions, out, settings, seed, todo, processes)
+    for f in todo if processes == 1 else []:
+        run_fold(captions, out, settings, seed, f, make_model, progress, **train_kwargs)
     all_samples, per_fold = [], []
     for f, held in enumerate(folds):
-        fold_dir = out / f"fold{f}"
-        done = fold_dir / FOLD_SAMPLES
-        if done.exists():
-            fold_samples = read_rows(done)
-        else:
-            held_set = set(held)
-            rows, rejects = caption_rows([by_id[i] for i in sorted(by_id) if i not in held_set], ["vanilla"],
-                                         progress=False)
-            paths = write_task_files(fold_dir / "data", rows, rejects)
-            model, processor = make_model() if make_model else (None, None)
-            result = train(paths["vanilla"], model_path=settings.model, preset=settings.preset,
-                           out_dir=fold_dir / "sft", max_steps=settings.max_steps, seed=seed + f, model=model,
-                           processor=processor, force=True, **train_kwargs)  # force: a fold cut short starts again
-            final = result.final_dir
-            del result, model, processor  # this fold's trainer, fp32 master weights and optimizer state
-            free_memory()  # before sampling and before the next fold's model exists
-            fold_model, fold_processor = load_for_inference(final)  # bf16 on a GPU (as inference), fp32 on a CPU
-            fold_samples = sample_outputs(fold_model, fold_processor, [by_id[i] for i in held], settings, f,
-                                          progress)
-            write_predictions(done, fold_samples)
-            del fold_model, fold_processor
-            free_memory()
+        fold_samples = read_rows(out / f"fold{f}" / FOLD_SAMPLES)
         errors = distinct_errors(fold_samples)
         per_fold.append({"fold": f, "held_out": len(held), "samples": len(fold_samples), "errors": len(errors)})
         all_samples += errors
     return _write_mined(out, all_samples, per_fold, progress)
+
+
+def run_fold(captions, out, settings: Mining, seed: int, fold: int, make_model=None, progress: bool = True,
+             **train_kwargs) -> Path:
+    """Fold ``fold`` of ``mine_errors``: train on the other folds, sample the held-out images with the saved model
+    (loaded as for inference, once the trainer is freed), write ``out/fold<fold>/samples.json``."""
+    from .infer import load_for_inference
+    from .train import train
+
+    items, _ = caption_items(captions)
+    by_id = {key: (key, cap, img) for key, cap, img in items}
+    held_out = kfold(list(by_id), settings.k, seed)[fold]
+    held = set(held_out)
+    fold_dir = Path(out) / f"fold{fold}"
+    rows, rejects = caption_rows([by_id[i] for i in sorted(by_id) if i not in held], ["vanilla"], progress=False)
+    paths = write_task_files(fold_dir / "data", rows, rejects)
+    model, processor = make_model() if make_model else (None, None)
+    result = train(paths["vanilla"], model_path=settings.model, preset=settings.preset, out_dir=fold_dir / "sft",
+                   max_steps=settings.max_steps, seed=seed + fold, model=model, processor=processor, force=True,
+                   **train_kwargs)  # force: a fold cut short starts again
+    final = result.final_dir
+    del result, model, processor  # this fold's trainer, fp32 master weights and optimizer state
+    free_memory()  # before sampling and before the next fold's model exists
+    fold_model, fold_processor = load_for_inference(final)  # bf16 on a GPU (as inference), fp32 on a CPU
+    samples = sample_outputs(fold_model, fold_processor, [by_id[i] for i in held_out], settings, fold, progress)
+    write_predictions(fold_dir / FOLD_SAMPLES, samples)
+    del fold_model, fold_processor
+    free_memory()
+    return fold_dir / FOLD_SAMPLES
+
+
+def _folds_in_processes(captions, out, settings: Mining, seed: int, folds: list[int], processes: int) -> None:
+    """Run ``folds`` in at most ``processes`` processes at a time, process i on GPU ``shard_device(i)``."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    import torch
+
+    from .workers import shard_device, threads
+
+    gpus, queue, running, failed = torch.cuda.device_count(), list(folds), {}, []
+    while queue or running:
+        while queue and len(running) < processes:
+            slot = next(i for i in range(processes) if i not in running.values())
+            f = queue.pop(0)
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads(workers=processes)),
+                   **({"CUDA_VISIBLE_DEVICES": shard_device(slot, gpus)} if gpus else {})}
+            cmd = [sys.executable, "-m", "unimumer_lib.mining", str(captions), str(out), str(f),
+                   json.dumps(asdict(settings)), str(seed)]
+            running[subprocess.Popen(cmd, env=env)] = slot
+        proc = next(iter(running))
+        if proc.wait():
+            failed.append(proc.args[5])
+        running.pop(proc)
+    if failed:
+        raise RuntimeError(f"{out}: mining fold(s) {', '.join(failed)} failed (their messages are above); rerun to "
+                           f"resume from the folds that finished")
 
 
 def free_memory() -> None:
@@ -252,3 +297,14 @@ def injected_tasks(out, captions, mined, seed: int, test_roots) -> tuple[dict, o
         return {}, None
     return build_task_files(out, EDL_TASKS, captions=captions, seed=seed, confusions=confusions,
                             require_images=True, test_roots=test_roots), confusions
+
+
+if __name__ == "__main__":  # one fold of mine_errors in its own process (``_folds_in_processes``)
+    import json
+    import sys
+
+    from .workers import set_torch_threads
+
+    set_torch_threads()
+    run_fold(sys.argv[1], sys.argv[2], Mining(**json.loads(sys.argv[4])), int(sys.argv[5]), int(sys.argv[3]),
+             progress=False)
