@@ -261,3 +261,23 @@ def test_official_sizing_is_qwen_vl_utils_smart_resize(tmp_path):
 
     assert json.loads((tmp_path / "official.json.run.json").read_text())["sizing"] == "official"
     assert "sizing" not in json.loads((tmp_path / "paper.json.run.json").read_text())
+
+
+def test_notebook_04_inference_shards_over_the_gpus(tmp_path):
+    """Issue 31: notebook 04 recognised every split on one GPU of a multi-GPU box. predict_splits runs one shard
+    process per GPU (here 2 processes on CPU) and its files equal the one-process run's."""
+    from unimumer_lib import pretrain
+    from unimumer_lib.infer import predict_splits
+    from unimumer_lib.predictions import read_rows
+    from unimumer_lib.records import write_comer
+
+    from dataclasses import replace
+
+    records = pretrain.held_out_records(tmp_path / "img", 6, offset=2200)
+    split = write_comer(tmp_path / "split", [replace(r, image=Image.open(r.image_path)) for r in records]).parent
+    one = predict_splits("tiny-base", {"t": (split, tmp_path / "one.json")}, batch_size=4, max_new_tokens=48,
+                         processes=1)
+    two = predict_splits("tiny-base", {"t": (split, tmp_path / "two.json")}, batch_size=4, max_new_tokens=48,
+                         processes=2)
+    assert [(r.img_id, r.pred) for r in read_rows(one["t"])] == [(r.img_id, r.pred) for r in read_rows(two["t"])]
+    assert len(read_rows(two["t"])) == 6 and (tmp_path / "two.shard-1-of-2.json").exists()

@@ -362,6 +362,30 @@ def run(model_path: str | Path, data: str | Path | list, out: str | Path, backen
     return predict(model, processor, records, out, batch_size=batch_size, force=force, **knobs)
 
 
+def predict_splits(model_path: str | Path, jobs: dict, batch_size: int = 8, max_new_tokens: int | None = None,
+                   processes: int | None = None) -> dict[str, Path]:
+    """Recognise several test splits (``jobs``: {name: (split folder, prediction file)}) with one model: in this
+    process (the model loaded once, on its GPU when there is one), or with several GPUs one shard process per GPU
+    (``run_sharded``, merged in record order). Returns {name: prediction file}."""
+    from .model import resolve_model_path
+    from .workers import gpu_processes
+
+    processes = gpu_processes(processes)
+    knobs = {"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {}
+    if processes > 1:
+        cli_args = ["--batch-size", str(batch_size)] + (["--max-new-tokens", str(max_new_tokens)]
+                                                       if max_new_tokens is not None else [])
+        for name, (folder, pred_file) in jobs.items():
+            rows = run_sharded(resolve_model_path(model_path), Path(folder), pred_file, processes, cli_args)
+            print(f"{name}: {len(rows)} predictions -> {pred_file} ({processes} processes)")
+        return {name: Path(pred) for name, (_, pred) in jobs.items()}
+    net, processor = load_for_inference(resolve_model_path(model_path))
+    for name, (folder, pred_file) in jobs.items():
+        rows = predict(net, processor, Path(folder), pred_file, batch_size=batch_size, **knobs)
+        print(f"{name}: {len(rows)} predictions -> {pred_file}")
+    return {name: Path(pred) for name, (_, pred) in jobs.items()}
+
+
 def read_inputs(data, root=None) -> list[Record]:
     from .records import image_records
 
