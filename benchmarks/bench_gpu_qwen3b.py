@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -169,6 +170,35 @@ def bench_generate(model, batch, side, device, dtype, new_tokens):
     return {"new tokens/s": made / wall, "images/s": batch / wall, "peak GB": peak_gb(device)}
 
 
+def save_load(model, side: int, device: str, dtype: torch.dtype) -> dict:
+    """Save the model, load it back in its dtype, and compare the logits of one batch: the saved checkpoint is
+    the model (max |difference| 0) and keeps its dtype; size on disk and both times."""
+    import shutil
+    import tempfile
+
+    inputs, _ = batch_inputs(1, side, device, dtype, with_answer=False)
+    inputs.pop("labels")
+    model.eval()
+    folder = Path(tempfile.mkdtemp(prefix="saveload-"))
+    try:
+        with torch.inference_mode():
+            before = model(**inputs).logits.float()
+        start = time.perf_counter()
+        model.save_pretrained(folder)
+        saved = time.perf_counter() - start
+        del model
+        start = time.perf_counter()
+        again = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, dtype="auto").to(device)
+        loaded = time.perf_counter() - start
+        with torch.inference_mode():
+            diff = float((again(**inputs).logits.float() - before).abs().max())
+        size = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 2**30
+        return {"save s": saved, "load s": loaded, "GB on disk": size, "max |logit diff|": diff,
+                "dtype": str(next(again.parameters()).dtype), "peak GB": peak_gb(device)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="2-layer model on CPU to check the script")
@@ -180,7 +210,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma list of full,lora,generate to skip")
+    ap.add_argument("--skip", default="", help="comma list of full,lora,saveload,generate to skip")
     ap.add_argument("--fixture", action="store_true", help="the shrunk hub fixture (unimumer_lib.hubfixture)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU (for MFU)")
@@ -229,6 +259,11 @@ def main() -> None:
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
+    if "saveload" not in skip:
+        rows.append(("save + load in bf16 (safetensors), logits compared", save_load(
+            build(args.smoke, args.attn, device, dtype, args.fixture), args.side, device, dtype)))
+        if device == "cuda":
+            torch.cuda.empty_cache()
     if "generate" not in skip:
         model = build(args.smoke, args.attn, device, dtype, args.fixture)
         for b in [int(x) for x in args.gen_batches.split(",")]:
@@ -236,7 +271,9 @@ def main() -> None:
             rows.append((f"greedy generation, batch {b}, {args.new_tokens} new tokens", r))
     print("\n| run | throughput | peak GPU memory |\n| --- | --- | --- |")
     for label, r in rows:
-        tput = ", ".join(f"{r[k]:.1f} {k}" for k in ("samples/s", "tokens/s", "new tokens/s", "images/s") if k in r)
+        tput = ", ".join(f"{r[k]:.1f} {k}" for k in ("samples/s", "tokens/s", "new tokens/s", "images/s", "save s",
+                                                      "load s", "GB on disk") if k in r)
+        tput += f", max |logit diff| {r['max |logit diff|']:g}, {r['dtype']}" if "dtype" in r else ""
         extra = f" (seq {r['seq']}, {r['image tokens']} image tokens, {r['s/step']:.2f} s/step)" if "seq" in r else ""
         extra += f", MFU {r['MFU %']:.1f}%" if "MFU %" in r else ""
         print(f"| {label} | {tput}{extra} | {r['peak GB']:.1f} GB |")
