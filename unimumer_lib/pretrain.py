@@ -21,6 +21,7 @@ import io
 import json
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .files import atomic_write_text
@@ -57,6 +58,7 @@ class Pretraining:
     writer_group: str = "pretrain"  # the bank's writers it draws from (``glyphs.WRITER_GROUPS``)
     init: str | None = None  # a base folder to continue from (a new segment), instead of random weights
     name: str = BASE_NAME
+    half_storage: bool = False  # weights stored in float16 (loaded back as float32: store_half)
 
     def stream_settings(self) -> dict:
         """What makes the sample stream: its marker compares these."""
@@ -70,7 +72,8 @@ GLYPH_BASE_NAME = "glyph-base"
 # glyphs of the pretraining writers (the rest Hershey), and every task's format in the stream.
 GLYPH_RECIPE = Pretraining(n=60_000, steps=6_000, size="base5", save_steps=1_000, curve_every=1_000,
                            tasks=("vanilla", "tree", "can", "error_find", "error_fix"),
-                           task_shares=(0.6, 0.1, 0.1, 0.1, 0.1), glyph_share=0.8, name=GLYPH_BASE_NAME)
+                           task_shares=(0.6, 0.1, 0.1, 0.1, 0.1), glyph_share=0.8, name=GLYPH_BASE_NAME,
+                           half_storage=True)
 RECIPES = {RECIPE.name: RECIPE, GLYPH_RECIPE.name: GLYPH_RECIPE}
 CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every caption trained on, one per line
 
@@ -88,13 +91,19 @@ def shard_seeds(n: int) -> list[int]:
     return [PRETRAIN_SEED + i for i in range((n + SHARD_SIZE - 1) // SHARD_SIZE)]
 
 
-def held_out_captions(n: int = HELD_OUT_POOL, workers: int | None = None) -> set[str]:
-    """Captions of the held-out pool (the synthetic test sets of every profile are drawn from it)."""
+def held_out_captions(n: int = HELD_OUT_POOL, workers: int | None = None) -> frozenset[str]:
+    """Captions of the held-out pool (the synthetic test sets of every profile are drawn from it); computed once
+    per process."""
+    return _held_out_captions(n, workers)
+
+
+@lru_cache(maxsize=2)
+def _held_out_captions(n: int, workers: int | None) -> frozenset[str]:
     from .render import default_workers
     from .workers import imap_ordered
 
     jobs = [(HELD_OUT_SEED, i) for i in range(n)]
-    return {c for c in imap_ordered(_caption_job, jobs, workers or default_workers(), chunksize=32) if c}
+    return frozenset(c for c in imap_ordered(_caption_job, jobs, workers or default_workers(), chunksize=32) if c)
 
 
 def _caption_job(job: tuple[int, int]) -> str:
@@ -430,6 +439,8 @@ def publish(folder: Path, out: Path, work: Path, recipe: Pretraining, facts: dic
                 path.name not in ("trainer_state.json", "training_args.bin"):
             shutil.copy2(path, out / path.name)
     write_caption_list(work / "stream", out)
+    if recipe.half_storage:
+        store_half(out)
     model, _ = load_model(out, dtype="float32")
     history = read_loss_history(work / "sft")
     steps = state["global_step"] if state else history[-1]["step"]
@@ -458,6 +469,21 @@ def publish(folder: Path, out: Path, work: Path, recipe: Pretraining, facts: dic
     atomic_write_text(out / "run_config.json", json.dumps(record, indent=1, default=str) + "\n")
     atomic_write_text(out / "README.md", glyph_model_card(record) if recipe.glyph_share else model_card(record))
     return record
+
+
+def store_half(folder: Path) -> None:
+    """Store the weights of ``folder`` in float16 (half the bytes); ``config.json`` keeps float32, so
+    ``from_pretrained`` (dtype "auto") loads them back as float32, what this CPU computes in (it runs bf16/fp16
+    matrix products about 100x slower)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    tensors = {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in load_file(path).items()}
+    save_file(tensors, path, metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = "float32"
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
 
 
 def read_points(folder: Path) -> list[dict]:

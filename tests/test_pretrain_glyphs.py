@@ -1,0 +1,55 @@
+"""The real-glyph pretraining on a miniature recipe: every task's rows from one stream (one task per sample), the
+curve on held-out real glyphs, Hershey and CROHME 2014, a checkpoint published as a base, and a second segment
+continuing from it, recorded in run_config.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from unimumer_lib import cli, pretrain
+from unimumer_lib.model import load_model
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, crohme_root):
+    root = tmp_path_factory.mktemp("glyph_pretrain")
+    recipe = replace(pretrain.GLYPH_RECIPE, n=160, steps=4, size="tiny", save_steps=2, curve_every=2, curve_n=6)
+    record = pretrain.pretrain(root / "base", root / "work", recipe, workers=1)
+    return root, recipe, record
+
+
+def test_the_stream_trains_every_task_with_its_share(run):
+    root, recipe, record = run
+    rows = record["rows"]
+    assert set(rows) == set(recipe.tasks) and sum(rows.values()) == record["stream"]["written"]
+    assert rows["vanilla"] > max(rows[t] for t in recipe.tasks if t != "vanilla")
+    assert record["stream"]["settings"]["glyph_share"] == 0.8 and record["glyphs"]["writer_group"] == "pretrain"
+    assert record["stream"]["read"] == record["stream"]["written"] + record["stream"]["excluded_held_out"] + \
+        record["stream"]["rejected"]
+
+
+def test_the_curve_reads_three_sets_and_the_card_shows_them(run):
+    root, recipe, record = run
+    points = record["learning_curve"]
+    assert [p["step"] for p in points] == [2, 4]
+    assert {"hershey", "crohme2014"} <= set(points[-1]) and points[-1]["crohme2014"]["n"] == 6
+    card = (root / "base" / "README.md").read_text()
+    assert "CC BY-NC-SA 3.0" in card and "| 1 | `" in card  # the segments table
+    assert {p.dtype for p in load_model(root / "base")[0].parameters()} == {__import__("torch").float32}
+
+
+def test_a_checkpoint_is_published_and_a_second_segment_continues_from_it(run):
+    root, recipe, record = run
+    assert cli.main(["pretrain", "--recipe", "glyph-base", "--size", "tiny", "--n", "160", "--steps", "4",
+                     "--work", str(root / "work"), "--out", str(root / "step2"), "--publish", "2"]) == 0
+    step2 = json.loads((root / "step2" / "run_config.json").read_text())
+    assert step2["steps"] == 2 and step2["published_from"] == "checkpoint-2"
+    assert len(step2["learning_curve"]) == 1
+    again = pretrain.pretrain(root / "base2", root / "work2", replace(recipe, init=str(root / "base")), workers=1)
+    assert [s["steps"] for s in again["segments"]] == [4, 4] and again["segments"][1]["init"] == str(root / "base")
+    with pytest.raises(FileExistsError, match="not a new or empty folder"):
+        pretrain.pretrain(root / "base", root / "work3", recipe, workers=1)  # refused before any work
+    assert not (root / "work3").exists()
