@@ -232,6 +232,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                      data_hme100k=args.data_hme100k, train_processes=args.train_processes)
 
 
+def at_least(minimum: int):
+    """An argparse ``type``: a whole number >= ``minimum`` (argparse names the option in its one-line error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
 LIGHT_COMMANDS = ("prepare", "eval", "compare", "normalize", "glyphs")  # their options need none of the training modules
 
 
@@ -255,8 +270,8 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--no-images", action="store_true", help="write captions only")
     s.add_argument("--height", type=int, default=128, help="rendered image height in pixels, 4-1024 (default 128; "
                    "the smoke/cpu profiles and tiny-base use 64)")
-    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    s.add_argument("--limit", type=int, default=None,
+    s.add_argument("--workers", type=at_least(1), default=None, help="processes (default: all cores)")
+    s.add_argument("--limit", type=at_least(1), default=None,
                    help="N files per split, taken in turn from each of its sources (for quick looks)")
     s.add_argument("--force", action="store_true",
                    help="write into a split folder holding files not made by prepare (they are kept)")
@@ -286,8 +301,8 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("b", help="prediction JSON of system B, on the same img_ids")
     s.add_argument("--out", default=None, help="TSV of every expression: img_id, status (fixed, broken, ...), gt, "
                                                "both predictions")
-    s.add_argument("--samples", type=int, default=10_000, help="paired bootstrap resamples (default 10,000)")
-    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    s.add_argument("--samples", type=at_least(1), default=10_000, help="paired bootstrap resamples (default 10,000)")
+    s.add_argument("--seed", type=at_least(0), default=0, help="bootstrap seed")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("normalize", parents=[debug], help="normalise a prediction JSON to a published convention")
@@ -316,7 +331,7 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for <task>.json + dataset_info.json (LLaMA-Factory layout)")
     s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampled choices (EDL injection)")
+    s.add_argument("--seed", type=at_least(0), default=0, help="seed of the sampled choices (EDL injection)")
     s.add_argument("--test-root", action="append", default=None,
                    help="folder whose test*/ splits must never enter training (repeatable; default: the CROHME root)")
     s.add_argument("--allow-test-images", action="store_true",
@@ -326,11 +341,11 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     from .glyphs import WRITER_GROUPS
 
     s = sub.add_parser("synth", parents=[debug], help="synthetic handwritten expressions (InkML + captions.tsv)")
-    s.add_argument("--n", type=int, default=2000, help="number of expressions (default 2,000)")
-    s.add_argument("--seed", type=int, default=0, help="dataset seed; sample i is drawn from (seed, i), so the "
+    s.add_argument("--n", type=at_least(0), default=2000, help="number of expressions (default 2,000)")
+    s.add_argument("--seed", type=at_least(0), default=0, help="dataset seed; sample i is drawn from (seed, i), so the "
                    "files are the same whatever --workers (seeds >= 1,000,000 are the tiny base's pretraining)")
     s.add_argument("--out", required=True, help="folder: <out>/synthetic/*.inkml + captions.tsv")
-    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    s.add_argument("--workers", type=at_least(1), default=None, help="processes (default: all cores)")
     s.add_argument("--force", action="store_true", help="write into a non-empty --out, clearing what synth made there")
     s.add_argument("--glyphs", default=None, metavar="BANK",
                    help="write with real glyphs of a glyph bank ('shipped': the package's CROHME-train bank, or a "
@@ -363,13 +378,13 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["hf", "vllm"], default="hf",
                    help="hf (transformers generate, default) or vllm "
                    "(GPU; install the vllm extra)")
-    s.add_argument("--batch-size", type=int, default=8, help="images per generate call (default 8)")
-    s.add_argument("--processes", type=int, default=None, metavar="N", help="data-parallel processes, each on its "
+    s.add_argument("--batch-size", type=at_least(1), default=8, help="images per generate call (default 8)")
+    s.add_argument("--processes", type=at_least(1), default=None, metavar="N", help="data-parallel processes, each on its "
                    "own GPU, merged in record order (default: one per visible GPU; 1 on CPU)")
     s.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # I/N: one process of --processes
     s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
-    s.add_argument("--max-new-tokens", type=int, default=None, help="default: per task (official: 2048)")
-    s.add_argument("--num-beams", type=int, default=1, help="beam search width with greedy (default 1)")
+    s.add_argument("--max-new-tokens", type=at_least(1), default=None, help="default: per task (official: 2048)")
+    s.add_argument("--num-beams", type=at_least(1), default=1, help="beam search width with greedy (default 1)")
     s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy",
                    help="greedy (default, deterministic) or official (the Uni-MuMER vLLM script's sampling)")
     s.add_argument("--sizing", choices=SIZINGS, default=SIZINGS[0],
@@ -384,17 +399,17 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
 
     s.add_argument("--recipe", choices=sorted(RECIPES), default=RECIPE.name,
                    help=f"the base to make (default {RECIPE.name}); the options below override its settings")
-    s.add_argument("--n", type=int, help=f"unique synthetic training samples ({RECIPE.name}: {RECIPE.n:,})")
-    s.add_argument("--steps", type=int, help=f"optimizer steps of 8 samples ({RECIPE.name}: {RECIPE.steps:,})")
+    s.add_argument("--n", type=at_least(1), help=f"unique synthetic training samples ({RECIPE.name}: {RECIPE.n:,})")
+    s.add_argument("--steps", type=at_least(1), help=f"optimizer steps of 8 samples ({RECIPE.name}: {RECIPE.steps:,})")
     s.add_argument("--size", help="model shape (unimumer_lib.model.SIZES)")
-    s.add_argument("--seed", type=int, help="initialisation and data-order seed")
-    s.add_argument("--curve-every", type=int, help="score the held-out set every N steps")
+    s.add_argument("--seed", type=at_least(0), help="initialisation and data-order seed")
+    s.add_argument("--curve-every", type=at_least(1), help="score the held-out set every N steps")
     s.add_argument("--init", help="continue from this base (a shipped name or folder) as a new segment")
-    s.add_argument("--publish", type=int, nargs="?", const=0, default=None, metavar="STEP",
+    s.add_argument("--publish", type=at_least(1), nargs="?", const=0, default=None, metavar="STEP",
                    help="write the base from a checkpoint of the run in --work (STEP, default the best held-out "
                         "one) instead of training")
-    s.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
-    s.add_argument("--workers", type=int, default=None, help="processes making the sample stream (default: cores)")
+    s.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
+    s.add_argument("--workers", type=at_least(1), default=None, help="processes making the sample stream (default: cores)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work")
     s.set_defaults(func=cmd_pretrain)
 
@@ -415,7 +430,7 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
                    help="paper profiles: an HME100K-style root (train/ and test/, each caption.txt + jpg images); "
                         "the 'all' arm is also trained on its train split and tested on its test split (the main "
                         "table's HME100K column)")
-    s.add_argument("--train-processes", type=int, default=None, metavar="N",
+    s.add_argument("--train-processes", type=at_least(1), default=None, metavar="N",
                    help="paper-pipeline profiles: train each arm in N processes (accelerate launch; default one per "
                         "visible GPU; the effective batch stays the preset's)")
     s.set_defaults(func=cmd_reproduce)
