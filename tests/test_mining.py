@@ -131,9 +131,9 @@ def test_folds_run_side_by_side_in_their_own_processes(crohme_root, tmp_path, mo
         return real_popen(cmd, env=env)
 
     monkeypatch.setattr("subprocess.Popen", spy)
-    side = mining.mine_errors(tmp_path / "set", tmp_path / "side", settings, progress=False, processes=2)
+    mining.mine_errors(tmp_path / "set", tmp_path / "side", settings, progress=False, processes=2)
     monkeypatch.setattr("subprocess.Popen", real_popen)
-    alone = mining.mine_errors(tmp_path / "set", tmp_path / "alone", settings, progress=False, processes=1)
+    mining.mine_errors(tmp_path / "set", tmp_path / "alone", settings, progress=False, processes=1)
     assert sorted(started) == ["0", "1"]
     # the same folds, each sampled once per held-out image (threads differ, so samples may differ in their digits)
     for f in (0, 1):

@@ -131,7 +131,7 @@ def test_infer_recognises_plain_images_without_captions(fresh, tmp_path, capsys)
     assert [line.split("\t") for line in lines] == [[img, by_id[Path(img).stem]] for img in images]
     assert recognize(images, model="tiny-base") == [by_id[Path(img).stem] for img in images]
     assert cli.main(["infer", "--model", "tiny-base", "--image", str(tmp_path / "none.png")]) == 2
-    assert "not an image file" in capsys.readouterr().err
+    assert "none.png: no such file" in capsys.readouterr().err  # (issue 32: it said "not an image file")
 
 
 def test_base_mining_samples_errors_on_training_images(fresh, tmp_path):

@@ -160,3 +160,21 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (text.stat().st_mode & 0o777, image.stat().st_mode & 0o777) == (mode, mode)
+
+
+def test_two_images_with_one_name_in_two_folders_are_two_records(tmp_path):
+    """Issue 34 (item 30): `infer --image d1/a.png d2/a.png` said "image 'a.png' given twice" (two different files)."""
+    from PIL import Image
+
+    from unimumer_lib.records import image_records
+
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / folder / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "d1" / "b.png")
+    records = image_records([tmp_path / "d1" / "a.png", tmp_path / "d2" / "a.png", tmp_path / "d1" / "b.png"])
+    assert [r.id for r in records] == ["d1/a.png", "d2/a.png", "b"]
+    with pytest.raises(ValueError, match="given twice"):
+        image_records([tmp_path / "d1" / "a.png", tmp_path / "d1" / ".." / "d1" / "a.png"])
+    with pytest.raises(FileNotFoundError, match="nosuch.png: no such file"):
+        image_records([tmp_path / "nosuch.png"])

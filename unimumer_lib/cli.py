@@ -247,7 +247,8 @@ def at_least(minimum: int):
     return parse
 
 
-LIGHT_COMMANDS = ("prepare", "eval", "compare", "normalize", "glyphs")  # their options need none of the training modules
+# their options need none of the training modules
+LIGHT_COMMANDS = ("prepare", "eval", "compare", "normalize", "glyphs")
 
 
 def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
@@ -379,7 +380,8 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
                    help="hf (transformers generate, default) or vllm "
                    "(GPU; install the vllm extra)")
     s.add_argument("--batch-size", type=at_least(1), default=8, help="images per generate call (default 8)")
-    s.add_argument("--processes", type=at_least(1), default=None, metavar="N", help="data-parallel processes, each on its "
+    s.add_argument("--processes", type=at_least(1), default=None, metavar="N",
+                   help="data-parallel processes, each on its "
                    "own GPU, merged in record order (default: one per visible GPU; 1 on CPU)")
     s.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # I/N: one process of --processes
     s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
@@ -409,7 +411,8 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
                    help="write the base from a checkpoint of the run in --work (STEP, default the best held-out "
                         "one) instead of training")
     s.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
-    s.add_argument("--workers", type=at_least(1), default=None, help="processes making the sample stream (default: cores)")
+    s.add_argument("--workers", type=at_least(1), default=None,
+                   help="processes making the sample stream (default: cores)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work")
     s.set_defaults(func=cmd_pretrain)
 

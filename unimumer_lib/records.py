@@ -338,16 +338,27 @@ def image_records(paths) -> list[Record]:
             if not found:
                 raise FileNotFoundError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) and no {CAPTION_FILE}")
             files += found
+        elif not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
         elif is_image_file(path):
             files.append(path)
         else:
             raise FileNotFoundError(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
-    stems = Counter(p.stem for p in files)
-    ids = [p.stem if stems[p.stem] == 1 else p.name for p in files]
-    dups = [k for k, c in Counter(ids).items() if c > 1]
-    if dups:
-        raise ValueError(f"image {dups[0]!r} given twice")
-    return [Record(id=key, caption="", image_path=str(p)) for key, p in zip(ids, files)]
+    same = [k for k, c in Counter(os.path.realpath(p) for p in files).items() if c > 1]
+    if same:
+        raise ValueError(f"image {same[0]} given twice")
+    return [Record(id=key, caption="", image_path=str(p)) for key, p in zip(_image_ids(files), files)]
+
+
+def _image_ids(files: list[Path]) -> list[str]:
+    """Ids of image files: the stem; the file name where two share a stem (``a.png``, ``a.jpg``); the path from
+    their common folder where two share a name (``d1/a.png``, ``d2/a.png``)."""
+    stems, names = Counter(p.stem for p in files), Counter(p.name for p in files)
+    if max(names.values(), default=1) == 1:
+        return [p.stem if stems[p.stem] == 1 else p.name for p in files]
+    common = Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
+    return [p.stem if stems[p.stem] == 1 else p.name if names[p.name] == 1
+            else Path(os.path.abspath(p)).relative_to(common).as_posix() for p in files]
 
 
 def read_any(path, root=None) -> list[Record]:
