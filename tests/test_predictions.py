@@ -117,3 +117,19 @@ def test_read_columns_holds_the_records_texts(reference_predictions, tmp_path):
     assert columns["img_id"] == [p.img_id for p in preds] and set(columns["dataset"]) == {None}
     rows = [record(0, dataset="a"), record(1, image_path=None)]
     assert read_columns(dump(tmp_path, rows), ("dataset",)) == {"dataset": ["a", None]}
+
+
+def test_a_dataset_that_is_not_a_string_is_named_with_its_record(tmp_path):
+    """Issue 34 (item 28): "dataset": ["l"] failed later with "unhashable type: 'list'", naming nothing."""
+    import json
+
+    from unimumer_lib.predictions import read_columns, read_predictions
+    from unimumer_lib.report import evaluate_files
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([{"img_id": "a", "gt": "x", "pred": "x", "dataset": "d"},
+                                {"img_id": "b", "gt": "y", "pred": "y", "dataset": ["l"]}]))
+    for read in (read_predictions, lambda p: read_columns(p, ("gt", "pred", "dataset")),
+                 lambda p: evaluate_files([p], by_dataset=True)):
+        with pytest.raises(ValueError, match=r"p\.json: record 1 \(img_id 'b'\): 'dataset' must be a string or null"):
+            read(path)

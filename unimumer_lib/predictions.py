@@ -57,7 +57,8 @@ def _check_record(path: Path, index: int, rec) -> Prediction:
     if isinstance(rec, dict):  # the usual record, checked without building any message
         img_id, gt, pred, image_path = rec.get("img_id"), rec.get("gt"), rec.get("pred"), rec.get("image_path")
         if (isinstance(img_id, str) and isinstance(gt, str) and isinstance(pred, str)
-                and (image_path is None or isinstance(image_path, str))):
+                and (image_path is None or isinstance(image_path, str))
+                and isinstance(rec.get("dataset", ""), (str, type(None)))):
             known = 3 + ("image_path" in rec)
             extra = {k: v for k, v in rec.items() if k not in KNOWN_KEYS} if len(rec) > known else {}
             return Prediction(img_id, gt, pred, image_path or "", extra)
@@ -77,6 +78,8 @@ def _record_problem(path: Path, index: int, rec) -> str:
     for key in STRING_KEYS:
         if not isinstance(rec[key], str):
             return f"{where}: {key!r} must be a string, got {type(rec[key]).__name__}"
+    if not isinstance(rec.get("dataset", ""), (str, type(None))):
+        return f"{where}: 'dataset' must be a string or null, got {type(rec['dataset']).__name__}"
     return f"{where}: 'image_path' must be a string or null, got {type(rec['image_path']).__name__}"
 
 
@@ -174,8 +177,8 @@ def read_columns(path: Path | str, keys: tuple[str, ...] = ("gt", "pred")) -> di
         raise ValueError(f"{path}: no prediction records (an empty list)")
     try:  # C-level passes (itemgetter, dict.get, map(type)); a missing key or a non-dict record raises
         columns = {key: list(map(itemgetter(key), data)) for key in STRING_KEYS}
-        valid = all(set(map(type, columns[key])) == {str} for key in STRING_KEYS) and set(
-            map(type, map(dict.get, data, repeat("image_path")))) <= {str, type(None)}
+        valid = all(set(map(type, columns[key])) == {str} for key in STRING_KEYS) and all(
+            set(map(type, map(dict.get, data, repeat(key)))) <= {str, type(None)} for key in ("image_path", "dataset"))
     except (TypeError, KeyError):
         valid = False
     if not valid:  # the record at fault, named as read_predictions names it
