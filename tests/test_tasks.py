@@ -175,3 +175,25 @@ def test_training_rows_from_test_predictions_are_refused(reference_predictions, 
         build_task_files(out, ["vanilla"], captions=split / "caption.txt", test_roots=[crohme_root], progress=False)
     with pytest.raises(HeldOutImageLeak, match="in test2016"):
         build_task_files(out, ["vanilla"], captions=split / "caption.txt", test_roots=[], progress=False)
+
+
+def test_a_task_named_twice_is_refused_before_anything_is_written(tmp_path, capsys):
+    """Issue 34 (item 12): vanilla,vanilla wrote every row twice, failed its own count check, and train used it."""
+    from unimumer_lib import cli
+
+    split = tmp_path / "split"
+    (split / "images").mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (32, 16), "white").save(split / "images" / "a.png")
+    (split / "caption.txt").write_text("a\tx + 1\n")
+    assert cli.main(["tasks", "--captions", str(split), "--tasks", "vanilla,vanilla", "--out", str(tmp_path / "o"),
+                     "--test-root", str(tmp_path / "none")]) == 2
+    assert "named twice: vanilla" in capsys.readouterr().err and not (tmp_path / "o" / "vanilla.json").exists()
+    # EDL from captions: a message the command line can act on (it named a Python keyword), then the option works
+    assert cli.main(["tasks", "--captions", str(split), "--tasks", "error_find", "--out", str(tmp_path / "e"),
+                     "--test-root", str(tmp_path / "none")]) == 2
+    assert "--confusions lookalikes" in capsys.readouterr().err
+    assert cli.main(["tasks", "--captions", str(split), "--tasks", "error_find,error_fix", "--confusions",
+                     "lookalikes", "--out", str(tmp_path / "e2"), "--test-root", str(tmp_path / "none")]) == 0
+    assert "error_find: read 1 = written 1 + rejected 0" in capsys.readouterr().out

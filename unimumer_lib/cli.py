@@ -112,13 +112,25 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
                                prefix=args.prefix, test_roots=test_roots, allow_test_images=args.allow_test_images,
-                               **(dict(seed=args.seed, root=args.root) if args.captions else {}))
+                               **(dict(seed=args.seed, root=args.root, confusions=_confusions(args.confusions))
+                                  if args.captions else {}))
     for task, s in summary.items():
         print(Tally.of(s).line(task))
     if not any(s["written"] for s in summary.values()):
         print(f"unimumer tasks: error: no row written (rejects in {Path(args.out)})", file=sys.stderr)
         return 1
     return 0
+
+
+def _confusions(name: str | None):
+    """The confusion table ``tasks --confusions`` names (None: none given)."""
+    if name is None:
+        return None
+    if name != "lookalikes":
+        raise ValueError(f"--confusions {name!r}: the one table offered is 'lookalikes'")
+    from .edl import LOOKALIKES
+
+    return LOOKALIKES
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -333,6 +345,9 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
     s.add_argument("--seed", type=at_least(0), default=0, help="seed of the sampled choices (EDL injection)")
+    s.add_argument("--confusions", default=None, metavar="lookalikes",
+                   help="with --captions, error_find/error_fix from errors injected into the captions: 'lookalikes' "
+                        "(edl.LOOKALIKES, marked synthetic); a model's own errors come with --from-predictions")
     s.add_argument("--test-root", action="append", default=None,
                    help="folder whose test*/ splits must never enter training (repeatable; default: the CROHME root)")
     s.add_argument("--allow-test-images", action="store_true",

@@ -45,6 +45,9 @@ def _check_tasks(tasks: Iterable[str]) -> list[str]:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    twice = sorted({t for t in tasks if tasks.count(t) > 1})
+    if twice:
+        raise ValueError(f"task(s) named twice: {', '.join(twice)} (each task's rows are written once)")
     return tasks
 
 
@@ -333,7 +336,9 @@ def _tasks_from_captions(out: Path, tasks, captions, guard, prefix: str, progres
     edl_tasks = [t for t in tasks if task_spec(t).kind == "edl"]
     if edl_tasks:
         if confusions is None:
-            raise ValueError(f"{', '.join(edl_tasks)} from captions needs a confusion table (confusions=)")
+            raise ValueError(f"{', '.join(edl_tasks)} come from wrong transcriptions: give --from-predictions "
+                             f"(a model's predictions), or with --captions, --confusions lookalikes (errors injected "
+                             f"into the captions)")
         records = edl.synthetic_records([(image, caption) for _, caption, image in items], confusions, seed)
         made = {r["image"] for r in records}
         rejects += [(key, t, "no confusion applies to this caption") for key, _, image in items
