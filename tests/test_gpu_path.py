@@ -281,3 +281,22 @@ def test_notebook_04_inference_shards_over_the_gpus(tmp_path):
                          processes=2)
     assert [(r.img_id, r.pred) for r in read_rows(one["t"])] == [(r.img_id, r.pred) for r in read_rows(two["t"])]
     assert len(read_rows(two["t"])) == 6 and (tmp_path / "two.shard-1-of-2.json").exists()
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--learning_rate", "1e400"], "--learning_rate inf: not a finite number"),
+    (["--learning_rate", "0"], "--learning_rate 0.0: must be above 0"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be at least 1"),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps 0: must be at least 1"),
+    (["--learning_rate", "abc"], "argument --learning_rate: invalid float value: 'abc'"),
+])
+def test_a_bad_trl_option_is_one_line_naming_it(argv, says, tmp_path, capsys):
+    """Issue 34 (items 10, 26): lr 1e400 trained every weight to NaN with exit 0; batch 0 died of a division by
+    zero; a bad value printed ~140 lines of usage first."""
+    from unimumer_lib import cli
+
+    code = cli.main(["train", "--data", str(_vanilla_file(tmp_path / "d")), "--model", "tiny", "--out",
+                     str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "run").exists()

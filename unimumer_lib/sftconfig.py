@@ -175,8 +175,17 @@ def parse_trl_options(argv: list[str] | None) -> tuple[dict, dict | None]:
     from trl import ModelConfig, SFTConfig, TrlParser
 
     # (SFTConfig's own default bf16=True fails its check on a CPU; given first, a --bf16 of the user's wins)
-    sft, model, rest = TrlParser((SFTConfig, ModelConfig)).parse_args_into_dataclasses(
-        ["--bf16", "false", *argv], return_remaining_strings=True)
+    import contextlib
+    import io
+
+    usage = io.StringIO()
+    try:  # argparse prints its whole usage (140 lines) before a bad value's one line: keep that line only
+        with contextlib.redirect_stderr(usage):
+            sft, model, rest = TrlParser((SFTConfig, ModelConfig)).parse_args_into_dataclasses(
+                ["--bf16", "false", *argv], return_remaining_strings=True)
+    except SystemExit:
+        last = [line for line in usage.getvalue().splitlines() if line.strip()][-1:] or ["invalid option"]
+        raise ValueError(last[0].split("error: ", 1)[-1]) from None
     if rest:
         raise ValueError(f"unknown option(s) {' '.join(rest)}: neither an option of `unimumer train` nor an "
                          f"SFTConfig / ModelConfig field")
@@ -196,12 +205,32 @@ def parse_trl_options(argv: list[str] | None) -> tuple[dict, dict | None]:
             raise ValueError(f"--{name}: a ModelConfig field `unimumer train` does not use (it takes --use_peft, "
                              f"--load_in_4bit and {', '.join('--' + k for k in MODEL_LORA_FIELDS)})")
     overrides = {name: getattr(sft, name) for name in sorted(named & sft_fields)}
+    check_values(overrides)
     if "load_in_4bit" in named:
         overrides["quantize"] = bool(model.load_in_4bit)
     lora_named = named & set(MODEL_LORA_FIELDS)
     lora = ({MODEL_LORA_FIELDS[name]: getattr(model, name) for name in sorted(lora_named)}
             if lora_named or ("use_peft" in named and model.use_peft) else None)
     return overrides, lora
+
+
+AT_LEAST_ONE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                "num_train_epochs", "logging_steps")
+
+
+def check_values(overrides: dict) -> None:
+    """Refuse, naming the option, a number no run can use: not finite (``--learning_rate 1e400`` is inf and
+    trains every weight to NaN), or a count below 1 (a batch of 0 fails as a division by zero deep in the loop)."""
+    import math
+
+    for name, value in overrides.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{name} {value}: not a finite number")
+        if name in AT_LEAST_ONE and isinstance(value, (int, float)) and value < 1 and not (
+                name == "logging_steps" and 0 < value < 1):  # (a fraction of the run for logging_steps)
+            raise ValueError(f"--{name} {value}: must be at least 1")
+        if name == "learning_rate" and value <= 0:
+            raise ValueError(f"--{name} {value}: must be above 0")
 
 
 def parse_ratios(items: list[str] | None) -> dict[str, float] | None:
