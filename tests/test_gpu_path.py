@@ -288,7 +288,7 @@ def test_notebook_04_inference_shards_over_the_gpus(tmp_path):
     (["--learning_rate", "0"], "--learning_rate 0.0: must be above 0"),
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be at least 1"),
     (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps 0: must be at least 1"),
-    (["--learning_rate", "abc"], "argument --learning_rate: invalid float value: 'abc'"),
+    (["--learning_rate", "abc"], "argument --learning_rate/--learning-rate: invalid float value: 'abc'"),
 ])
 def test_a_bad_trl_option_is_one_line_naming_it(argv, says, tmp_path, capsys):
     """Issue 34 (items 10, 26): lr 1e400 trained every weight to NaN with exit 0; batch 0 died of a division by
