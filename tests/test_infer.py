@@ -128,3 +128,30 @@ def test_two_inference_processes_merge_to_the_one_process_file(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("two.shard-*-of-2.json")) == ["two.shard-0-of-2.json",
                                                                              "two.shard-1-of-2.json"]
     assert cli.main([*base, "--out", str(tmp_path / "two.json"), "--processes", "2"]) == 0  # resumes: no work left
+
+
+def test_a_rerun_over_replaced_image_bytes_does_not_reuse_the_old_predictions(tmp_path):
+    """Issue 34 (item 6): replace an image (same name) or prepare again at another height, rerun: the old
+    predictions came back ("predicted 2"); the data digest covered id, caption and path, not the image."""
+    import os
+
+    from PIL import Image
+
+    from unimumer_lib.infer import StaleOutput
+    from unimumer_lib.model import load_model
+    from unimumer_lib.records import Record
+
+    model, processor = load_model("tiny-base", dtype="float32")
+    records = []
+    for k in range(2):
+        path = tmp_path / f"i{k}.png"
+        Image.new("RGB", (96, 48), "white").save(path)
+        records.append(Record(id=f"i{k}", caption="x", image_path=str(path)))
+    out = tmp_path / "pred.json"
+    predict(model, processor, records, out, max_new_tokens=4, progress=False)
+    predict(model, processor, records, out, max_new_tokens=4, progress=False)  # unchanged: resumes
+    Image.new("RGB", (120, 48), "white").save(records[1].image_path)
+    os.utime(records[1].image_path, ns=(1, 1))
+    with pytest.raises(StaleOutput, match="differs in data"):
+        predict(model, processor, records, out, max_new_tokens=4, progress=False)
+    assert len(predict(model, processor, records, out, max_new_tokens=4, progress=False, force=True)) == 2

@@ -130,12 +130,23 @@ def run_settings(model, task: str, prompt: str, settings: GenerationConfig, reco
 
     from .model import model_identity
 
-    data = hashlib.sha256(json.dumps([[r.id, r.caption, r.image_path or ""] for r in records]).encode()).hexdigest()
+    data = hashlib.sha256(json.dumps([[r.id, r.caption, r.image_path or "", _file_stamp(r.image_path)]
+                                      for r in records]).encode()).hexdigest()
     keys = ("max_new_tokens", "num_beams", "num_return_sequences", "do_sample", "temperature", "top_p", "top_k",
             "repetition_penalty")
     return json.loads(json.dumps({"made_by": MADE_BY, "model": model_identity(model), "task": task, "prompt": prompt,
                                   "decoding": {k: getattr(settings, k, None) for k in keys},
                                   "data": {"records": len(records), "sha256": data[:16]}}, default=str))
+
+
+def _file_stamp(path: str | None) -> list[int] | None:
+    """(size, modification time in ns) of an image file: a rerun over replaced image bytes (the same name, or a
+    split prepared again at another height) is not the same data, so its old predictions are not reused."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns] if st else None
 
 
 def held_settings(out: Path) -> dict | None:
