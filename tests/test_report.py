@@ -234,3 +234,20 @@ def test_tables_without_pandas_print_what_pandas_printed(fmt, reference_predicti
         if fmt == "table":  # the same cells in the same order; column padding is ours (one space apart)
             ours, theirs = ours.split(), theirs.split()
         assert ours == theirs
+
+
+def test_two_prediction_files_of_one_name_never_share_a_results_file(tmp_path, capsys):
+    """Issue 34 (item 7): runs/vanilla/test_pred.json and runs/all/test_pred.json with --results-dir res printed
+    "wrote res/test_results.txt" twice and one arm's results were lost."""
+    import json
+
+    from unimumer_lib import cli
+
+    for arm in ("vanilla", "all"):
+        (tmp_path / "runs" / arm).mkdir(parents=True)
+        (tmp_path / "runs" / arm / "test_pred.json").write_text(json.dumps([{"img_id": "a", "gt": "x", "pred": "x"}]))
+    files = [str(tmp_path / "runs" / arm / "test_pred.json") for arm in ("vanilla", "all")]
+    assert cli.main(["eval", *files, "--results-dir", str(tmp_path / "res")]) == 2
+    assert "would both be written there" in capsys.readouterr().err and not (tmp_path / "res").exists()
+    assert cli.main(["eval", *files, "--write-results"]) == 0  # beside each file: two files
+    assert all((tmp_path / "runs" / arm / "test_results.txt").exists() for arm in ("vanilla", "all"))

@@ -115,7 +115,13 @@ def write_results_files(rows: list[dict], folder: Path | None = None, force: boo
     results file (the authors' own beside an official prediction file) is never replaced unless ``force``;
     every target is checked before the first is written."""
     targets = [(row, results_path(Path(row["file"]), folder)) for row in rows if "dataset" not in row]
+    seen: dict[Path, str] = {}
     for row, target in targets:
+        if target.resolve() in seen:
+            raise ValueError(f"{target}: the results of {seen[target.resolve()]} and {row['file']} would both be "
+                             f"written there (one would be lost); write each beside its file (no --results-dir) "
+                             f"or give the files distinct names")
+        seen[target.resolve()] = row["file"]
         if target.resolve() == Path(row["file"]).resolve():
             raise ValueError(f"{target}: refusing to overwrite the prediction file with its results")
         if target.exists() and not force:
