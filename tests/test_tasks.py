@@ -197,3 +197,35 @@ def test_a_task_named_twice_is_refused_before_anything_is_written(tmp_path, caps
     assert cli.main(["tasks", "--captions", str(split), "--tasks", "error_find,error_fix", "--confusions",
                      "lookalikes", "--out", str(tmp_path / "e2"), "--test-root", str(tmp_path / "none")]) == 0
     assert "error_find: read 1 = written 1 + rejected 0" in capsys.readouterr().out
+
+
+def test_tasks_never_replaces_a_users_files_in_its_out(tmp_path):
+    """Issue 34 (item 1): `tasks --out DIR` replaced the user's vanilla.json and repointed their dataset_info.json
+    entry (exit 0)."""
+    import json
+
+    from PIL import Image
+
+    from unimumer_lib.tasks import build_task_files
+
+    split = tmp_path / "split"
+    (split / "images").mkdir(parents=True)
+    Image.new("RGB", (32, 16), "white").save(split / "images" / "a.png")
+    (split / "caption.txt").write_text("a\tx + 1\n")
+    mine = {"crohme_train": {"file_name": "my_data.json"}}
+    for name, text in (("vanilla.json", "my own rows"), ("dataset_info.json", json.dumps(mine))):
+        out = tmp_path / name.split(".")[0]
+        out.mkdir()
+        (out / name).write_text(text)
+        with pytest.raises(FileExistsError, match=f"{name}: a file `unimumer tasks` did not write"):
+            build_task_files(out, ["vanilla"], captions=split, test_roots=[], progress=False)
+        assert (out / name).read_text() == text and not (out / "tree.json").exists()
+    out = tmp_path / "fresh"
+    build_task_files(out, ["vanilla", "tree"], captions=split, test_roots=[], progress=False)
+    build_task_files(out, ["can"], captions=split, test_roots=[], progress=False)  # its own files: rebuilt beside
+    assert set(json.loads((out / "dataset_info.json").read_text())) == {"crohme_train", "crohme_train_tree",
+                                                                       "crohme_train_can"}
+    (out / "tree.json").write_text("edited by hand")
+    with pytest.raises(FileExistsError, match="tree.json: a file `unimumer tasks` did not write"):
+        build_task_files(out, ["tree"], captions=split, test_roots=[], progress=False)
+    assert (out / "tree.json").read_text() == "edited by hand"

@@ -177,10 +177,45 @@ def write_task_files(out, rows: dict[str, list[dict]], rejects: list[tuple[str, 
         return _write_task_files(Path(out), rows, rejects, prefix)
 
 
+TASKS_MARKER = ".unimumer-tasks.json"  # the files a build wrote (name -> sha256): only those are ever replaced
+
+
+def _claim_task_files(out: Path, names: list[str]) -> dict:
+    """Refuse to replace any of ``names`` in ``out`` that an earlier build did not write as it is now (a user's
+    ``vanilla.json`` or ``dataset_info.json`` is never replaced, ``--force`` or not); mark them as being written.
+    Returns the marker to complete."""
+    import hashlib
+
+    marker_path = out / TASKS_MARKER
+    try:
+        marker = json.loads(marker_path.read_text(encoding="utf-8")) if marker_path.exists() else {}
+    except ValueError:
+        marker = {}
+    ours = marker.get("files", {}) if isinstance(marker, dict) else {}
+    for name in names:
+        path = out / name
+        if path.exists() and ours.get(name) not in ("pending", hashlib.sha256(path.read_bytes()).hexdigest()):
+            raise FileExistsError(f"{path}: a file `unimumer tasks` did not write (or one changed since); it is "
+                                  f"never replaced: choose another --out")
+    marker = {"made_by": "unimumer tasks", "files": {**ours, **{name: "pending" for name in names}}}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker_path, json.dumps(marker, indent=1) + "\n")
+    return marker
+
+
+def _complete_task_files(out: Path, marker: dict) -> None:
+    import hashlib
+
+    files = {name: hashlib.sha256((out / name).read_bytes()).hexdigest() if (out / name).exists() else digest
+             for name, digest in marker["files"].items()}
+    atomic_write_text(out / TASKS_MARKER, json.dumps({**marker, "files": files}, indent=1) + "\n")
+
+
 def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
     # Read what earlier builds left first: a folder that is not a task folder fails before anything is written.
     # Rejects of tasks built earlier into the same folder (e.g. caption tasks, then EDL) are kept.
     rejects_path, info_path = out / TASK_REJECTS, out / DATASET_INFO
+    marker = _claim_task_files(out, [*(f"{task}.json" for task in rows), TASK_REJECTS, DATASET_INFO])
     kept = [r for r in read_task_rejects(rejects_path) if r[1] not in rows] if rejects_path.exists() else []
     info = _read_dataset_info(info_path) if info_path.exists() else {}
     rebuilt = {f"{task}.json" for task in rows}
@@ -196,6 +231,7 @@ def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
     writer.writerows(kept + list(rejects))
     atomic_write_text(rejects_path, buf.getvalue())
     atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
+    _complete_task_files(out, marker)
     return paths
 
 
@@ -337,8 +373,8 @@ def _tasks_from_captions(out: Path, tasks, captions, guard, prefix: str, progres
     if edl_tasks:
         if confusions is None:
             raise ValueError(f"{', '.join(edl_tasks)} come from wrong transcriptions: give --from-predictions "
-                             f"(a model's predictions), or with --captions, --confusions lookalikes (errors injected "
-                             f"into the captions)")
+                             f"(a model's predictions), or with --captions a confusion table to inject errors from, "
+                             f"--confusions lookalikes")
         records = edl.synthetic_records([(image, caption) for _, caption, image in items], confusions, seed)
         made = {r["image"] for r in records}
         rejects += [(key, t, "no confusion applies to this caption") for key, _, image in items
