@@ -136,7 +136,8 @@ def measure(model, processor, records: list, out: str | Path | None = None, task
             exact = 100.0 * sum(t.split() == wrong[i][1].split() for t, i in zip(texts, idx)) / max(1, len(idx))
             gates[task] = Gate(task, len(idx), formed, None, vanilla, exact)
             continue
-        read = [extract_answer(t, task) for t in texts]
+        read = [extract_answer(t.strip().rpartition(ANSWER_SEPARATOR)[2], "vanilla") if task == "error_fix"
+                else extract_answer(t, task) for t in texts]  # error_fix: the corrected formula, its last line
         rate = score([gts[i] for i in idx], read).exprate if idx else 0.0
         gates[task] = Gate(task, len(idx), formed, rate, vanilla, rate if task == "error_fix" else None)
     if out is not None:
