@@ -47,6 +47,14 @@ def test_edl_targets_are_well_formed_and_broken_ones_are_not():
         gates.well_formed("vanilla", "x")
 
 
+def test_the_latex_read_from_each_format_is_its_caption():
+    caption = "\\frac { a } { b } + 1"
+    for task in ("tree", "can"):
+        assert gates.reading(task, TASKS[task].target(caption)) == caption
+    wrong, marked, log = gates.wrong_transcriptions([caption], seed=2)[0]
+    assert gates.reading("error_fix", log + "\n" + caption) == caption != gates.reading("error_fix", log + "\n" + wrong)
+
+
 def test_check_names_each_missed_bar():
     ok = gates.Gate("tree", 100, 95.0, 30.0, 35.0)
     assert gates.check({"tree": ok}) == []

@@ -87,6 +87,14 @@ def well_formed(task: str, text: str, given: str = "") -> bool:
     return True
 
 
+def reading(task: str, text: str) -> str:
+    """The LaTeX an output of ``task`` ends with: error_fix's corrected formula is its last line (the registry reads
+    error_fix's whole output, log included); the others as ``taskspec.extract_answer`` reads them."""
+    if task == "error_fix":
+        return extract_answer(text.strip().rpartition(ANSWER_SEPARATOR)[2], "vanilla")
+    return extract_answer(text, task)
+
+
 def wrong_transcriptions(captions: list[str], seed: int = 0) -> list[tuple[str, str, str] | None]:
     """(wrong, marked, log) per caption, from 1-2 look-alike errors (None where no confusion applies)."""
     from . import edl
@@ -136,8 +144,7 @@ def measure(model, processor, records: list, out: str | Path | None = None, task
             exact = 100.0 * sum(t.split() == wrong[i][1].split() for t, i in zip(texts, idx)) / max(1, len(idx))
             gates[task] = Gate(task, len(idx), formed, None, vanilla, exact)
             continue
-        read = [extract_answer(t.strip().rpartition(ANSWER_SEPARATOR)[2], "vanilla") if task == "error_fix"
-                else extract_answer(t, task) for t in texts]  # error_fix: the corrected formula, its last line
+        read = [reading(task, t) for t in texts]
         rate = score([gts[i] for i in idx], read).exprate if idx else 0.0
         gates[task] = Gate(task, len(idx), formed, rate, vanilla, rate if task == "error_fix" else None)
     if out is not None:
