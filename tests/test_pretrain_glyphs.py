@@ -47,6 +47,8 @@ def test_a_checkpoint_is_published_and_a_second_segment_continues_from_it(run):
                      "--work", str(root / "work"), "--out", str(root / "step2"), "--publish", "2"]) == 0
     step2 = json.loads((root / "step2" / "run_config.json").read_text())
     assert step2["steps"] == 2 and step2["published_from"] == "checkpoint-2"
+    started = json.loads((root / "work" / pretrain.RUN_START).read_text())["commit"]
+    assert step2["segments"][0]["commit"] == started == record["commit"]  # the commit the run started from
     assert len(step2["learning_curve"]) == 1
     again = pretrain.pretrain(root / "base2", root / "work2", replace(recipe, init=str(root / "base")), workers=1)
     assert [s["steps"] for s in again["segments"]] == [4, 4] and again["segments"][1]["init"] == str(root / "base")

@@ -223,7 +223,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
               if getattr(args, k) is not None}
     recipe = replace(RECIPES[args.recipe], **chosen)
     if args.publish is not None:
-        record = publish_checkpoint(Path(args.work), Path(args.out), recipe, args.publish or None)
+        record = publish_checkpoint(Path(args.work), Path(args.out), recipe, args.publish or None, args.notes)
     else:
         record = pretrain(Path(args.out), Path(args.work), recipe, resume=args.resume, workers=args.workers)
     last = record["learning_curve"][-1] if record["learning_curve"] else None
@@ -425,6 +425,7 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--publish", type=at_least(1), nargs="?", const=0, default=None, metavar="STEP",
                    help="write the base from a checkpoint of the run in --work (STEP, default the best held-out "
                         "one) instead of training")
+    s.add_argument("--notes", default=None, help="with --publish: a note for the model card and run_config.json")
     s.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
     s.add_argument("--workers", type=at_least(1), default=None,
                    help="processes making the sample stream (default: cores)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -381,6 +381,8 @@ def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool =
     work, out = Path(work), Path(out)
     check_out(out)
     commit, t0 = git_commit(), time.perf_counter()  # the code this run starts from
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work / RUN_START, json.dumps({"commit": commit, "recipe": asdict(recipe)}, indent=1) + "\n")
     exclude_pool, exclude_crohme = held_out_captions(workers=workers), crohme_test_captions()
     stream = make_stream(work / "stream", recipe.n, recipe.height, exclude_pool | exclude_crohme, workers,
                          glyph_share=recipe.glyph_share, writer_group=recipe.writer_group)
@@ -425,7 +427,6 @@ def publish(folder: Path, out: Path, work: Path, recipe: Pretraining, facts: dic
     """Write the base from a trained ``folder`` (the run's ``final/`` or one of its checkpoints) into ``out``:
     weights, processor, caption list, ``run_config.json`` (every segment) and the model card."""
     import shutil
-    from dataclasses import asdict
 
     from .model import SIZES, load_model, num_parameters
     from .train import read_loss_history
@@ -457,6 +458,7 @@ def publish(folder: Path, out: Path, work: Path, recipe: Pretraining, facts: dic
         "data_wall_s": facts["data_wall_s"], "final_loss": segment["final_loss"], "learning_curve": points,
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history if h["step"] <= steps][::10],
         "segments": [*previous_segments(recipe.init), segment], "published_from": folder.name,
+        **({"notes": facts["notes"]} if facts.get("notes") else {}),
     }
     if recipe.glyph_share:
         from .glyphs import SHIPPED_BANK, load_bank
@@ -486,6 +488,17 @@ def store_half(folder: Path) -> None:
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
 
 
+RUN_START = "pretrain.json"  # in --work: the commit a pretraining run started from (publish_checkpoint reads it)
+
+
+def _run_commit(work: Path) -> str | None:
+    """The commit the run in ``work`` started from (``RUN_START``)."""
+    try:
+        return json.loads((Path(work) / RUN_START).read_text(encoding="utf-8")).get("commit")
+    except (OSError, ValueError):
+        return None
+
+
 def read_points(folder: Path) -> list[dict]:
     """The learning curve's points written so far (``CURVE_POINTS``)."""
     path = Path(folder) / CURVE_POINTS
@@ -493,7 +506,8 @@ def read_points(folder: Path) -> list[dict]:
     return sorted({p["step"]: p for p in points}.values(), key=lambda p: p["step"])  # a resumed run: the latest
 
 
-def publish_checkpoint(work: Path, out: Path, recipe: Pretraining, step: int | None = None) -> dict:
+def publish_checkpoint(work: Path, out: Path, recipe: Pretraining, step: int | None = None,
+                       notes: str | None = None) -> dict:
     """Publish a checkpoint of a running (or stopped) pretraining in ``work`` as a base in ``out``: the one of
     ``step``, else the one whose held-out ExpRate on the curve is best (ties: the later)."""
     import re
@@ -515,8 +529,8 @@ def publish_checkpoint(work: Path, out: Path, recipe: Pretraining, step: int | N
             if f.name != "dataset_info.json"}
     wall = next((p["wall_s"] for p in read_points(work / "curve") if p["step"] == step), None)
     excluded = {"held_out_pool": len(held_out_captions()), "crohme_test": len(crohme_test_captions())}
-    facts = {"commit": git_commit(), "stream": stream, "rows": rows, "excluded_captions": excluded,
-             "data_wall_s": None, "train_wall_s": wall}
+    facts = {"commit": _run_commit(work) or git_commit(), "stream": stream, "rows": rows,
+             "excluded_captions": excluded, "data_wall_s": None, "train_wall_s": wall, "notes": notes}
     return publish(found[step], Path(out), work, recipe, facts)
 
 
@@ -614,6 +628,7 @@ Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-f
 | {' | '.join(['---'] * (4 + len(sets)))} |
 {rows}
 
+{("**Notes**: " + record["notes"] + chr(10)) if record.get("notes") else ""}
 **Rebuild / continue**: `unimumer pretrain --recipe {record['name']} --out DIR --work WORKDIR` (add
 `--init {record['name']}` to continue from this one as a new segment); `run_config.json` records every setting.
 
