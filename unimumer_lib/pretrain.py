@@ -70,8 +70,8 @@ GLYPH_BASE_NAME = "glyph-base"
 # The real-glyph base (issue: a CPU stand-in that reads real handwriting and has seen every task's prompt): the
 # base5 shape (6.9 M parameters, benchmarks/bench_shapes.py), 80 % of its samples written with real CROHME-train
 # glyphs of the pretraining writers (the rest Hershey), and every task's format in the stream.
-GLYPH_RECIPE = Pretraining(n=60_000, steps=2_600, size="base5", preset="cpu-read-base", save_steps=650,
-                           curve_every=650,
+GLYPH_RECIPE = Pretraining(n=60_000, steps=2_200, size="base5", preset="cpu-read-base", save_steps=550,
+                           curve_every=550,
                            tasks=("vanilla", "tree", "can", "error_find", "error_fix"),
                            task_shares=(0.6, 0.1, 0.1, 0.1, 0.1), glyph_share=0.8, name=GLYPH_BASE_NAME,
                            half_storage=True)
