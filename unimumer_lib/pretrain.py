@@ -69,7 +69,9 @@ RECIPE = Pretraining()
 GLYPH_BASE_NAME = "glyph-base"
 # The real-glyph base (issue: a CPU stand-in that reads real handwriting and has seen every task's prompt): the
 # base5 shape (6.9 M parameters, benchmarks/bench_shapes.py), 80 % of its samples written with real CROHME-train
-# glyphs of the pretraining writers (the rest Hershey), and every task's format in the stream.
+# glyphs of the pretraining writers (the rest Hershey), and every task's format in the stream. Not shipped yet: with
+# this recipe base5's vision tower collapses to one vector per image within a few hundred steps
+# (benchmarks/README.md, "The real-glyph base"; benchmarks/vision_health.py measures it).
 GLYPH_RECIPE = Pretraining(n=60_000, steps=2_200, size="base5", preset="cpu-read-base", save_steps=550,
                            curve_every=550,
                            tasks=("vanilla", "tree", "can", "error_find", "error_fix"),
@@ -526,8 +528,9 @@ def publish_checkpoint(work: Path, out: Path, recipe: Pretraining, step: int | N
     if step not in found:
         raise FileNotFoundError(f"{work / 'sft'}: no checkpoint-{step} (have {sorted(found)})")
     stream = json.loads((work / "stream" / "stream.json").read_text())
-    rows = {f.stem: len(json.loads(f.read_text())) for f in sorted((work / "tasks").glob("*.json"))
-            if f.name != "dataset_info.json"}
+    from .tasks import listed_task_files
+
+    rows = {f.stem: len(json.loads(f.read_text())) for f in listed_task_files(work / "tasks")}
     wall = next((p["wall_s"] for p in read_points(work / "curve") if p["step"] == step), None)
     excluded = {"held_out_pool": len(held_out_captions()), "crohme_test": len(crohme_test_captions())}
     facts = {"commit": _run_commit(work) or git_commit(), "stream": stream, "rows": rows,

@@ -144,7 +144,7 @@ def task_files(data_dir: str | Path) -> list[Path]:
     from .tasks import DATASET_INFO, listed_task_files
 
     data_dir = Path(data_dir)
-    if not any(p.name != DATASET_INFO for p in data_dir.glob("*.json")):
+    if not any(p.name != DATASET_INFO and not p.name.startswith(".") for p in data_dir.glob("*.json")):
         raise FileNotFoundError(f"{data_dir}: no <task>.json files")
     if not (data_dir / DATASET_INFO).is_file():
         raise FileNotFoundError(f"{data_dir}: no {DATASET_INFO}: not a finished task folder (build it with "
