@@ -75,7 +75,7 @@ def test_a_real_model_without_a_preset_is_refused_before_any_download(tmp_path, 
 def test_full_is_the_paper_recipe():
     from unimumer_lib.sftconfig import PRESETS, resolve_settings
 
-    assert resolve_settings("full") == resolve_settings("paper") and not PRESETS["full"].get("use_cpu")
+    assert resolve_settings("full") == resolve_settings("paper") and not resolve_settings("full").get("use_cpu")
     assert "freeze_vision" in PRESETS["paper"]  # the choice is stated where the recipe is
 
 

@@ -51,6 +51,7 @@ def _open_image(image, sizing: str = "paper"):
 
     if isinstance(image, (str, Path)):
         with Image.open(image) as im:
+            im.load()  # (an RGB image within the size range comes back as itself: read it before the file closes)
             return sized(im, sizing)
     return sized(image, sizing)
 
@@ -267,7 +268,8 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
         done.update((p.img_id, p) for p in _read_partial(partial))
         done = {k: p for k, p in done.items() if not p.error}  # rejected rows are tried again
         todo = [r for r in records if r.id not in done]
-        run = _vllm_runner(model.path, processor, settings, prompt, sizing) if on_vllm else (
+        sized_as = {"sizing": sizing} if sizing != "paper" else {}
+        run = _vllm_runner(model.path, processor, settings, prompt, **sized_as) if on_vllm else (
             lambda images: generate(model, processor, images, prompt, settings, sizing))
         step = max(batch_size, VLLM_CHUNK) if on_vllm else batch_size  # vLLM batches internally
         with partial.open("a", encoding="utf-8") as sink, tqdm(total=len(todo), disable=not progress,
@@ -319,13 +321,12 @@ def load_for_inference(model_path: str | Path):
     is faster than splitting its layers over several (run one process per GPU for throughput)."""
     import torch
 
-    from .model import attention_implementation, load_model
+    from .model import flash_attention, load_model
 
     if torch.cuda.is_available():
         gpu = int(os.environ.get("LOCAL_RANK", "0"))
         fits = weights_bytes(model_path) < 0.8 * torch.cuda.get_device_properties(gpu).total_memory
-        return load_model(model_path, dtype="auto", device_map={"": gpu} if fits else "auto",
-                          attn_implementation=attention_implementation(cuda=True))
+        return load_model(model_path, dtype="auto", device_map={"": gpu} if fits else "auto", **flash_attention())
     return load_model(model_path, dtype="float32")
 
 

@@ -191,6 +191,13 @@ def sized(image, sizing: str = "paper"):
     return official_size(image) if sizing == "official" else fit_pixels(image)
 
 
+def flash_attention() -> dict:
+    """``{"attn_implementation": "flash_attention_2"}`` where it runs (``attention_implementation``), else {}:
+    transformers' own default is sdpa."""
+    choice = attention_implementation()
+    return {"attn_implementation": choice} if choice == "flash_attention_2" else {}
+
+
 def on_white(image):
     """RGB, a transparent background composited onto white paper (what a canvas or a drawing program exports:
     black ink, alpha 0 elsewhere; ``convert("RGB")`` alone would turn that paper black)."""

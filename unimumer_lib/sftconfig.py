@@ -46,7 +46,7 @@ def known_settings() -> set[str]:
 # Presets: configs/sft/<name>.yaml, the single source of the recipes (paper, single-gpu-lora, ...).
 # (checked against SFTConfig by the tests, not at import, so ``unimumer --help`` stays fast)
 PRESETS: dict[str, dict] = {p.stem: read_config_file(p, check=False) for p in sorted(PRESET_DIR.glob("*.yaml"))}
-PRESETS.update({alias: PRESETS[name] for alias, name in PRESET_ALIASES.items()})
+PRESET_NAMES = sorted([*PRESETS, *PRESET_ALIASES])  # what --preset takes
 CPU_MODEL_MAX_HIDDEN = 1024  # a checkpoint folder whose language model is at most this wide is a CPU stand-in
 
 
@@ -66,7 +66,7 @@ def default_preset(model: str | Path) -> str:
         data = json.loads(config.read_text(encoding="utf-8"))
         if (data.get("text_config") or data).get("hidden_size", CPU_MODEL_MAX_HIDDEN + 1) <= CPU_MODEL_MAX_HIDDEN:
             return CPU_PRESET
-    gpu = sorted(n for n, p in PRESETS.items() if not p.get("use_cpu"))
+    gpu = sorted([*(n for n, p in PRESETS.items() if not p.get("use_cpu")), *PRESET_ALIASES])
     raise ValueError(f"--model {name}: give --preset for a real model ({', '.join(gpu)}); without one it would get "
                      f"the CPU smoke recipe ({CPU_PRESET}: use_cpu, fp32, lr "
                      f"{PRESETS[CPU_PRESET]['learning_rate']:g}), which is for the tiny offline models only")
@@ -78,8 +78,9 @@ def world_size() -> int:
 
 def resolve_settings(preset: str, config: dict | None = None, **overrides) -> dict:
     """Preset, then a config file's settings, then keyword overrides (``None`` values are ignored)."""
+    preset = PRESET_ALIASES.get(preset, preset)
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {preset!r}; choose from {PRESET_NAMES}")
     settings = {**PRESETS[preset], **(config or {})}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings

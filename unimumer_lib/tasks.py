@@ -215,9 +215,9 @@ def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
     # Read what earlier builds left first: a folder that is not a task folder fails before anything is written.
     # Rejects of tasks built earlier into the same folder (e.g. caption tasks, then EDL) are kept.
     rejects_path, info_path = out / TASK_REJECTS, out / DATASET_INFO
-    marker = _claim_task_files(out, [*(f"{task}.json" for task in rows), TASK_REJECTS, DATASET_INFO])
     kept = [r for r in read_task_rejects(rejects_path) if r[1] not in rows] if rejects_path.exists() else []
     info = _read_dataset_info(info_path) if info_path.exists() else {}
+    marker = _claim_task_files(out, [*(f"{task}.json" for task in rows), TASK_REJECTS, DATASET_INFO])
     rebuilt = {f"{task}.json" for task in rows}
     if any(isinstance(e, dict) and e.get("file_name") in rebuilt for e in info.values()):
         # Unlist the tasks being rebuilt first: a build cut short leaves them unlisted, never half new, half old.

@@ -19,8 +19,8 @@ from .files import atomic_write_text, respect_umask
 from .tally import Tally
 from . import runfolder
 from .runfolder import FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
-from .sftconfig import (CPU_PRESET, PRESET_DIR, PRESETS, REPORT_TO, Recipe, default_preset, lora_config,
-                        make_config, parse_ratios, parse_trl_options, ratio_options, read_config_file,
+from .sftconfig import (CPU_PRESET, PRESET_ALIASES, PRESET_DIR, PRESET_NAMES, REPORT_TO, Recipe, default_preset,
+                        lora_config, make_config, parse_ratios, parse_trl_options, ratio_options, read_config_file,
                         resolve_settings, world_size)
 from .sftdata import load_sharegpt_dataset, task_files
 
@@ -29,7 +29,7 @@ def _load(model_path, settings: dict):
     """Model + processor for training. Full fine-tuning loads fp32: the optimizer then updates fp32 master
     weights while bf16 autocasts the compute (a bf16-loaded model loses lr-1e-5 updates to rounding).
     LoRA keeps the frozen base in bf16; QLoRA quantises it to 4 bits. ``settings``: resolved preset + overrides."""
-    from .model import SHIPPED, attention_implementation, load_model, tiny_model
+    from .model import SHIPPED, flash_attention, load_model, tiny_model
 
     if str(model_path) in ("tiny", "small"):
         return tiny_model(str(model_path))
@@ -47,7 +47,7 @@ def _load(model_path, settings: dict):
     owns_master = settings.get("lora") is not None or settings.get("deepspeed")
     dtype = "bfloat16" if owns_master and settings.get("bf16") else "float32"
     if str(model_path) not in SHIPPED:
-        kwargs["attn_implementation"] = attention_implementation()
+        kwargs.update(flash_attention())
     return load_model(model_path, dtype=dtype, **kwargs)
 
 
@@ -370,7 +370,7 @@ def add_train_arguments(ap) -> None:
     ap.epilog = TRL_OPTIONS_HELP
     ap.add_argument("--data", nargs="+", required=True, help="<task>.json files or a task folder")
     ap.add_argument("--model", default="tiny", help="tiny | small | checkpoint folder | hub id")
-    ap.add_argument("--preset", default=None, choices=sorted(PRESETS),
+    ap.add_argument("--preset", default=None, choices=PRESET_NAMES,
                     help=f"recipe from {PRESET_DIR.relative_to(REPO_ROOT)}/<name>.yaml (full = paper); required "
                          f"for a real model (a hub id or checkpoint), {CPU_PRESET} for the offline CPU models")
     ap.add_argument("--freeze-vision", action="store_true", help="train with the vision tower frozen "
@@ -459,7 +459,8 @@ def launch(files, out_dir, processes: int, force: bool = False, **recipe) -> Tra
         raise ValueError(f"launch passes model, preset, steps, seed and ratios to `unimumer train`; use a config "
                          f"file (--config) for the other settings (got {sorted(recipe.overrides) or 'lora/config'})")
 
-    zero2 = (str(REPO_ROOT / "configs" / "ds_zero2.json") if recipe.preset == "paper" and torch.cuda.is_available()
+    zero2 = (str(REPO_ROOT / "configs" / "ds_zero2.json") if PRESET_ALIASES.get(recipe.preset, recipe.preset) == "paper"
+             and torch.cuda.is_available()
              else None)
     cmd = launch_command(files, out_dir, processes, recipe, force, zero2)
     print(f"training in {processes} processes ({'DeepSpeed ZeRO-2, ' if zero2 else ''}accelerate launch): "
