@@ -75,6 +75,7 @@ PY
   du -sh "$CARRY"
   ;;
 --dry-run)
+  shopt -s nocaseglob  # (wheel names keep their project's case: Hershey_Fonts-2.1.0-...)
   echo "# commands run on the GPU machine (OUT=\${1:-runs/gpu_acceptance}):"
   steps
   missing=0
