@@ -123,14 +123,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def _confusions(name: str | None):
-    """The confusion table ``tasks --confusions`` names (None: none given)."""
-    if name is None:
-        return None
-    if name != "lookalikes":
-        raise ValueError(f"--confusions {name!r}: the one table offered is 'lookalikes'")
+    """The confusion table ``tasks --confusions`` names (None: none given; argparse allows only ``lookalikes``)."""
     from .edl import LOOKALIKES
 
-    return LOOKALIKES
+    return LOOKALIKES if name else None
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -345,7 +341,7 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--root", default=None, help="folder that a prompt JSON's relative image paths start from")
     s.add_argument("--prefix", default="crohme_train", help="dataset_info name prefix")
     s.add_argument("--seed", type=at_least(0), default=0, help="seed of the sampled choices (EDL injection)")
-    s.add_argument("--confusions", default=None, metavar="lookalikes",
+    s.add_argument("--confusions", default=None, choices=("lookalikes",),
                    help="with --captions, error_find/error_fix from errors injected into the captions: 'lookalikes' "
                         "(edl.LOOKALIKES, marked synthetic); a model's own errors come with --from-predictions")
     s.add_argument("--test-root", action="append", default=None,
