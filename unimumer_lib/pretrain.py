@@ -68,15 +68,16 @@ class Pretraining:
 RECIPE = Pretraining()
 GLYPH_BASE_NAME = "glyph-base"
 # The real-glyph base (issue: a CPU stand-in that reads real handwriting and has seen every task's prompt): the
-# base5 shape (6.9 M parameters, benchmarks/bench_shapes.py), 80 % of its samples written with real CROHME-train
-# glyphs of the pretraining writers (the rest Hershey), and every task's format in the stream. Not shipped yet: with
-# this recipe base5's vision tower collapses to one vector per image within a few hundred steps
-# (benchmarks/README.md, "The real-glyph base"; benchmarks/vision_health.py measures it).
-GLYPH_RECIPE = Pretraining(n=60_000, steps=2_200, size="base5", preset="cpu-read-base", save_steps=550,
-                           curve_every=550,
+# shipped tiny base continued (a second segment) on a stream whose samples are 80 % written with real CROHME-train
+# glyphs of the pretraining writers (the rest Hershey), each sample training one task's format (vanilla 60 %, tree,
+# counting, error_find, error_fix 10 % each). Continued from tiny-base rather than trained from random weights: the
+# 3-8 M shapes trained from scratch (base5) collapsed their vision tower to one vector per image within 1,000 steps
+# (benchmarks/README.md, "The real-glyph base"; benchmarks/vision_health.py measures it), while tiny-base's tower
+# already tells glyphs apart.
+GLYPH_RECIPE = Pretraining(n=60_000, steps=14_000, size="tiny", preset="cpu-read", save_steps=2_000,
+                           curve_every=2_000, init=BASE_NAME,
                            tasks=("vanilla", "tree", "can", "error_find", "error_fix"),
-                           task_shares=(0.6, 0.1, 0.1, 0.1, 0.1), glyph_share=0.8, name=GLYPH_BASE_NAME,
-                           half_storage=True)
+                           task_shares=(0.6, 0.1, 0.1, 0.1, 0.1), glyph_share=0.8, name=GLYPH_BASE_NAME)
 RECIPES = {RECIPE.name: RECIPE, GLYPH_RECIPE.name: GLYPH_RECIPE}
 CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every caption trained on, one per line
 
