@@ -170,6 +170,28 @@ def check(gates: dict[str, Gate]) -> list[str]:
     return misses
 
 
+GATES_FILE = "gates.json"  # beside an arm's results: its gates and every output they read
+
+
+def measure_split(model_path, split: str | Path, out: str | Path, n: int, batch_size: int = 16,
+                  seed: int = 0) -> dict[str, Gate]:
+    """The gates of the model at ``model_path`` on the first ``n`` records of a prepared split, written to ``out``
+    (``GATES_FILE``)."""
+    from .infer import load_for_inference
+    from .model import resolve_model_path
+    from .records import load_records
+
+    records = load_records(Path(split))[:n]
+    model, processor = load_for_inference(resolve_model_path(model_path))
+    return measure(model, processor, records, out=out, batch_size=batch_size, seed=seed)
+
+
+def read_gates(path: str | Path) -> dict[str, Gate]:
+    """The gates a ``measure(..., out=path)`` wrote."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {task: Gate(**g) for task, g in data["gates"].items()}
+
+
 def table(gates_by_arm: dict[str, dict[str, Gate]]):
     """A DataFrame: one row per (arm, task) with the gate's numbers and whether it holds."""
     import pandas as pd

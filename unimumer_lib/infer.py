@@ -42,18 +42,19 @@ OFFICIAL_MAX_TOKENS = 2048
 # can 308 / 244; error_find is a marked caption, error_fix a correction log + caption.
 
 
-def _open_image(image, sizing: str = "paper"):
-    """RGB on white, resized into the training pixel range (``model.sized``: ``fit_pixels`` so the model sees what
-    it trained on, or the official script's sizing)."""
+def _open_image(image, sizing: str = "paper", spec: dict | None = None):
+    """RGB on white, brought to the input the checkpoint records (``spec``: ``model.to_model_input``), resized into
+    the training pixel range (``model.sized``: ``fit_pixels`` so the model sees what it trained on, or the official
+    script's sizing)."""
     from PIL import Image
 
-    from .model import sized
+    from .model import sized, to_model_input
 
     if isinstance(image, (str, Path)):
         with Image.open(image) as im:
             im.load()  # (an RGB image within the size range comes back as itself: read it before the file closes)
-            return sized(im, sizing)
-    return sized(image, sizing)
+            return sized(to_model_input(im, spec), sizing)
+    return sized(to_model_input(image, spec), sizing)
 
 
 def chat(image, prompt: str) -> list[dict]:
@@ -99,7 +100,8 @@ def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS["
     prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
     if len(prompts) != len(images):
         raise ValueError(f"{len(prompts)} prompts for {len(images)} images")
-    convs = [chat(_open_image(im, sizing), p) for im, p in zip(images, prompts)]
+    spec = getattr(processor, "input_spec", None)  # the input the checkpoint was trained on
+    convs = [chat(_open_image(im, sizing, spec), p) for im, p in zip(images, prompts)]
     inputs = processor.apply_chat_template(convs, tokenize=True, return_dict=True, return_tensors="pt",
                                            add_generation_prompt=True,
                                            processor_kwargs={"padding": True, "padding_side": "left"})

@@ -17,6 +17,7 @@ from . import metrics
 from .normalize import check_style, normalize_texts
 from .predictions import Prediction, read_columns, read_predictions
 from .files import atomic_write_text
+from .taskspec import BASELINE_ARM, MAIN_ARM, MATCHED_ARM
 
 if TYPE_CHECKING:  # pandas is imported where a table needs it, so that `unimumer eval` starts without it
     import pandas as pd
@@ -352,11 +353,13 @@ def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Pa
 
 def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, str], names: Mapping[str, str],
                        out: Path | str, main_tests: Mapping[str, str] | None = None,
-                       main_arm: str = "all", base_arm: str = "vanilla") -> dict[str, dict[str, Path]]:
+                       main_arm: str = MAIN_ARM, base_arm: str = BASELINE_ARM,
+                       matched_arm: str = MATCHED_ARM) -> dict[str, dict[str, Path]]:
     """``main`` and ``ablation`` tables (csv, md, tex) of a paper run from its prediction files. ``main_tests``
     ({split: label}, e.g. hme100k -> HME100K): test sets only ``main_arm`` has, in the main table only. With both
     ``base_arm`` and ``main_arm`` among the arms, ``ablation_paired``: main − base with its paired bootstrap
-    interval (``paired_table``)."""
+    interval (``paired_table``); with ``matched_arm`` (the compute-matched control) too,
+    ``ablation_paired_matched``: main − matched."""
     results = arm_results(root, arms, tests)
     main = {arm: dict(rows) for arm, rows in results.items()}
     if main_tests:
@@ -365,7 +368,20 @@ def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, st
                "ablation": write_table(ablation_table(results), out, "ablation")}
     if base_arm in arms and main_arm in arms and base_arm != main_arm:
         written["ablation_paired"] = write_table(paired_table(root, base_arm, main_arm, tests), out, "ablation_paired")
+    if matched_arm in arms and main_arm in arms:
+        written["ablation_paired_matched"] = write_table(paired_table(root, matched_arm, main_arm, tests), out,
+                                                         "ablation_paired_matched")
     return written
+
+
+def write_gate_table(paths: Mapping[str, Path | str], out: Path | str) -> dict[str, Path]:
+    """``gates.csv|md|tex``: each arm's learnability gates (``gates.GATES_FILE`` of its results, {arm: path}): per
+    auxiliary task the share of well-formed outputs, the ExpRate read from them beside the vanilla-prompt
+    ExpRate, error_fix's exact rate, and whether the gate holds (``gates.THRESHOLDS``)."""
+    from .gates import read_gates, table
+
+    return write_table(table({arm: read_gates(p) for arm, p in paths.items()}).set_index(["arm", "task"]), out,
+                       "gates")
 
 
 def read_table_csv(path: Path | str) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from . import config, taskspec
 from .families import TEST_SPLIT_LABELS, dataset_label
+from .gates import GATES_FILE
 from .mining import Mining
 from .files import atomic_write_text
 from .outdir import OutputLock
@@ -72,12 +73,14 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 class Paper:
     """What only the paper pipeline has: its EDL mining (``mining.Mining``; its model, preset and batch size are the
     profile's own), the arms trained (None: the five of the ablation), the
-    base's zero-shot row, and the test splits used (None: every one found)."""
+    base's zero-shot row, the test splits used (None: every one found) and the number of test images the
+    learnability gates of each arm read."""
 
     mining: Mining
     arms: tuple[str, ...] | None = None
     zero_shot: bool = False
     test_splits: tuple[str, ...] | None = None
+    gate_images: int = 0  # learnability gates (gates.py) of every arm on this many test images (0: none)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class Profile:
     paper pipeline's own settings; without ``paper`` notebooks 01 -> 05 run once on ``tasks``.
 
     ``data``: the default --data ("synthetic"; None: synthetic, or the CROHME root for the paper pipeline).
+    ``writers``: the synthetic splits are composed from the shipped glyph bank's (train, test) writer groups
+    (``glyphs.WRITER_GROUPS``) instead of Hershey glyphs.
     ``threads``: torch threads of the notebook kernels (OMP_NUM_THREADS unless already set). ``seed``: every
     notebook's seed (recorded in run.json with the rest). ``label``: the main-table row of the basic pipeline.
     """
@@ -106,6 +111,7 @@ class Profile:
     tasks: tuple[str, ...] = ("vanilla", "tree", "can")
     label: str = "ours ({name}, {train})"
     paper: Paper | None = None
+    writers: tuple[str, str] | None = None  # synthetic data in real glyphs: the bank's writer groups of (train, test)
 
 
 # `smoke` and `cpu` are the paper's experiment in miniature on CPU: they fine-tune the shipped pretrained tiny base
@@ -152,8 +158,8 @@ TEST_SPLIT_CROHME = "test2014"
 # Column names of the tables (report.published() uses the same dataset names).
 DATASET_LABELS = {"test": "synthetic", **TEST_SPLIT_LABELS}  # test2014 ... test2023 (families.py)
 ARMS = ("vanilla", *taskspec.arms(), "all")  # the ablation: vanilla, each auxiliary arm of the registry, all
-MAIN_ARM = "all"
-BASELINE_ARM = "vanilla"  # notebook 05 compares the main arm against it (what the auxiliary tasks fixed and broke)
+MAIN_ARM, BASELINE_ARM, MATCHED_ARM = taskspec.MAIN_ARM, taskspec.BASELINE_ARM, taskspec.MATCHED_ARM
+# notebook 05 compares the main arm against the baseline (what the auxiliary tasks fixed and broke)
 ZERO_SHOT = "zero-shot"  # the untrained model's row beside the arms (profiles with zero_shot)
 RUN_FILE = "run.json"
 REPRODUCE_LOCK = ".unimumer-reproduce.lock"  # the run's own lock; its notebooks lock the folders they write
@@ -169,12 +175,14 @@ class RunFolderMismatch(ValueError):
 def arm_tasks(arm: str) -> list[str]:
     """Training tasks of an arm: vanilla plus the tasks of the named auxiliary arms (``taskspec.arms``: an arm name
     adds its tasks to vanilla; ``all`` = every one; ``tree+edl`` = vanilla + tree + EDL)."""
+    if arm == MATCHED_ARM:
+        return ["vanilla"]
     aux = taskspec.arms()
     names = list(aux) if arm == MAIN_ARM else [n for n in arm.split("+") if n != "vanilla"]
     unknown = [n for n in names if n not in aux]
     if unknown or not arm:
-        raise ValueError(f"unknown arm {arm!r}: use vanilla, all, or auxiliary tasks {'+'.join(aux)} "
-                         f"joined with '+'")
+        raise ValueError(f"unknown arm {arm!r}: use vanilla, all, {MATCHED_ARM} (vanilla for as many steps as "
+                         f"all), or auxiliary tasks {'+'.join(aux)} joined with '+'")
     return ["vanilla"] + [t for n in aux if n in names for t in aux[n]]
 
 
@@ -185,12 +193,16 @@ def parse_arms(text: str | list[str] | None) -> list[str]:
         arm_tasks(arm)
     if len(set(arms)) != len(arms):
         raise ValueError(f"arm named twice in {arms}")
+    if MATCHED_ARM in arms and MAIN_ARM not in arms:
+        raise ValueError(f"the {MATCHED_ARM} arm trains as many steps as the {MAIN_ARM} arm: name both")
     return arms
 
 
-def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0,
+                   writers: tuple[str, str] | None = None) -> Path:
     """Synthesise train and test InkML splits (distinct seeds) under ``run_dir/raw``; reuse them if present
-    (run.json guarantees they were made for this profile).
+    (run.json guarantees they were made for this profile). ``writers``: compose them from the shipped glyph
+    bank's (train, test) writer groups, so that the test writers are unseen in training.
 
     The test split is held out: its samples whose caption also occurs in train are dropped (a few spare
     samples are drawn so that ``n_test`` remain), and the caption sets are asserted disjoint. It is drawn from
@@ -198,6 +210,7 @@ def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> P
     lies in the pretraining range.
     """
     from .pretrain import HELD_OUT_POOL, HELD_OUT_SEED, check_seed
+    from .glyphs import SHIPPED_NAME
     from .synth import CAPTIONS_TSV, synthesize_dataset
 
     root = run_dir / "raw"
@@ -207,10 +220,12 @@ def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0) -> P
     if seed + 1 != HELD_OUT_SEED or n_draw > HELD_OUT_POOL:  # the tiny base never saw these test captions
         raise ValueError(f"the synthetic test split must be drawn from the pretraining held-out pool (seed "
                          f"{HELD_OUT_SEED}, at most {HELD_OUT_POOL} samples); got seed {seed + 1}, {n_draw} samples")
+    groups = dict(zip(("train", "test"), writers or (None, None)))
     for split, n, split_seed in (("train", n_train, seed), ("test", n_draw, seed + 1)):
         if not (root / split).is_dir():
             tmp = run_dir / f"raw_{split}.tmp"
-            summary = synthesize_dataset(n=n, seed=split_seed, out=tmp)
+            glyphs = {"glyphs": SHIPPED_NAME, "writers": groups[split]} if groups[split] else {}
+            summary = synthesize_dataset(n=n, seed=split_seed, out=tmp, **glyphs)
             if split == "test":
                 train_tsv = run_dir / "raw_train.tmp" / CAPTIONS_TSV
                 _hold_out(Path(summary["folder"]), read_captions(train_tsv), read_captions(tmp / CAPTIONS_TSV), n_test)
@@ -329,21 +344,26 @@ def synthesis_parameters(p: Profile, captions: Path, out: Path, figures: Path, t
 
 
 def sft_parameters(p: Profile, train_json: list[Path], out: Path, figures: Path,
-                   processes: int | None = None) -> dict:
-    """Notebook 03: fine-tune the profile's model on ``train_json`` with its preset."""
+                   processes: int | None = None, steps_of: list[Path] | None = None) -> dict:
+    """Notebook 03: fine-tune the profile's model on ``train_json`` with its preset (``steps_of``: for as many
+    steps as one epoch of those files takes, the compute-matched control)."""
     return dict(train_json=[str(f) for f in train_json], preset=p.preset, model_path=p.model, out_dir=str(out),
                 figures_dir=str(figures), max_steps=p.max_steps, seed=p.seed,
-                **({"processes": processes} if processes else {}))
+                **({"processes": processes} if processes else {}),
+                **({"steps_of": [str(f) for f in steps_of]} if steps_of else {}))
 
 
 def inference_parameters(p: Profile, model_path: str, tests: dict[str, Path], predictions: Path, out: Path,
                          model_name: str) -> dict:
     """Notebook 04 (inference): ``model_path`` recognises each prepared test split into ``predictions/<split>.json``,
-    evaluated into ``out``."""
+    evaluated into ``out``; with the profile's ``gate_images``, its learnability gates on the first test split
+    (``out/gates.json``)."""
+    gate_images = p.paper.gate_images if p.paper else 0
     return dict(model_path=str(model_path), test_dirs={t: str(d) for t, d in tests.items()},
                 predictions_dir=str(predictions), pred_paths=[],
                 datasets=[DATASET_LABELS.get(t) or dataset_label(t) or t for t in tests],
-                model_name=model_name, out_dir=str(out), batch_size=p.batch_size, max_new_tokens=p.max_new_tokens)
+                model_name=model_name, out_dir=str(out), batch_size=p.batch_size, max_new_tokens=p.max_new_tokens,
+                **({"gate_images": gate_images} if gate_images else {}))
 
 
 def analysis_parameters(pred: Path, images: Path, out: Path, figures: Path, baseline: Path | None = None) -> dict:
@@ -398,9 +418,10 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
              Step("02", "02_task_synthesis.ipynb", synthesis_parameters(
                  p, prepared / "train" / "caption.txt", run_dir, figures, [data_root, prepared]), "", ("01",))]
     for arm in arms:
+        matched = [tasks_dir / f"{t}.json" for t in arm_tasks(MAIN_ARM)] if arm == MATCHED_ARM else None
         steps.append(Step(f"03[{arm}]", "03_sft_trl.ipynb", sft_parameters(
-            p, [tasks_dir / f"{t}.json" for t in arm_tasks(arm)], run_dir / "sft" / arm, figures / arm, processes),
-            arm, ("02",)))
+            p, [tasks_dir / f"{t}.json" for t in arm_tasks(arm)], run_dir / "sft" / arm, figures / arm, processes,
+            matched), arm, ("02",)))
     for arm in arms:
         steps.append(Step(f"04[{arm}]", "04_inference_evaluation.ipynb", inference_parameters(
             p, run_dir / "sft" / arm / "final", splits, preds / arm, run_dir / "results" / arm,
@@ -420,7 +441,8 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
         model_name=arm_model_name(profile, main_arm), out_dir=str(run_dir / "tables"), paper_arms=table_arms,
         predictions_root=str(preds), tests=labels, main_arm=main_arm, figures_dir=str(figures),
         arm_names={arm: arm_model_name(profile, arm) for arm in table_arms},
-        main_tests=main_tests), "tables", tuple(f"04[{arm}]" for arm in table_arms) + tuple(f"04[{t}]" for t in
+        main_tests=main_tests, **({"gate_paths": {arm: str(run_dir / "results" / arm / GATES_FILE)
+                                                  for arm in table_arms}} if p.paper.gate_images else {})), "tables", tuple(f"04[{arm}]" for arm in table_arms) + tuple(f"04[{t}]" for t in
                                                                                               main_tests)))
     baseline = BASELINE_ARM if BASELINE_ARM in arms and BASELINE_ARM != main_arm else None
     for t in tests:  # the main arm's errors, and (with the vanilla arm) what it fixed and broke against vanilla
@@ -532,7 +554,7 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
         state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root),
                                              str(hme100k) if hme100k else None))
         if synthetic:
-            data_root = synthetic_root(run_dir, p.synth_train, p.synth_test)
+            data_root = synthetic_root(run_dir, p.synth_train, p.synth_test, writers=p.writers)
             tests = check_inputs(data_root, paper, only)
         steps = (paper_steps(profile, run_dir, data_root, tests, arms, hme100k, train_processes) if paper
                  else basic_steps(profile, run_dir, data_root, tests))

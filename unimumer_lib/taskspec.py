@@ -24,6 +24,11 @@ FORMULA_SEPARATOR = "\n"  # between an EDL prompt and the formula it asks about
 KINDS = ("caption", "edl")
 ANSWERS = ("whole", "last-line", "tree")  # how a model's answer is read back (see extract_answer)
 ARM_ORDER = ("tree", "edl", "can")  # the paper's ablation rows, in its order
+MAIN_ARM = "all"  # the arm that trains every task
+BASELINE_ARM = "vanilla"  # the arm that trains the vanilla task alone
+# The compute-matched control: vanilla rows only, for as many optimizer steps as the all arm takes (several epochs
+# of them), so that all - vanilla-matched is the auxiliary tasks' effect at equal compute, not more steps.
+MATCHED_ARM = "vanilla-matched"
 AUTO = "auto"  # extract_answer's default: the last line, or the Tree-CoT turned back into LaTeX
 
 

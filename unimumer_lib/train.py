@@ -101,6 +101,7 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
     """
     import time
 
+    from .model import input_spec_of_images
     from .outdir import OutputLock
 
     recipe = Recipe.of(**recipe)
@@ -131,6 +132,8 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
         if freezes_vision(recipe, settings):
             for p in model.model.visual.parameters():
                 p.requires_grad = False
+        if not getattr(processor, "input_spec", None):  # record what it trains on: inference brings images to it
+            processor.input_spec = input_spec_of_images([r[0] for r in dataset[:64]["images"] if r])
         max_steps = recipe.max_steps
         if max_steps and max_steps > 0 and "logging_steps" not in overrides:  # enough points for a loss curve
             overrides["logging_steps"] = max(1, min(settings["logging_steps"], max_steps // 10))
@@ -157,6 +160,17 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
                        rejected=len(rejects), world_size=world_size(),
                        effective_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps
                        * world_size(), trainer=trainer, model=trainer.model, processor=processor)
+
+
+def epoch_steps(train_json, preset: str, ratios: dict | None = None, config: dict | None = None) -> int:
+    """Optimizer steps the preset's epochs over ``train_json`` take (rows / effective batch, rounded up): the
+    ``max_steps`` of a run that gets the same compute as one trained on those files (the compute-matched
+    control)."""
+    import math
+
+    settings = resolve_settings(preset, config)
+    rows = len(load_sharegpt_dataset(train_json, ratios, shuffle=False))
+    return math.ceil(rows * settings["num_train_epochs"] / settings["effective_batch"])
 
 
 def freezes_vision(recipe: Recipe, settings: dict) -> bool:

@@ -1,0 +1,97 @@
+"""The miniature's fair-test pieces: the compute-matched control arm (vanilla rows for as many steps as the all arm),
+its paired table, the per-arm learnability-gate table, and synthetic splits composed from writers the base never
+saw."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from unimumer_lib import gates, report, reproduce
+from unimumer_lib.compare import compare
+from unimumer_lib.predictions import Prediction, read_predictions, write_predictions
+from unimumer_lib.records import sharegpt_row, write_sharegpt
+from unimumer_lib.synth import SYNTH_MARKER
+from unimumer_lib.taskspec import PROMPTS
+from unimumer_lib.train import epoch_steps
+
+
+def _task_file(tmp_path, task: str, n: int):
+    image = tmp_path / "img.png"
+    if not image.exists():
+        Image.new("RGB", (32, 16), "white").save(image)
+    return write_sharegpt(tmp_path / f"{task}.json", [sharegpt_row(PROMPTS[task], f"x + {i}", [str(image)])
+                                                      for i in range(n)])
+
+
+def test_the_matched_arm_gets_the_all_arms_steps(tmp_path):
+    files = {"vanilla": _task_file(tmp_path, "vanilla", 10), "tree": _task_file(tmp_path, "tree", 30)}
+    # cpu-sft: one epoch at an effective batch of 8 -> 40 rows take 5 steps, the 10 vanilla rows alone 2
+    assert epoch_steps(list(files.values()), "cpu-sft") == 5 == math.ceil(40 / 8)
+    assert epoch_steps([files["vanilla"]], "cpu-sft") == 2
+    assert epoch_steps(list(files.values()), "cpu-sft", ratios={"tree": 0.5}) == math.ceil(25 / 8)
+
+
+def test_the_matched_arm_is_vanilla_data_with_the_all_arms_files_as_its_step_count(tmp_path):
+    assert reproduce.arm_tasks(reproduce.MATCHED_ARM) == ["vanilla"]
+    with pytest.raises(ValueError, match="name both"):
+        reproduce.parse_arms(["vanilla", reproduce.MATCHED_ARM])
+    arms = reproduce.parse_arms(["vanilla", reproduce.MATCHED_ARM, "all"])
+    steps = {s.key: s for s in reproduce.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], arms)}
+    matched = steps[f"03[{reproduce.MATCHED_ARM}]"].parameters
+    assert [p.rsplit("/", 1)[-1] for p in matched["train_json"]] == ["vanilla.json"]
+    assert matched["steps_of"] == steps["03[all]"].parameters["train_json"]
+    assert "steps_of" not in steps["03[vanilla]"].parameters
+    assert reproduce.MATCHED_ARM in steps["tables"].parameters["paper_arms"]
+
+
+def _predictions(path, gts, preds):
+    write_predictions(path, [Prediction(img_id=f"e{i}", gt=g, pred=p, image_path="") for i, (g, p) in
+                             enumerate(zip(gts, preds))])
+
+
+def test_paired_tables_compare_all_with_vanilla_and_with_the_matched_control(tmp_path):
+    gts = [f"x ^ {i}" for i in range(10)]
+    arms = {"vanilla": gts[:4] + ["y"] * 6, reproduce.MATCHED_ARM: gts[:6] + ["y"] * 4, "all": gts[:5] + ["y"] * 5}
+    for arm, preds in arms.items():
+        (tmp_path / "preds" / arm).mkdir(parents=True)
+        _predictions(tmp_path / "preds" / arm / "test.json", gts, preds)
+    written = report.write_paper_tables(tmp_path / "preds", list(arms), {"test": "synthetic"},
+                                       {a: a for a in arms}, tmp_path / "tables")
+    assert {"ablation_paired", "ablation_paired_matched"} <= set(written)
+    matched = pd.read_csv(written["ablation_paired_matched"]["csv"]).set_index("metric").loc["ExpRate"]
+    plain = pd.read_csv(written["ablation_paired"]["csv"]).set_index("metric").loc["ExpRate"]
+    assert matched[f"all - {reproduce.MATCHED_ARM}"] == pytest.approx(50.0 - 60.0)
+    assert plain["all - vanilla"] == pytest.approx(50.0 - 40.0)
+    again = compare(read_predictions(tmp_path / "preds" / reproduce.MATCHED_ARM / "test.json"),
+                    read_predictions(tmp_path / "preds" / "all" / "test.json"), "exprate").as_row()
+    assert matched["95% low"] == pytest.approx(again["95% low"], abs=1e-3) and again["95% low"] < -10.0 + 1e-9
+
+
+def test_the_gate_table_has_every_arm_and_task_and_says_which_hold(tmp_path):
+    made = {"zero-shot": gates.Gate("tree", 200, 12.0, 3.0, 30.0),
+            "all": gates.Gate("tree", 200, 97.5, 41.0, 44.0)}
+    paths = {}
+    for arm, gate in made.items():
+        fix = gates.Gate("error_fix", 150, 95.0, 35.0 if arm == "all" else 1.0, 44.0, 35.0 if arm == "all" else 1.0)
+        paths[arm] = tmp_path / arm / gates.GATES_FILE
+        paths[arm].parent.mkdir()
+        paths[arm].write_text(json.dumps({"gates": {"tree": gate.__dict__, "error_fix": fix.__dict__}}))
+    written = report.write_gate_table(paths, tmp_path / "tables")
+    table = pd.read_csv(written["csv"]).set_index(["arm", "task"])
+    assert table.loc[("all", "tree"), "holds"] and table.loc[("all", "error_fix"), "holds"]
+    assert not table.loc[("zero-shot", "tree"), "holds"] and not table.loc[("zero-shot", "error_fix"), "holds"]
+    assert table.loc[("all", "tree"), "well_formed"] == 97.5
+    assert "zero-shot" in written["md"].read_text()
+
+
+def test_synthetic_splits_are_composed_from_the_writer_groups_asked(tmp_path):
+    root = reproduce.synthetic_root(tmp_path, 6, 4, writers=("finetune", "test"))
+    for split, group in (("train", "finetune"), ("test", "test")):
+        marker = json.loads((tmp_path / f"raw_{split}.tmp" / SYNTH_MARKER).read_text())
+        assert marker["glyphs"] == "shipped" and marker["writers"] == group, split
+    assert len(list((root / "test").glob("*.inkml"))) == 4
