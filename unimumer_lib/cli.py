@@ -156,8 +156,13 @@ def cmd_infer(args: argparse.Namespace) -> int:
     set_torch_threads()  # OMP_NUM_THREADS when set (the shards get their share), else this process's cores
     knobs = dict(task=args.task, sampling=args.sampling, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
                  sizing=args.sizing)
-    if (args.image is None) == (args.data is None):
+    if args.image is None and args.data is None:
+        raise ValueError("nothing to recognise: give --data (a data set or a folder of images) or --image FILE ...")
+    if args.image is not None and args.data is not None:
         raise ValueError("give --data (a data set or a folder of images) or --image FILE [FILE ...], not both")
+    from .model import check_model
+
+    check_model(args.model, inference=True, allow_untrained=args.allow_untrained)  # before any data or weights
     if args.image is not None and args.out is None:  # just show what the model reads
         from .records import image_records
 
@@ -166,7 +171,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
             if why:
                 print(f"unimumer infer: rejected: {why}", file=sys.stderr)
         good = [(r, image) for r, image, why in opened if not why]
-        latex = recognize([image for _, image in good], args.model, batch_size=args.batch_size, **knobs) if good else []
+        latex = recognize([image for _, image in good], args.model, batch_size=args.batch_size,
+                          allow_untrained=args.allow_untrained, **knobs) if good else []
         for (r, _), text in zip(good, latex):
             print(f"{r.image_path}\t{text}")
         return 0 if len(good) == len(opened) else 1
@@ -179,12 +185,13 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
         passed = ["--backend", args.backend, "--batch-size", str(args.batch_size), "--task", args.task,
                   "--sampling", args.sampling, "--num-beams", str(args.num_beams), "--sizing", args.sizing,
+                  *(["--allow-untrained"] if args.allow_untrained else []),
                   *(["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens is not None else [])]
         rows = run_sharded(args.model, data, args.out, processes, passed, root=args.root, force=args.force,
                            task=args.task)
     else:
         rows = run(args.model, data, args.out, backend=args.backend, batch_size=args.batch_size, root=args.root,
-                   force=args.force, shard=_shard(args.shard), **knobs)
+                   force=args.force, shard=_shard(args.shard), allow_untrained=args.allow_untrained, **knobs)
     counts = tally(rows)
     print(counts.line(f"infer: {counts.read} records -> {args.out}", "predicted")
           + (f" (rejects: {side_file(Path(args.out), REJECTS_SUFFIX)})" if counts.rejected else ""))
@@ -378,6 +385,8 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--model", required=True,
                    help="checkpoint folder, hub id (e.g. phxember/Uni-MuMER-Qwen2.5-VL-3B) or "
                                                  "tiny-base (the shipped CPU model)")
+    s.add_argument("--allow-untrained", action="store_true",
+                   help="run a random-weight shape (tiny, small, ...) anyway: its output is noise")
     s.add_argument("--data", default=None, help="split folder (caption.txt + images/ or img/), a prompt JSON, or a "
                                                 "folder of images without captions (gt \"\")")
     s.add_argument("--image", nargs="+", default=None, metavar="FILE",

@@ -316,15 +316,16 @@ def tally(rows: list[Prediction]) -> Tally:
     return Tally(len(rows), len(rows) - rejected, rejected)
 
 
-def load_for_inference(model_path: str | Path):
+def load_for_inference(model_path: str | Path, allow_untrained: bool = False):
     """(model, processor) placed for inference: on this process's GPU (``LOCAL_RANK``, default 0) in the
     checkpoint's dtype when there is one, else fp32 on the CPU. A model whose weights files exceed 80 % of that
     GPU's memory is split over every visible GPU (``device_map="auto"``); one that fits stays on one GPU, which
     is faster than splitting its layers over several (run one process per GPU for throughput)."""
     import torch
 
-    from .model import flash_attention, load_model
+    from .model import check_model, flash_attention, load_model
 
+    check_model(model_path, inference=True, allow_untrained=allow_untrained)
     if torch.cuda.is_available():
         gpu = int(os.environ.get("LOCAL_RANK", "0"))
         fits = weights_bytes(model_path) < 0.8 * torch.cuda.get_device_properties(gpu).total_memory
@@ -338,12 +339,13 @@ def weights_bytes(model_path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors")) if folder.is_dir() else 0
 
 
-def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int = 8, **knobs) -> list[str]:
+def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int = 8, allow_untrained: bool = False,
+              **knobs) -> list[str]:
     """LaTeX of each image (paths or PIL images), in order: ``recognize(["x.png"], model="runs/sft/final")``.
 
     ``model``: a checkpoint folder, hub id or shipped name (default the CPU ``tiny-base``), or a loaded
     ``(model, processor)`` pair. ``knobs``: decoding settings as for :func:`decoding`."""
-    net, processor = model if isinstance(model, tuple) else load_for_inference(model)
+    net, processor = model if isinstance(model, tuple) else load_for_inference(model, allow_untrained)
     images = [images] if isinstance(images, (str, Path)) or hasattr(images, "convert") else list(images)
     sizing = knobs.pop("sizing", "paper")
     settings = decoding(processor.tokenizer, task=task, **knobs)
@@ -357,12 +359,13 @@ def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int 
 
 def run(model_path: str | Path, data: str | Path | list, out: str | Path, backend: str = "hf", batch_size: int = 8,
         root: str | Path | None = None, force: bool = False, shard: tuple[int, int] | None = None,
-        **knobs) -> list[Prediction]:
+        allow_untrained: bool = False, **knobs) -> list[Prediction]:
     """``unimumer infer``: read ``data`` (any layout ``records.load_records`` knows, an image file or a folder of
     images; a list of image files), recognise, write ``out``. ``shard=(i, n)``: only the i-th of n contiguous
     parts of the records (one process of :func:`run_sharded`)."""
-    from .model import resolve_model_path
+    from .model import check_model, resolve_model_path
 
+    check_model(model_path, inference=True, allow_untrained=allow_untrained)  # before reading any data
     records = read_inputs(data, root)
     if shard is not None:
         records = shard_of(records, *shard)
@@ -372,7 +375,7 @@ def run(model_path: str | Path, data: str | Path | list, out: str | Path, backen
 
         model, processor = VllmModel(str(model_path)), load_processor(model_path)
     else:
-        model, processor = load_for_inference(model_path)
+        model, processor = load_for_inference(model_path, allow_untrained)
     return predict(model, processor, records, out, batch_size=batch_size, force=force, **knobs)
 
 

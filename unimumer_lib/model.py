@@ -9,6 +9,7 @@ one insists on a video processor, which needs torchvision) -- all offline, in se
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -55,6 +56,65 @@ SIZES = {
 SHIPPED = {"tiny-base": Path(__file__).resolve().parent / "resources" / "tiny-base"}
 
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "org/name" (or a legacy single name)
+HUB_PROBE_TIMEOUT_S = 5.0  # one metadata request to the hub before any download (no retries)
+
+
+class ModelNotFound(ValueError):
+    """A ``--model`` that is no shipped name, no checkpoint folder and no reachable hub id (the message says which
+    and why)."""
+
+
+def check_model(path_or_id: str | Path, inference: bool = False, allow_untrained: bool = False) -> None:
+    """Decide, before anything is loaded, what ``path_or_id`` names: a shipped name, a fresh random shape (refused
+    for ``inference`` unless ``allow_untrained``), an existing checkpoint folder, or a hub id (cached, or answered
+    by one request to the hub within ``HUB_PROBE_TIMEOUT_S``). A near miss of a shipped name or shape gets "did you
+    mean"; anything else a message naming what was given and why it cannot be used. Raises ``ModelNotFound``."""
+    import difflib
+    import os
+
+    name = str(path_or_id)
+    if name in SHIPPED:
+        return
+    if name in SIZES:
+        if inference and not allow_untrained:
+            raise ModelNotFound(f"model {name!r} is a freshly initialised {name} shape with random weights: its "
+                                f"output is noise. Use a trained checkpoint (e.g. {', '.join(SHIPPED)} or a run's "
+                                f"final/ folder), or pass --allow-untrained to run it anyway")
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir() or not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise ModelNotFound(f"model {name!r}: {'a file' if not path.is_dir() else 'a folder without config.json'}"
+                                f", not a checkpoint folder (a run's final/ or a saved model holds config.json)")
+        return
+    near = difflib.get_close_matches(name, [*SHIPPED, *SIZES], n=1, cutoff=0.75)
+    if near:
+        raise ModelNotFound(f"model {name!r}: no shipped model, folder or hub id of that name; did you mean "
+                            f"{near[0]!r}?")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or not HUB_ID.fullmatch(name):
+        raise ModelNotFound(f"model {name!r}: no such folder (and not a hub id of the form org/name); shipped "
+                            f"models: {', '.join(SHIPPED)}")
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # in the local hub cache
+    if constants.HF_HUB_OFFLINE or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        raise ModelNotFound(f"model {name!r}: not in the local hub cache, and the hub is switched off "
+                            f"(HF_HUB_OFFLINE); download it where there is a network, or give a checkpoint folder")
+    try:
+        model_info(name, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as err:  # no network, no such repo, no access: say which, once, without retries
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+        why = ("no such model on the hub (or it is private: log in with `hf auth login`)"
+               if isinstance(err, RepositoryNotFoundError) else
+               "gated on the hub: accept its licence on its page and log in" if isinstance(err, GatedRepoError)
+               else f"the hub at {constants.ENDPOINT} cannot be reached ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0][:120]}) and it is not in the local cache")
+        raise ModelNotFound(f"model {name!r}: {why}") from None
+
+
 def resolve_model_path(path_or_id: str | Path) -> str | Path:
     """A shipped checkpoint's folder for its name (``"tiny-base"``); any other path or hub id unchanged."""
     return SHIPPED.get(str(path_or_id), path_or_id)
@@ -90,6 +150,7 @@ def load_model(path_or_id: str | Path, dtype: str | torch.dtype = "auto", attn_i
     """
     if str(path_or_id) in SIZES:
         return tiny_model(str(path_or_id))
+    check_model(path_or_id)
     path_or_id = resolve_model_path(path_or_id)
     processor = load_processor(path_or_id, min_pixels, max_pixels)
     kwargs = {"dtype": dtype}
