@@ -133,3 +133,31 @@ def test_a_dataset_that_is_not_a_string_is_named_with_its_record(tmp_path):
                  lambda p: evaluate_files([p], by_dataset=True)):
         with pytest.raises(ValueError, match=r"p\.json: record 1 \(img_id 'b'\): 'dataset' must be a string or null"):
             read(path)
+
+
+def test_eval_reads_the_projects_own_prediction_files_in_a_folder(tmp_path, capsys):
+    """``unimumer eval FOLDER`` on predictions/<arm>/: the ``<split>.json`` files infer wrote (beside their
+    ``.run.json``), not only the official ``*_pred.json`` ones; side files are not taken for predictions."""
+    from unimumer_lib import cli
+    from unimumer_lib.predictions import RUN_SUFFIX, prediction_files
+
+    arm = tmp_path / "predictions" / "all"
+    arm.mkdir(parents=True)
+    write_predictions(arm / "test.json", [Prediction("a", "x + 1", "x + 1"), Prediction("b", "y", "z")])
+    (arm / ("test.json" + RUN_SUFFIX)).write_text("{}")
+    assert prediction_files([tmp_path / "predictions"]) == [arm / "test.json"]
+    assert cli.main(["eval", str(tmp_path / "predictions")]) == 0
+    assert "50.00" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.json").write_text("[]")
+    assert cli.main(["eval", str(tmp_path / "empty")]) == 2
+    assert "holds no prediction file" in capsys.readouterr().err
+
+
+def test_predictions_without_any_ground_truth_are_refused_by_eval(tmp_path, capsys):
+    from unimumer_lib import cli
+
+    write_predictions(tmp_path / "unlabelled.json", [Prediction("a", "", "x + 1"), Prediction("b", "", "y")])
+    assert cli.main(["eval", str(tmp_path / "unlabelled.json")]) == 2
+    err = capsys.readouterr().err
+    assert "unlabelled.json" in err and "every ground truth (gt) is empty" in err

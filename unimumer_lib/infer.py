@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from .predictions import Prediction, read_rows
+from .predictions import RUN_SUFFIX, Prediction, read_rows
 from .records import Record, load_records
 from .tally import Tally
 from .taskspec import MAX_NEW_TOKENS, PROMPTS, TASKS, extract_answer
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig
 
 PARTIAL_SUFFIX = ".partial.jsonl"
-RUN_SUFFIX = ".run.json"
 REJECTS_SUFFIX = ".rejects.tsv"
 MADE_BY = "unimumer infer"
 # Images per vLLM generate call: vLLM schedules its own batches across a call, so it is given the test set in

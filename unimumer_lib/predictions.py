@@ -25,6 +25,7 @@ from typing import Iterable
 from .files import atomic_write_text
 
 PRED_SUFFIX = "_pred.json"
+RUN_SUFFIX = ".run.json"  # beside a prediction file this project's inference wrote: its settings (infer.py)
 REQUIRED_KEYS = ("img_id", "gt", "pred")
 KNOWN_KEYS = (*REQUIRED_KEYS, "image_path")
 STRING_KEYS = ("img_id", "gt", "pred")
@@ -132,14 +133,18 @@ def read_records(path: Path | str) -> list:
 
 
 def prediction_files(paths: Iterable[Path | str]) -> list[Path]:
-    """Paths with every folder replaced by the ``*_pred.json`` files below it (sorted); a folder without any
-    is an error."""
+    """Paths with every folder replaced by the prediction files below it (sorted): the official ``*_pred.json``
+    ones, else the ones this project's inference wrote (``<split>.json`` beside its ``<split>.json.run.json``); a
+    folder without either is an error."""
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob(f"*{PRED_SUFFIX}") if p.is_file())
+            found = sorted(p for p in path.rglob(f"*{PRED_SUFFIX}") if p.is_file()) or sorted(
+                p for p in path.rglob("*.json") if p.is_file() and p.with_name(p.name + RUN_SUFFIX).is_file())
             if not found:
-                raise FileNotFoundError(f"{path}: folder holds no *{PRED_SUFFIX} file")
+                raise FileNotFoundError(f"{path}: folder holds no prediction file (no *{PRED_SUFFIX}, and no "
+                                        f"<name>.json beside the <name>.json{RUN_SUFFIX} that `unimumer infer` "
+                                        f"writes)")
             files += found
         else:
             files.append(path)

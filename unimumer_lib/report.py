@@ -73,6 +73,9 @@ def evaluate_files(paths: list[Path], normalize: str | None = None, by_dataset: 
         else:  # the plain scores need the texts only: no Prediction per record
             columns = read_columns(path, ("gt", "pred", "dataset"))
             rows.append({"file": str(path), **metrics.score(columns["gt"], columns["pred"]).as_dict()})
+        if not any(g.strip() for g in columns["gt"]):
+            raise ValueError(f"{path}: every ground truth (gt) is empty, so nothing can be scored: these are "
+                             f"predictions of unlabelled images (recognise a split with its captions to evaluate)")
         groups = set(columns["dataset"]) - {None}
         if by_dataset and groups:
             for group in sorted(groups, key=str):
