@@ -37,3 +37,17 @@ def test_a_bad_option_value_is_one_line_naming_the_option(argv, option, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and f"argument {option}" in err[-1] and "whole number >=" in err[-1]
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_version_is_the_packages_and_the_citation_file_names_it(capsys):
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"unimumer {version}"
+    citation = (root / "CITATION.cff").read_text()
+    assert f"version: {version}" in citation and "cff-version: 1.2.0" in citation
+    assert "Uni-MuMER" in citation and (root / "CHANGELOG.md").read_text().startswith("# Changelog")

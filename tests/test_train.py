@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from unimumer_lib.infer import exprate, predict
 from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.model import tiny_model
+from unimumer_lib.model import INPUT_SPEC_FILE, tiny_model
 from unimumer_lib.records import sharegpt_row
 from unimumer_lib.tasks import PROMPTS, caption_rows, write_task_files
 from unimumer_lib.train import LOSS_HISTORY_FILE, one_gpu_unless_launched, plot_loss, read_loss_history, train
@@ -69,6 +69,11 @@ def test_tiny_model_learns_to_read_six_images(crohme6, tmp_path):
     assert exprate(rows) >= 5 / 6, [(r.gt, r.pred) for r in rows]
     assert len({r.pred for r in rows}) >= 5  # image-dependent, not one string for all
     assert plot_loss(history, tmp_path / "loss.png").stat().st_size > 1000
+    card = (tmp_path / "run" / "final" / "README.md").read_text()  # a real card, not TRL's template
+    assert "fine-tuned version of [None]" not in card and "# A unimumer fine-tune of `tiny`" in card
+    assert "| vanilla | 6 |" in card and "60 steps" in card and f"{history[-1]['loss']:.4f}" in card
+    assert json.loads((tmp_path / "run" / "final" / INPUT_SPEC_FILE).read_text())["height"] == \
+        Image.open(records[0].image_path).height  # the input it trained on, measured from its images
 
 
 class _Kill(TrainerCallback):

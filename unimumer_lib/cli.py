@@ -266,6 +266,16 @@ def at_least(minimum: int):
 LIGHT_COMMANDS = ("prepare", "eval", "compare", "normalize", "glyphs")
 
 
+def package_version() -> str:
+    """The installed package's version (pyproject.toml), or the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("unimumer")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     """The ``unimumer`` parser; ``light_only``: just the LIGHT_COMMANDS (``main`` builds that when one of them is
     asked for, so that ``unimumer eval`` does not import the task, training and inference modules)."""
@@ -273,6 +283,7 @@ def build_parser(light_only: bool = False) -> argparse.ArgumentParser:
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
     p = argparse.ArgumentParser(prog="unimumer", description=__doc__, parents=[debug])
+    p.add_argument("--version", action="version", version=f"unimumer {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare", parents=[debug], help="InkML folders -> images + caption.txt per split")

@@ -22,7 +22,7 @@ from .runfolder import FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG
 from .sftconfig import (CPU_PRESET, PRESET_ALIASES, PRESET_DIR, PRESET_NAMES, REPORT_TO, Recipe, default_preset,
                         lora_config, make_config, parse_ratios, parse_trl_options, ratio_options, read_config_file,
                         resolve_settings, world_size)
-from .sftdata import load_sharegpt_dataset, task_files
+from .sftdata import load_sharegpt_dataset, mixture_counts, task_files
 
 
 def _load(model_path, settings: dict):
@@ -155,6 +155,9 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
             atomic_write_text(out_dir / LOSS_HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
             record_run(out_dir, args, recipe, train_json, marker,
                        getattr(trainer.model.config, "_attn_implementation", None))
+            atomic_write_text(final / "README.md", model_card(
+                recipe, args, mixture_counts(dataset), trainer.state.global_step, wall,
+                history[-1]["loss"] if history else None, git_commit()))
     return TrainResult(final_dir=str(final), global_step=trainer.state.global_step, train_loss=result.training_loss,
                        last_loss=history[-1]["loss"] if history else None, wall_s=wall, records=len(dataset),
                        rejected=len(rejects), world_size=world_size(),
@@ -339,6 +342,44 @@ def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = 
               "model": str(recipe.model_path), "data": data, "ratios": recipe.ratios, "git": sha or None,
               "world_size": world_size(), "sft_config": args.to_dict()}
     atomic_write_text(out_dir / RUN_CONFIG_FILE, json.dumps(record, indent=1, default=str))
+
+
+def model_card(recipe: Recipe, args, counts: dict[str, int], steps: int, wall_s: float, last_loss: float | None,
+               commit: str | None) -> str:
+    """``final/README.md``: what this checkpoint is: its base, the rows of each task it trained on, the recipe,
+    steps, wall time, final loss, how to use it and the licence that applies (the base's). Held-out metrics are
+    not known here: ``unimumer eval`` on its predictions gives them."""
+    rows = "\n".join(f"| {task} | {n:,} |" for task, n in sorted(counts.items()))
+    lr = args.learning_rate
+    frozen = ", vision tower frozen" if freezes_vision(recipe, resolve_settings(recipe.preset, recipe.config)) else ""
+    schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    loss = f"{last_loss:.4f}" if last_loss is not None else "not logged"
+    return f"""---
+library_name: transformers
+pipeline_tag: image-text-to-text
+base_model: {recipe.model_path}
+tags: [handwritten-mathematical-expression-recognition, qwen2_5_vl, unimumer]
+---
+# A unimumer fine-tune of `{recipe.model_path}`
+
+Fine-tuned with `unimumer train` (TRL `SFTTrainer`, assistant-only loss) for handwritten mathematical expression
+recognition: image -> LaTeX with the Uni-MuMER prompts, on {sum(counts.values()):,} rows:
+
+| task | rows |
+| --- | --- |
+{rows}
+
+- **Recipe**: preset `{recipe.preset}`{f" + config {recipe.config}" if recipe.config else ""}, learning rate {lr:g}
+  ({schedule}), effective batch {args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size()},
+  {steps:,} steps, seed {recipe.seed}{frozen}; the loss is the plain token mean over every task's answer tokens
+  (no per-task weighting).
+- **Compute**: {wall_s / 60:.1f} min of training; final logged loss {loss}; commit `{commit or "unknown"}`.
+- **Files**: `../{RUN_CONFIG_FILE}` (every setting), `../{LOSS_HISTORY_FILE}` (the loss curve).
+- **Use**: `unimumer infer --model THIS_FOLDER --data SPLIT --out preds.json`, then `unimumer eval preds.json`
+  (held-out metrics are not part of this card: they depend on the test set you choose).
+- **Licence**: the base model's licence applies to these weights (`{recipe.model_path}`: see its own card); the
+  training data's licence applies to what it taught (CROHME: CC BY-NC-SA 3.0).
+"""
 
 
 def find_checkpoint(out_dir: Path, resume: bool) -> Path | None:
