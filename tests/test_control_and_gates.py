@@ -95,3 +95,23 @@ def test_synthetic_splits_are_composed_from_the_writer_groups_asked(tmp_path):
         marker = json.loads((tmp_path / f"raw_{split}.tmp" / SYNTH_MARKER).read_text())
         assert marker["glyphs"] == "shipped" and marker["writers"] == group, split
     assert len(list((root / "test").glob("*.inkml"))) == 4
+
+
+def test_p_values_print_in_scientific_notation_and_synthetic_rows_stand_apart_from_published_ones(tmp_path):
+    gts = [f"x ^ {i}" for i in range(40)]
+    arms = {"vanilla": gts[:30] + ["y"] * 10, "all": gts[:2] + ["y"] * 38}
+    for arm, preds in arms.items():
+        (tmp_path / "preds" / arm).mkdir(parents=True)
+        _predictions(tmp_path / "preds" / arm / "test.json", gts, preds)
+    written = report.write_paper_tables(tmp_path / "preds", list(arms), {"test": "synthetic"},
+                                       {a: f"ours ({a})" for a in arms}, tmp_path / "tables")
+    p = pd.read_csv(written["ablation_paired"]["csv"]).set_index("metric").loc["ExpRate", "McNemar p"]
+    assert 0 < p < 1e-3  # 28 broken, 0 fixed
+    row = next(line for line in written["ablation_paired"]["md"].read_text().splitlines() if "| ExpRate |" in line)
+    assert row.rstrip(" |").endswith(report.format_p(p)) and "e-" in report.format_p(p) and "| 0.00 |" not in row
+    assert report.format_p(p) in written["ablation_paired"]["tex"].read_text()
+    main = pd.read_csv(written["main"]["csv"])  # ours only: no column in common with the published CROHME rows
+    assert list(main.iloc[:, 0]) == ["ours (vanilla)", "ours (all)"] and not any("CROHME" in c for c in main.columns)
+    published = pd.read_csv(written["published"]["csv"])
+    assert "Uni-MuMER-3B" in set(published.iloc[:, 0]) and not any("synthetic" in c for c in published.columns)
+    assert report.format_p(0.2345) == "0.234" and report.format_p(float("nan")) == "–"

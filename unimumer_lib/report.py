@@ -212,18 +212,32 @@ def _latex_symbols(text: str) -> str:
     return text.replace("≤", r"$\leq$")
 
 
-def markdown(df: pd.DataFrame, float_format: str = "{:.2f}") -> str:
-    """A GitHub Markdown table (pandas' to_markdown needs tabulate, which we do not depend on)."""
+def is_p_value(column) -> bool:
+    """A column of p-values ("McNemar p"): printed in scientific notation when small, never as 0.00."""
+    return str(column).endswith(" p") or str(column) == "p"
+
+
+def format_p(v) -> str:
+    """A p-value as text: ``1.0e-15`` below 0.001, else three decimals; '–' when missing."""
     import pandas as pd
 
-    def cell(v):
+    return "–" if pd.isna(v) else f"{v:.1e}" if v < 1e-3 else f"{v:.3f}"
+
+
+def markdown(df: pd.DataFrame, float_format: str = "{:.2f}") -> str:
+    """A GitHub Markdown table (pandas' to_markdown needs tabulate, which we do not depend on); p-value columns
+    (``is_p_value``) in ``format_p``."""
+    import pandas as pd
+
+    def cell(v, p: bool):
         if isinstance(v, float):
-            return "–" if pd.isna(v) else float_format.format(v)
+            return format_p(v) if p else "–" if pd.isna(v) else float_format.format(v)
         return str(v).replace("|", "\\|")
 
     header = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in df.columns]
+    ps = [is_p_value(h) for h in header]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(v, p) for v, p in zip(row, ps)) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -302,6 +316,16 @@ def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[s
     return pd.concat(tables)[columns]
 
 
+def split_published(table: pd.DataFrame, ours: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(the table, None) when our rows and the published rows share a column with values (a CROHME run: one
+    table to read across); else (our rows, the published rows), each with only its own columns (a synthetic run
+    beside CROHME numbers would be 13 columns with nothing in common)."""
+    mine, pub = table.loc[ours], table.drop(index=ours)
+    if pub.empty or (mine.notna().any() & pub.notna().any()).any():
+        return table, None
+    return mine.loc[:, mine.notna().any()], pub.loc[:, pub.notna().any()]
+
+
 def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
     """Rows: arms; columns: ExpRate, ≤1, ≤2 per test set. ``published.csv`` holds no ablation rows, so none are
     added."""
@@ -346,11 +370,13 @@ def write_table(table: pd.DataFrame, out: Path | str, name: str) -> dict[str, Pa
     from .files import atomic_write_text
 
     flat = flat_columns(table)
-    texts = {"csv": flat.to_csv(float_format="%.4f"),
-             "md": main_table_text(table) if isinstance(table.columns, pd.MultiIndex)
-             else markdown(flat.reset_index()),
+    exact_p = flat.assign(**{c: flat[c].map(lambda v: f"{v:.4g}") for c in flat.columns if is_p_value(c)})
+    texts = {"csv": exact_p.to_csv(float_format="%.4f"),  # (a p-value keeps its digits: 1.03e-15, not 0.0000)
+             "md": (main_table_text(table) if isinstance(table.columns, pd.MultiIndex)
+                    else markdown(flat.reset_index())) + "\n",
              "tex": main_table_text(table, "latex") if isinstance(table.columns, pd.MultiIndex)
-             else _latex_symbols(flat.to_latex(float_format="%.2f", na_rep="--", escape=True))}
+             else _latex_symbols(flat.to_latex(float_format="%.2f", na_rep="--", escape=True,
+                                               formatters={c: format_p for c in flat.columns if is_p_value(c)}))}
     return {fmt: atomic_write_text(Path(out) / f"{name}.{fmt}", text) for fmt, text in texts.items()}
 
 
@@ -367,8 +393,11 @@ def write_paper_tables(root: Path | str, arms: list[str], tests: Mapping[str, st
     main = {arm: dict(rows) for arm, rows in results.items()}
     if main_tests:
         main[main_arm].update(arm_results(root, [main_arm], main_tests)[main_arm])
-    written = {"main": write_table(paper_main_table(main, names), out, "main"),
+    ours, published_rows = split_published(paper_main_table(main, names), [names[a] for a in main])
+    written = {"main": write_table(ours, out, "main"),
                "ablation": write_table(ablation_table(results), out, "ablation")}
+    if published_rows is not None:  # no test set in common (a synthetic run): the published rows apart
+        written["published"] = write_table(published_rows, out, "published")
     if base_arm in arms and main_arm in arms and base_arm != main_arm:
         written["ablation_paired"] = write_table(paired_table(root, base_arm, main_arm, tests), out, "ablation_paired")
     if matched_arm in arms and main_arm in arms:
