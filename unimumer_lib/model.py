@@ -9,6 +9,7 @@ one insists on a video processor, which needs torchvision) -- all offline, in se
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -19,6 +20,22 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, Generation
 
 from .latex import ACCENTS, BIG_OPERATORS, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK, SCRIPT_TOKENS
 from .files import atomic_write_text
+
+# Two warnings every load of our checkpoints printed (the pink blocks of executed notebooks): config.json keeps the
+# legacy ``rope_scaling`` key beside ``rope_parameters`` for transformers 4.5x and vLLM (``add_legacy_config``), and
+# transformers 5 has no validator for the mrope type Qwen2.5-VL itself uses. Both are expected; they are dropped
+# at their loggers, every other message of those loggers is kept.
+KNOWN_NOISE = ("got `key=rope_scaling` in kwargs but hasn't set it as attribute",
+               "Missing validation function in 'RotaryEmbeddingConfigMixin' for 'rope_type'='mrope'")
+
+
+class _DropKnownNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in KNOWN_NOISE)
+
+
+for _name in ("transformers.configuration_utils", "transformers.modeling_rope_utils"):
+    logging.getLogger(_name).addFilter(_DropKnownNoise())
 
 PAPER_MAX_PIXELS = 262_144  # Uni-MuMER: at most 512*512 pixels per image
 MIN_PIXELS = 32 * 32  # LLaMA-Factory's default image_min_pixels

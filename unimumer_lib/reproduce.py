@@ -436,14 +436,14 @@ def paper_steps(profile: str, run_dir: Path, data_root: Path, tests: list[str], 
     if hme100k is not None:
         steps += hme100k_steps(profile, run_dir, data_root, hme100k)
         main_tests = {HME100K_SPLIT: dataset_label(HME100K_SPLIT)}
+    gate_paths = {arm: str(run_dir / "results" / arm / GATES_FILE) for arm in table_arms}
     steps.append(Step("tables", "04_inference_evaluation.ipynb", dict(
         pred_paths=[str(preds / main_arm / f"{t}.json") for t in tests], datasets=list(labels.values()),
         model_name=arm_model_name(profile, main_arm), out_dir=str(run_dir / "tables"), paper_arms=table_arms,
         predictions_root=str(preds), tests=labels, main_arm=main_arm, figures_dir=str(figures),
         arm_names={arm: arm_model_name(profile, arm) for arm in table_arms},
-        main_tests=main_tests, **({"gate_paths": {arm: str(run_dir / "results" / arm / GATES_FILE)
-                                                  for arm in table_arms}} if p.paper.gate_images else {})), "tables", tuple(f"04[{arm}]" for arm in table_arms) + tuple(f"04[{t}]" for t in
-                                                                                              main_tests)))
+        main_tests=main_tests, **({"gate_paths": gate_paths} if p.paper.gate_images else {})), "tables",
+        tuple(f"04[{arm}]" for arm in table_arms) + tuple(f"04[{t}]" for t in main_tests)))
     baseline = BASELINE_ARM if BASELINE_ARM in arms and BASELINE_ARM != main_arm else None
     for t in tests:  # the main arm's errors, and (with the vanilla arm) what it fixed and broke against vanilla
         steps.append(Step(f"05[{t}]", "05_error_analysis.ipynb", analysis_parameters(

@@ -10,6 +10,7 @@ Presets carry the paper's settings, single-GPU LoRA/QLoRA recipes and the CPU re
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -113,8 +114,11 @@ def make_config(preset: str, out_dir: str | Path, devices: int | None = None, co
     cfg.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
     cfg.setdefault("logging_first_step", True)
     cfg.setdefault("report_to", "none")
-    return SFTConfig(output_dir=str(out_dir), assistant_only_loss=True, save_strategy="steps",
-                     remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, **cfg)
+    with warnings.catch_warnings():  # transformers 5 renames gradient_checkpointing; TRL still sets it
+        warnings.filterwarnings("ignore", message=r"`gradient_checkpointing(_kwargs)?` is deprecated",
+                                category=FutureWarning)
+        return SFTConfig(output_dir=str(out_dir), assistant_only_loss=True, save_strategy="steps",
+                         remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, **cfg)
 
 
 LORA_BASE = {"target_modules": "all-linear"}  # LoRA asked for over a full fine-tuning preset: every linear layer

@@ -327,6 +327,11 @@ def git_commit() -> str | None:
     return sha or None
 
 
+# How the tasks of a mixture weigh in the loss (run_config.json, the model card): TRL's mean over every supervised
+# token of the batch, so a task with longer answers (Tree-CoT, counting) weighs more per row than vanilla.
+LOSS_BALANCE = "token mean"
+
+
 def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = None, attn: str | None = None) -> None:
     """``run_config.json``: the run marker (``runfolder``) completed with preset, config-file settings, model,
     the training data (its files, or an in-memory dataset's size and fingerprint), git commit and the resolved
@@ -340,7 +345,7 @@ def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = 
     record = {**(marker or {}), "complete": True, "preset": recipe.preset, "config": recipe.config or {},
               "freeze_vision": freezes_vision(recipe, settings), "attn_implementation": attn,
               "model": str(recipe.model_path), "data": data, "ratios": recipe.ratios, "git": sha or None,
-              "world_size": world_size(), "sft_config": args.to_dict()}
+              "world_size": world_size(), "loss_balance": LOSS_BALANCE, "sft_config": args.to_dict()}
     atomic_write_text(out_dir / RUN_CONFIG_FILE, json.dumps(record, indent=1, default=str))
 
 
@@ -371,8 +376,8 @@ recognition: image -> LaTeX with the Uni-MuMER prompts, on {sum(counts.values())
 
 - **Recipe**: preset `{recipe.preset}`{f" + config {recipe.config}" if recipe.config else ""}, learning rate {lr:g}
   ({schedule}), effective batch {args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size()},
-  {steps:,} steps, seed {recipe.seed}{frozen}; the loss is the plain token mean over every task's answer tokens
-  (no per-task weighting).
+  {steps:,} steps, seed {recipe.seed}{frozen}; loss balance: {LOSS_BALANCE} over every task's answer tokens (no
+  per-task weighting).
 - **Compute**: {wall_s / 60:.1f} min of training; final logged loss {loss}; commit `{commit or "unknown"}`.
 - **Files**: `../{RUN_CONFIG_FILE}` (every setting), `../{LOSS_HISTORY_FILE}` (the loss curve).
 - **Use**: `unimumer infer --model THIS_FOLDER --data SPLIT --out preds.json`, then `unimumer eval preds.json`
