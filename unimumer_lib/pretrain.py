@@ -503,6 +503,16 @@ def _run_commit(work: Path) -> str | None:
         return None
 
 
+def _run_recipe(work: Path) -> Pretraining | None:
+    """The recipe the run in ``work`` was started with (``RUN_START``): what its checkpoints were trained with,
+    whatever a later command line says."""
+    try:
+        recorded = json.loads((Path(work) / RUN_START).read_text(encoding="utf-8"))["recipe"]
+    except (FileNotFoundError, KeyError):
+        return None
+    return Pretraining(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+
+
 def read_points(folder: Path) -> list[dict]:
     """The learning curve's points written so far (``CURVE_POINTS``)."""
     path = Path(folder) / CURVE_POINTS
@@ -536,7 +546,7 @@ def publish_checkpoint(work: Path, out: Path, recipe: Pretraining, step: int | N
     excluded = {"held_out_pool": len(held_out_captions()), "crohme_test": len(crohme_test_captions())}
     facts = {"commit": _run_commit(work) or git_commit(), "stream": stream, "rows": rows,
              "excluded_captions": excluded, "data_wall_s": None, "train_wall_s": wall, "notes": notes}
-    return publish(found[step], Path(out), work, recipe, facts)
+    return publish(found[step], Path(out), work, _run_recipe(work) or recipe, facts)
 
 
 def model_card(record: dict) -> str:
