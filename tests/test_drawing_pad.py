@@ -67,16 +67,70 @@ def test_undo_clear_and_save_never_overwrites(base, tmp_path):
 def test_widget_buttons_drive_the_pad(base, tmp_path):
     pad = DrawingPad(model=base, save_dir=tmp_path)
     ui = pad.widget()
-    canvas, buttons, caption, shown, status = ui.children
+    canvas, buttons, caption, confirm, shown, status = ui.children
     recognise, undo, clear, save = buttons.children
     recognise.click()
     assert "draw a formula first" in status.value
     write(pad, synthesize(1502, pretrain.HELD_OUT_SEED))
     recognise.click()
     assert caption.value == pad.prediction != "" and html.escape(caption.value) in shown.value
-    caption.value = "a + b"  # the user corrects the caption, then saves
+    assert not confirm.value and "model's reading" in status.value  # pre-filled, not yet a ground truth
+    save.click()  # the prediction as it stands is not saved as the truth
+    assert "not saved" in status.value and not list(tmp_path.glob("*.inkml"))
+    confirm.value = True  # accepted as it is
     save.click()
-    assert caption_of(read_inkml(tmp_path / "drawing_0000.inkml")) == "a + b" and "saved" in status.value
+    assert caption_of(read_inkml(tmp_path / "drawing_0000.inkml")) == pad.prediction and "saved" in status.value
+    recognise.click()
+    assert not confirm.value
+    caption.value = "a + b"  # the user corrects the caption: that is a check
+    assert confirm.value
+    save.click()
+    assert caption_of(read_inkml(tmp_path / "drawing_0001.inkml")) == "a + b"
     undo.click()
     clear.click()
-    assert pad.strokes == [] and caption.value == ""
+    assert pad.strokes == [] and caption.value == "" and not confirm.value
+
+
+def test_a_prediction_saved_without_a_caption_is_marked_unconfirmed(base, tmp_path):
+    from unimumer_lib.widgets import UNCONFIRMED
+
+    pad = DrawingPad(model=base, save_dir=tmp_path)
+    write(pad, synthesize(1503, pretrain.HELD_OUT_SEED))
+    pad.recognize()
+    assert UNCONFIRMED in read_inkml(pad.save()).annotations
+    assert UNCONFIRMED not in read_inkml(pad.save("x")).annotations
+
+
+@pytest.mark.parametrize("stroke", [[], [(1.0, float("nan")), (2.0, 3.0)], [(1e12, 5.0), (2.0, 3.0)]])
+def test_empty_and_broken_drawings_are_not_saved(tmp_path, stroke):
+    pad = DrawingPad(model="tiny-base", save_dir=tmp_path)
+    pad.strokes = [list(stroke)] if stroke else []
+    with pytest.raises(ValueError, match="nothing drawn|not finite"):
+        pad.save("x")
+    assert not list(tmp_path.glob("*.inkml"))
+
+
+def test_two_pads_saving_into_one_folder_keep_every_drawing(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pads = [DrawingPad(model="tiny-base", save_dir=tmp_path) for _ in range(2)]
+    for pad in pads:
+        pad.strokes = [[(0.0, 0.0), (10.0, 5.0)]]
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda i: pads[i % 2].save(f"x ^ {i}"), range(200)))
+    assert len(set(paths)) == 200 == len(list(tmp_path.glob("drawing_*.inkml")))
+    assert len({caption_of(read_inkml(p)) for p in paths}) == 200  # each save kept its own caption
+
+
+def test_save_into_a_file_and_a_missing_model_are_shown_not_raised(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    pad = DrawingPad(model=str(tmp_path / "no-model"), save_dir=tmp_path / "taken")
+    ui = pad.widget()
+    canvas, buttons, caption, confirm, shown, status = ui.children
+    recognise, undo, clear, save = buttons.children
+    pad.strokes = [[(0.0, 0.0), (10.0, 5.0)]]
+    recognise.click()
+    assert "no-model" in status.value
+    caption.value = "x"
+    save.click()
+    assert "taken" in status.value and "saved" not in status.value

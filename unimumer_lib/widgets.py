@@ -287,6 +287,10 @@ def inspector(predictions, images_dir: Path | str | None = None, page_size: int 
 DRAWINGS_DIR = "drawings"  # default save folder, under the runs folder
 
 
+UNCONFIRMED = "truthUnconfirmed"  # InkML annotation of a drawing saved with the model's prediction as its truth
+MAX_COORDINATE = 1e6  # canvas pixels: a stroke beyond this is not a drawing
+
+
 class DrawingPad:
     """Draw a formula with the mouse or a pen, see it recognised, save it as InkML with its caption.
 
@@ -294,8 +298,10 @@ class DrawingPad:
     y downwards, as InkML), ``ink()`` makes an ``inkml.Ink``, ``image()`` renders it with the renderer every
     InkML file goes through (``render.render_ink``), ``recognize()`` reads it with ``model`` (the shipped
     ``tiny-base`` on CPU, a trained ``final/``, a hub id, or a loaded ``(model, processor)``), ``save()`` writes
-    ``<save_dir>/drawing_NNNN.inkml`` with the recognised (or corrected) caption as its truth, never over a file.
-    ``widget()`` puts it on an ipycanvas canvas with Recognise / Undo / Clear / Save buttons.
+    ``<save_dir>/drawing_NNNN.inkml`` with the caption as its truth, never over a file (the bare prediction is
+    marked unconfirmed). ``widget()`` puts it on an ipycanvas canvas with Recognise / Undo / Clear / Save buttons;
+    Recognise fills the caption with the prediction, and Save writes only once a person has corrected it or ticked
+    "caption is right".
     """
 
     def __init__(self, model="tiny-base", height: int = 64, save_dir: Path | str | None = None,
@@ -357,17 +363,39 @@ class DrawingPad:
         return self.prediction
 
     def save(self, caption: str | None = None) -> Path:
-        """Write the drawing as ``drawing_NNNN.inkml`` (the next free number) with ``caption`` (default: the
-        prediction) as its truth; returns the path."""
+        """Write the drawing as ``drawing_NNNN.inkml`` (the next free number, claimed atomically so that two pads
+        saving into one folder never take the same name) with ``caption`` as its truth. Without ``caption`` the
+        model's prediction is written, annotated as unconfirmed (``UNCONFIRMED``): a reading, not a ground
+        truth. Strokes that are not finite or lie far off any canvas are refused. Returns the path."""
+        import os
+
+        import numpy as np
+
         from .inkml import write_inkml
 
-        caption = " ".join((caption if caption is not None else self.prediction).split())
+        given = caption is not None
+        caption = " ".join((caption if given else self.prediction).split())
         if not caption:
             raise ValueError("no caption: recognise the drawing first or type its LaTeX")
+        if not self.strokes:
+            raise ValueError("nothing drawn yet: an empty drawing is not saved")
+        points = np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in self.strokes if s])
+        if not np.isfinite(points).all() or np.abs(points).max() > MAX_COORDINATE:
+            raise ValueError(f"the strokes hold coordinates that are not finite or beyond {MAX_COORDINATE:g} "
+                             f"pixels: not saved")
         self.save_dir.mkdir(parents=True, exist_ok=True)
-        taken = {p.stem for p in self.save_dir.glob("drawing_*.inkml")}
-        key = next(f"drawing_{i:04d}" for i in range(len(taken) + 1) if f"drawing_{i:04d}" not in taken)
-        return write_inkml(self.save_dir / f"{key}.inkml", self.ink(key, caption))
+        ink = self.ink("drawing", caption)
+        if not given:
+            ink.annotations[UNCONFIRMED] = "the model's prediction, not checked by a person"
+        for i in range(len(list(self.save_dir.glob("drawing_*.inkml"))), 10**6):
+            path = self.save_dir / f"drawing_{i:04d}.inkml"
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # the name is ours now
+            except FileExistsError:
+                continue
+            ink.id = path.stem
+            return write_inkml(path, ink)
+        raise OSError(f"{self.save_dir}: no free drawing_NNNN.inkml name")
 
     def widget(self):
         """The pad in a notebook: canvas, buttons, the caption (editable) and the prediction typeset."""
@@ -379,7 +407,13 @@ class DrawingPad:
         canvas.line_width, canvas.line_cap, canvas.stroke_style = self.line_width, "round", "black"
         caption = w.Text(description="LaTeX", placeholder="recognised or typed caption",
                          layout=w.Layout(width=f"{self.canvas_size[0]}px"))
+        confirm = w.Checkbox(description="caption is right (checked by me)", value=False, indent=False)
         shown, status = w.HTMLMath(), w.HTML()
+        filling = []  # set while the pad itself fills the caption (a prediction is not a person's check)
+
+        def edited(change):
+            if not filling and change["new"] != change["old"]:
+                confirm.value = True  # typed or corrected by the user
 
         def redraw():
             with hold_canvas():
@@ -401,11 +435,19 @@ class DrawingPad:
             if not self.strokes:
                 status.value = "<i>draw a formula first</i>"
                 return
-            caption.value = self.recognize()
-            tokens = caption.value.split()
+            status.value = "<i>recognising…</i>"
+            try:
+                prediction = self.recognize()
+            except (ValueError, OSError) as err:  # a missing model, an unreadable checkpoint
+                status.value = f"<i>{html.escape(str(err))}</i>"
+                return
+            filling.append(True)
+            caption.value, confirm.value = prediction, False
+            filling.clear()
+            tokens = prediction.split()
             shown.value = math_html(tokens, [False] * len(tokens), "pred") + "<br><code>" + html.escape(
-                caption.value) + "</code>"
-            status.value = ""
+                prediction) + "</code>"
+            status.value = "<i>the caption is the model's reading: correct it or tick the box, then Save</i>"
 
         def undo(_):
             self.undo()
@@ -413,14 +455,23 @@ class DrawingPad:
 
         def clear(_):
             self.clear()
-            caption.value = shown.value = status.value = ""
+            filling.append(True)
+            caption.value, confirm.value = "", False
+            filling.clear()
+            shown.value = status.value = ""
             redraw()
 
         def save(_):
+            if not confirm.value:
+                status.value = ("<i>not saved: the caption is the model's unchecked reading; correct it or tick "
+                                "'caption is right' first</i>")
+                return
             try:
                 status.value = f"saved {html.escape(str(self.save(caption.value)))}"
-            except ValueError as err:
+            except (ValueError, OSError) as err:  # no caption, bad strokes, a save_dir that is a file, a full disk
                 status.value = f"<i>{html.escape(str(err))}</i>"
+
+        caption.observe(edited, names="value")
 
         canvas.on_mouse_down(down)
         canvas.on_mouse_move(move)
@@ -431,7 +482,7 @@ class DrawingPad:
             button = w.Button(description=label)
             button.on_click(handler)
             buttons.append(button)
-        self._ui = w.VBox([canvas, w.HBox(buttons), caption, shown, status])
+        self._ui = w.VBox([canvas, w.HBox(buttons), caption, confirm, shown, status])
         return self._ui
 
 
