@@ -37,6 +37,17 @@ def test_every_notebook_was_executed(run_dir):
         assert any(c.get("outputs") for c in book["cells"] if c["cell_type"] == "code"), name
 
 
+def test_progress_bars_are_saved_as_finished_text(run_dir):
+    """No tqdm widget (papermill saves no widget state: it would read "0%" forever); the text bars end at 100%."""
+    for path in sorted((run_dir / "notebooks").glob("0[1-4]_*.ipynb")):
+        outputs = [o for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
+        assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), path.name
+    text = "".join(o.get("text", "") for c in nbformat.read(run_dir / "notebooks" / "01_data_exploration.ipynb",
+                                                              as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs)
+    assert "100%" in text
+
+
 def image_outputs(path):
     book = nbformat.read(path, as_version=4)
     return sum("image/png" in o.get("data", {}) for c in book.cells if c.cell_type == "code" for o in c.outputs)

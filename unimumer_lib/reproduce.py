@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from . import config, taskspec
+from . import TEXT_PROGRESS, config, taskspec
 from .families import TEST_SPLIT_LABELS, dataset_label
 from .gates import GATES_FILE
 from .mining import Mining
@@ -57,6 +57,7 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
     from papermill.exceptions import PapermillExecutionError
 
     _isolate_home(run_dir)
+    os.environ[TEXT_PROGRESS] = "1"  # the kernel's progress bars as text: they read as finished when saved
     out = run_dir / "notebooks" / (f"{Path(name).stem}.{tag}.ipynb" if tag else name)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
