@@ -161,3 +161,19 @@ def test_predictions_without_any_ground_truth_are_refused_by_eval(tmp_path, caps
     assert cli.main(["eval", str(tmp_path / "unlabelled.json")]) == 2
     err = capsys.readouterr().err
     assert "unlabelled.json" in err and "every ground truth (gt) is empty" in err
+
+
+def test_unreadable_images_are_never_scored_as_read(tmp_path, capsys):
+    """Issue 34 (item 13): rejected rows (error set, pred "") of unlabelled images were exact matches: 44.44 %
+    from nothing. They count as wrong in eval and compare."""
+    from unimumer_lib import cli, report
+    from unimumer_lib.compare import compare
+
+    rows = [Prediction(f"r{i}", "", "", "", {"error": f"r{i}.png: not an image file"}) for i in range(4)]
+    rows += [Prediction(f"o{i}", "x + 1", "x + 1" if i < 3 else "x", "") for i in range(5)]
+    write_predictions(tmp_path / "mixed.json", rows)
+    for normalize in (None, "crohme"):
+        assert report.evaluate_files([tmp_path / "mixed.json"], normalize=normalize)[0]["exprate"] == \
+            pytest.approx(100 * 3 / 9)
+    assert compare(rows, rows, "exprate").rate_a == pytest.approx(100 * 3 / 9)
+    assert cli.main(["eval", str(tmp_path / "mixed.json")]) == 0 and "33.33" in capsys.readouterr().out

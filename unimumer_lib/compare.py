@@ -14,6 +14,8 @@ from math import comb
 
 import numpy as np
 
+from .predictions import UNREADABLE
+
 BOOTSTRAP_SAMPLES = 10_000
 THRESHOLDS = {"exprate": 0, "le1": 1, "le2": 2}
 
@@ -60,8 +62,9 @@ def align(a: list, b: list) -> tuple[list, list]:
 
 
 def _texts(preds: list) -> tuple[list[str], list[str]]:
-    gt = [p.gt if hasattr(p, "gt") else p["gt"] for p in preds]
-    return gt, [p.pred if hasattr(p, "pred") else p["pred"] for p in preds]
+    gt = [p.gt if hasattr(p, "gt") else p["gt"] for p in preds]  # (a rejected record: never right, UNREADABLE)
+    return gt, [p.scored_pred if hasattr(p, "scored_pred") else UNREADABLE if p.get("error") else p["pred"]
+                for p in preds]
 
 
 def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,

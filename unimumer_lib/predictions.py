@@ -25,7 +25,10 @@ from typing import Iterable
 from .files import atomic_write_text
 
 PRED_SUFFIX = "_pred.json"
-RUN_SUFFIX = ".run.json"  # beside a prediction file this project's inference wrote: its settings (infer.py)
+RUN_SUFFIX = ".run.json"
+# What a rejected record (an unreadable image: ``error`` set, pred "") is scored as: a token no caption holds, so an
+# image that could not be read never counts as read correctly (with gt "" too, as for unlabelled images).
+UNREADABLE = "<unreadable>"  # beside a prediction file this project's inference wrote: its settings (infer.py)
 REQUIRED_KEYS = ("img_id", "gt", "pred")
 KNOWN_KEYS = (*REQUIRED_KEYS, "image_path")
 STRING_KEYS = ("img_id", "gt", "pred")
@@ -43,6 +46,11 @@ class Prediction:
     def error(self) -> str:
         """Why the record was rejected (``infer`` writes it as the ``error`` key), "" for a prediction."""
         return self.extra.get("error") or ""
+
+    @property
+    def scored_pred(self) -> str:
+        """The prediction as scored: ``UNREADABLE`` for a rejected record."""
+        return UNREADABLE if self.error else self.pred
 
     def to_json(self) -> dict:
         row = {k: v for k, v in asdict(self).items() if k != "extra"}
@@ -195,6 +203,11 @@ def read_columns(path: Path | str, keys: tuple[str, ...] = ("gt", "pred")) -> di
         shown = ", ".join(f"{k} (x{c})" for k, c in list(dups.items())[:10])
         raise ValueError(f"{path}: {len(dups)} duplicate img_id(s): {shown}")
     return {key: columns[key] if key in columns else list(map(dict.get, data, repeat(key))) for key in keys}
+
+
+def scored_preds(preds: list, errors: list) -> list[str]:
+    """Predictions as scored: ``UNREADABLE`` where the record carries an ``error`` (a rejected image)."""
+    return [UNREADABLE if e else p for p, e in zip(preds, errors)]
 
 
 def write_predictions(path: Path | str, preds: Iterable[Prediction | dict]) -> Path:

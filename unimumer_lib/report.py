@@ -9,13 +9,14 @@ paper (datasets as columns) next to the published rows of ``resources/published.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from . import metrics
 from .normalize import check_style, normalize_texts
-from .predictions import Prediction, read_columns, read_predictions
+from .predictions import Prediction, read_columns, read_predictions, scored_preds
 from .files import atomic_write_text
 from .taskspec import BASELINE_ARM, MAIN_ARM, MATCHED_ARM
 
@@ -66,12 +67,13 @@ def evaluate_files(paths: list[Path], normalize: str | None = None, by_dataset: 
     rows = []
     for path in paths:
         if normalize:
-            preds = read_predictions(path)
+            preds = [replace(p, pred=p.scored_pred) for p in read_predictions(path)]
             rows.append({"file": str(path), **score_predictions(preds, normalize)})
             columns = {"gt": [p.gt for p in preds], "pred": [p.pred for p in preds],
                        "dataset": [p.extra.get("dataset") for p in preds]}
         else:  # the plain scores need the texts only: no Prediction per record
-            columns = read_columns(path, ("gt", "pred", "dataset"))
+            columns = read_columns(path, ("gt", "pred", "dataset", "error"))
+            columns["pred"] = scored_preds(columns["pred"], columns["error"])  # an unreadable image is never right
             rows.append({"file": str(path), **metrics.score(columns["gt"], columns["pred"]).as_dict()})
         if not any(g.strip() for g in columns["gt"]):
             raise ValueError(f"{path}: every ground truth (gt) is empty, so nothing can be scored: these are "
