@@ -744,3 +744,20 @@ def test_ctrl_c_stops_train_and_reproduce_within_a_second_leaving_no_process(com
     time.sleep(0.2)
     assert not [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text()
                 .rsplit(")", 1)[1].split()[:1]]
+
+
+def test_ids_with_tabs_and_newlines_stay_one_line_in_side_files_and_output(tmp_path, capsys):
+    """Issue 34 (item 17): an id holding a tab or a newline went raw into the rejects TSV and --image's stdout."""
+    from unimumer_lib.files import tsv_field, tsv_line
+    from unimumer_lib.infer import REJECTS_SUFFIX, side_file
+
+    assert tsv_line("a\tb", "c\nd", "e\\f") == "a\\tb\tc\\nd\te\\\\f\n"
+    assert tsv_field("plain") == "plain"
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    odd = folder / "bad\tname\n.png"
+    odd.write_bytes(b"not an image")
+    out = tmp_path / "p.json"
+    assert cli.main(["infer", "--model", "tiny-base", "--data", str(folder), "--out", str(out)]) == 0
+    lines = side_file(out, REJECTS_SUFFIX).read_text().splitlines()
+    assert len(lines) == 2 and lines[1].count("\t") == 1 and lines[1].startswith("bad\\tname\\n")

@@ -150,6 +150,7 @@ def cmd_glyphs(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
+    from .files import tsv_line
     from .infer import REJECTS_SUFFIX, open_checked, recognize, run, side_file, tally
     from .workers import gpu_processes, set_torch_threads
 
@@ -174,7 +175,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         latex = recognize([image for _, image in good], args.model, batch_size=args.batch_size,
                           allow_untrained=args.allow_untrained, **knobs) if good else []
         for (r, _), text in zip(good, latex):
-            print(f"{r.image_path}\t{text}")
+            print(tsv_line(r.image_path, text), end="")
         return 0 if len(good) == len(opened) else 1
     if args.out is None:
         raise ValueError("--data needs --out (the prediction JSON to write)")

@@ -96,3 +96,15 @@ def respect_umask(folder) -> None:
     for path in Path(folder).iterdir():
         if path.is_file() and not path.is_symlink():
             os.chmod(path, mode)
+
+
+def tsv_field(text) -> str:
+    """One field of a side TSV (rejects, removed, changes) or of a tab-separated output line: a backslash, tab,
+    newline or carriage return in an id or a reason is escaped (``\\t``...), so every record stays one line of
+    its columns."""
+    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def tsv_line(*fields) -> str:
+    """A TSV line of ``fields`` (each through ``tsv_field``), newline included."""
+    return "\t".join(map(tsv_field, fields)) + "\n"

@@ -251,7 +251,7 @@ def build_bank(src: str | Path, out: str | Path, roots=None, progress: bool = Tr
     from tqdm.auto import tqdm
 
     from . import config
-    from .files import atomic_write_text
+    from .files import atomic_write_text, tsv_line
     from .inkml import InkmlError, find_inkml, read_inkml
 
     src, out = Path(src), Path(out)
@@ -288,11 +288,7 @@ def build_bank(src: str | Path, out: str | Path, roots=None, progress: bool = Tr
                      np.concatenate(points) if points else np.zeros((0, 2), np.uint8), source=src.name)
     out.mkdir(parents=True, exist_ok=True)
     bank.save(out / BANK_FILE)
-    atomic_write_text(out / REJECTS_FILE, "file\treason\n" + "".join(f"{_tsv(p)}\t{_tsv(r)}\n" for p, r in rejects))
+    atomic_write_text(out / REJECTS_FILE, "file\treason\n" + "".join(tsv_line(p, r) for p, r in rejects))
     tally = Tally(len(files), used, len(rejects))
     return {**tally.as_dict(), "glyphs": len(bank), "labels": len(bank.labels), "writers": len(bank.writers),
             "groups_left_out": skipped, "points": len(bank.points), "bank": str(out / BANK_FILE)}
-
-
-def _tsv(text: str) -> str:
-    return " ".join(str(text).split())

@@ -298,13 +298,12 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
 
 
 def _write_rejects(out: Path, rows: list[Prediction]) -> None:
-    from .files import atomic_write_text
+    from .files import atomic_write_text, tsv_line
 
     path = side_file(out, REJECTS_SUFFIX)
     bad = [r for r in rows if r.error]
     if bad:
-        atomic_write_text(path, "img_id\treason\n" + "".join(f"{r.img_id}\t{' '.join(r.error.split())}\n"
-                                                             for r in bad))
+        atomic_write_text(path, "img_id\treason\n" + "".join(tsv_line(r.img_id, r.error) for r in bad))
     else:
         path.unlink(missing_ok=True)  # ours: claim_output checked the run file beside it
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from .latex import (ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK,
                     braces_balanced, normalize as latex_normalize, tokenize)
 from .predictions import Prediction, read_predictions, write_predictions
-from .files import atomic_write_text
+from .files import atomic_write_text, tsv_line
 
 STYLES = ("crohme", "unimumer")  # the --normalize choices: latex.normalize and this module
 SYNONYMS = {"\\dots": "\\ldots", "\\le": "\\leq", "\\ge": "\\geq"}
@@ -327,8 +327,8 @@ def normalize_file(path: Path, out: Path, style: str = "unimumer") -> dict:
     preds = read_predictions(path)
     kept, removed = normalize_predictions(preds, style)
     write_predictions(out, kept)
-    lines = ["img_id\treason"] + [f"{p.img_id}\t{err.reason}" for p, err in removed]
-    atomic_write_text(removed_path(out), "\n".join(lines) + "\n")
+    atomic_write_text(removed_path(out), "img_id\treason\n" + "".join(tsv_line(p.img_id, err.reason)
+                                                                         for p, err in removed))
     return {"read": len(preds), "kept": len(kept), "removed": len(removed), "rules": removal_counts(removed),
             "removed_file": str(removed_path(out))}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .config import REPO_ROOT
-from .files import atomic_write_text, respect_umask
+from .files import atomic_write_text, respect_umask, tsv_line
 from .tally import Tally
 from . import runfolder
 from .runfolder import FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
@@ -184,7 +184,7 @@ def freezes_vision(recipe: Recipe, settings: dict) -> bool:
 
 def write_rejects(path: Path, rejects: list[tuple]) -> None:
     """``rejects.tsv`` of a run folder: file, row, reason."""
-    atomic_write_text(path, "file\trow\treason\n" + "".join(f"{f}\t{i}\t{why}\n" for f, i, why in rejects))
+    atomic_write_text(path, "file\trow\treason\n" + "".join(tsv_line(f, i, why) for f, i, why in rejects))
 
 
 def is_rank_zero() -> bool:
