@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from unimumer_lib import analysis, widgets
-from unimumer_lib.predictions import Prediction
+from unimumer_lib.predictions import Prediction, read_predictions
 
 
 @pytest.fixture
@@ -142,3 +142,14 @@ def test_label_noise_toggle_writes_flagged_ids(samples, runs):
     assert flags.read_text(encoding="utf-8").splitlines() == ["img_id,dataset,gt,pred", "img3,A,1 - l,l - l"]
     again = widgets.ConfusionInspector(samples, page_size=10)  # flags survive a restart
     assert again.toggles["img3"].value and not again.toggles["img1"].value
+
+
+def test_the_pair_list_leads_with_substitutions_and_names_insertions_and_deletions(reference_predictions):
+    """Issue 32 (item 5): the list was led by brace insertions/deletions, unlike the substitution table above it."""
+    ins = widgets.ConfusionInspector(analysis.samples_frame(read_predictions(reference_predictions)), page_size=5)
+    labels = [label for label, value in ins.pairs.options if value is not None]
+    kinds = ["indel" if analysis.GAP in value else "sub" for _, value in ins.pairs.options if value is not None]
+    assert kinds[0] == "sub" and kinds == sorted(kinds, key=lambda k: k == "indel") and "indel" in kinds
+    assert all(lab.startswith(("missing: ", "extra: ")) for lab, k in zip(labels, kinds) if k == "indel")
+    top = analysis.confusion_records(analysis.confusion_table(ins.samples))[0]
+    assert labels[0].startswith(f"{analysis.token_label(top[0])} → {analysis.token_label(top[1])}  ({top[2]})")

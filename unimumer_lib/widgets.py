@@ -161,10 +161,14 @@ class ConfusionInspector:
         self.page_size = page_size
         self.page = 0
         self.toggles: dict = {}
-        table = analysis.confusion_table(samples, indels=True).head(top_pairs)
+        table = analysis.confusion_records(analysis.confusion_table(samples, indels=True).head(top_pairs))
+        gap = analysis.GAP
+        # substitutions first, as ranked above the widget; then the model's deletions and insertions, named so
         options = [(ALL_ERRORS, None)] + [
             (f"{analysis.token_label(a)} → {analysis.token_label(b)}  ({c})", (a, b))
-            for a, b, c in analysis.confusion_records(table)]
+            for a, b, c in table if gap not in (a, b)] + [
+            (f"{'missing' if b == gap else 'extra'}: {analysis.token_label(a if b == gap else b)}  ({c})", (a, b))
+            for a, b, c in table if gap in (a, b)]
         self.pairs = w.Select(options=options, value=None, rows=12, description="pair")
         self.symbol = w.Text(value="", placeholder=r"e.g. \times", description="symbol")
         datasets = sorted(set(samples["dataset"].astype(str)))
