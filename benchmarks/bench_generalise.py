@@ -26,7 +26,7 @@ from unimumer_lib.infer import predict
 from unimumer_lib.metrics import exprate_by_length, sample_distances, score
 from unimumer_lib.model import SIZES, num_parameters, tiny_model
 from unimumer_lib.prepare import load_split, prepare_split
-from unimumer_lib.pretrain import curve_callback
+from unimumer_lib.train import curve_callback
 from unimumer_lib.synth import synthesize_dataset
 from unimumer_lib.tasks import caption_rows, write_task_files
 from unimumer_lib.train import train

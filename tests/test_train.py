@@ -257,3 +257,27 @@ def test_a_run_with_a_frozen_vision_tower_is_not_the_same_run(crohme6):
     plain = run_fingerprint(Recipe(), "tiny", path)
     assert run_fingerprint(Recipe(freeze_vision=True), "tiny", path) != plain
     assert "freeze_vision" not in plain and run_fingerprint(Recipe(), "tiny", path) == plain
+
+
+def test_validation_exprate_is_logged_during_training(crohme6, tmp_path):
+    """Issue 32 (item 8): ``train --eval-data SPLIT --eval-every N`` reads the split greedily every N steps: its
+    points land in eval_curve/points.jsonl and in the loss history beside the training loss."""
+    from unimumer_lib import cli
+    from unimumer_lib.train import CURVE_POINTS, EVAL_CURVE_DIR
+
+    records, path = crohme6
+    split = tmp_path / "set"  # sample_caption_set's layout: caption.txt + images/
+    split.mkdir()
+    (split / "images").mkdir()
+    for r in records:
+        (split / "images" / f"{r.id}.png").write_bytes(open(r.image_path, "rb").read())
+    (split / "caption.txt").write_text("".join(f"{r.id}\t{r.caption}\n" for r in records))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(path), "--model", "tiny", "--preset", "cpu-smoke", "--out", str(out),
+                     "--max-steps", "4", "--eval-data", str(split), "--eval-every", "2", "--eval-n", "4"]) == 0
+    points = [json.loads(line) for line in (out / EVAL_CURVE_DIR / CURVE_POINTS).read_text().splitlines()]
+    assert [p["step"] for p in points] == [2, 4] and all(p["n"] == 4 for p in points)
+    logged = [h for h in json.loads((out / LOSS_HISTORY_FILE).read_text()) if "eval_exprate" in h]
+    assert [h["step"] for h in logged] == [2, 4] and logged[-1]["eval_exprate"] == points[-1]["exprate"]
+    assert cli.main(["train", "--data", str(path), "--model", "tiny", "--preset", "cpu-smoke", "--out",
+                     str(tmp_path / "run2"), "--max-steps", "2", "--eval-data", str(tmp_path / "nothing")]) == 2

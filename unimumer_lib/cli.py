@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import describe
+from .errors import at_least, describe
 from .normalize import STYLES
 from .families import INKML_FAMILIES
 
@@ -246,21 +246,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     return reproduce(profile=args.profile, out=Path(args.out) if args.out else None, data=args.data, arms=args.arms,
                      data_hme100k=args.data_hme100k, train_processes=args.train_processes)
-
-
-def at_least(minimum: int):
-    """An argparse ``type``: a whole number >= ``minimum`` (argparse names the option in its one-line error)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
-        return value
-
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
 
 
 # their options need none of the training modules

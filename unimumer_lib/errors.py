@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def describe(err: BaseException) -> str:
     """One line for an error: the file named and the reason, never a traceback."""
@@ -16,3 +18,18 @@ def describe(err: BaseException) -> str:
     else:
         text = str(err) or type(err).__name__
     return " ".join(text.split())
+
+
+def at_least(minimum: int):
+    """An argparse ``type``: a whole number >= ``minimum`` (argparse names the option in its one-line error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse

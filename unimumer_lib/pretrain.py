@@ -213,44 +213,6 @@ def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = fro
     return summary
 
 
-def curve_callback(processor, sets: dict, work: Path, every: int, max_new_tokens: int = 96):
-    """A TrainerCallback scoring each record set of ``sets`` ({name: records}) greedily with the vanilla prompt
-    every ``every`` steps: ``.points`` = [{step, exprate, ...}] of the first set, each point holding the others
-    under their names."""
-    from transformers import TrainerCallback
-
-    from .infer import predict
-    from .metrics import score
-
-    def measure(model, name: str, records, step: int) -> dict:
-        preds = predict(model, processor, records, work / f"curve_{name}_{step}.json", batch_size=16,
-                        max_new_tokens=max_new_tokens, progress=False)
-        m = score([p.gt for p in preds], [p.pred for p in preds])
-        return {"exprate": m.exprate, "le1": m.le1, "le2": m.le2, "cer": m.cer,
-                "distinct": len({p.pred for p in preds}), "n": len(preds)}
-
-    class Curve(TrainerCallback):
-        def __init__(self):
-            self.points: list[dict] = []
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if every and state.global_step % every == 0:
-                model.eval()
-                (first, records), *others = sets.items()
-                point = {"step": state.global_step, **measure(model, first, records, state.global_step)}
-                point.update({name: measure(model, name, recs, state.global_step) for name, recs in others})
-                model.train()
-                point["wall_s"] = round(time.perf_counter() - start, 1)
-                self.points.append(point)
-                work.mkdir(parents=True, exist_ok=True)
-                with open(work / CURVE_POINTS, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(point) + "\n")
-                print(f"curve: {json.dumps(point)}", flush=True)
-
-    start = time.perf_counter()
-    return Curve()
-
-
 def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0, glyphs: str | None = None) -> list:
     """``n`` records of the held-out pool (samples ``offset``.. of ``HELD_OUT_SEED``), rendered into ``work``;
     ``glyphs``: written with real glyphs of that writer group of the shipped bank (e.g. ``"test"``)."""
@@ -366,7 +328,6 @@ def read_caption_list(folder: Path) -> set[str]:
     return set(gzip.decompress((Path(folder) / CAPTION_LIST).read_bytes()).decode().splitlines())
 
 
-CURVE_POINTS = "points.jsonl"  # beside the curve predictions: one line per point, so a checkpoint can be published
 
 
 def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool = False,
@@ -379,7 +340,7 @@ def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool =
     """
     from .model import load_model, tiny_model
     from .tasks import caption_items, write_task_files
-    from .train import git_commit, train
+    from .train import curve_callback, git_commit, train
     from .sftdata import load_sharegpt_dataset
 
     work, out = Path(work), Path(out)
@@ -514,7 +475,9 @@ def _run_recipe(work: Path) -> Pretraining | None:
 
 
 def read_points(folder: Path) -> list[dict]:
-    """The learning curve's points written so far (``CURVE_POINTS``)."""
+    """The learning curve's points written so far (``train.CURVE_POINTS``)."""
+    from .train import CURVE_POINTS
+
     path = Path(folder) / CURVE_POINTS
     points = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     return sorted({p["step"]: p for p in points}.values(), key=lambda p: p["step"])  # a resumed run: the latest

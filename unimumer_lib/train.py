@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .config import REPO_ROOT
 from .files import atomic_write_text, respect_umask, tsv_line
 from .tally import Tally
 from . import runfolder
+from .errors import at_least
 from .runfolder import FINAL_DIR, LOSS_CURVE_FILE, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
 from .sftconfig import (CPU_PRESET, PRESET_ALIASES, PRESET_DIR, PRESET_NAMES, REPORT_TO, Recipe, default_preset,
                         lora_config, make_config, parse_ratios, parse_trl_options, ratio_options, read_config_file,
@@ -99,8 +101,6 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
     an earlier run in ``out_dir``, or write beside files this tool did not make.
     ``test_roots``/``allow_test_images``: the leak guard (see :func:`load_sharegpt_dataset`).
     """
-    import time
-
     from .model import input_spec_of_images
     from .outdir import OutputLock
 
@@ -163,6 +163,52 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
                        rejected=len(rejects), world_size=world_size(),
                        effective_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps
                        * world_size(), trainer=trainer, model=trainer.model, processor=processor)
+
+
+CURVE_POINTS = "points.jsonl"  # beside the curve predictions: one line per point, so a checkpoint can be published
+EVAL_CURVE_DIR = "eval_curve"  # in a run folder: train --eval-data's predictions and points
+
+
+def curve_callback(processor, sets: dict, work: Path, every: int, max_new_tokens: int = 96):
+    """A TrainerCallback scoring each record set of ``sets`` ({name: records}) greedily with the vanilla prompt
+    every ``every`` steps: ``.points`` = [{step, exprate, ...}] of the first set, each point holding the others
+    under their names; each point is also appended to ``work/points.jsonl`` and to the Trainer's log
+    (``eval_exprate``...: the validation curve of ``train --eval-data``, and of pretraining)."""
+    from transformers import TrainerCallback
+
+    from .infer import predict
+    from .metrics import score
+
+    def measure(model, processor, name: str, records, step: int) -> dict:
+        preds = predict(model, processor, records, work / f"curve_{name}_{step}.json", batch_size=16,
+                        max_new_tokens=max_new_tokens, progress=False)
+        m = score([p.gt for p in preds], [p.pred for p in preds])
+        return {"exprate": m.exprate, "le1": m.le1, "le2": m.le2, "cer": m.cer,
+                "distinct": len({p.pred for p in preds}), "n": len(preds)}
+
+    class Curve(TrainerCallback):
+        def __init__(self):
+            self.points: list[dict] = []
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if every and state.global_step % every == 0:
+                proc = processor or kwargs["processing_class"]  # None given: the Trainer's own processor
+                model.eval()
+                (first, records), *others = sets.items()
+                point = {"step": state.global_step, **measure(model, proc, first, records, state.global_step)}
+                point.update({name: measure(model, proc, name, recs, state.global_step) for name, recs in others})
+                model.train()
+                point["wall_s"] = round(time.perf_counter() - start, 1)
+                self.points.append(point)
+                state.log_history.append({"step": state.global_step, **{f"eval_{k}": point[k] for k in
+                                                                        ("exprate", "le1", "le2", "cer")}})
+                work.mkdir(parents=True, exist_ok=True)
+                with open(work / CURVE_POINTS, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(point) + "\n")
+                print(f"curve: {json.dumps(point)}", flush=True)
+
+    start = time.perf_counter()
+    return Curve()
 
 
 def epoch_steps(train_json, preset: str, ratios: dict | None = None, config: dict | None = None) -> int:
@@ -451,6 +497,13 @@ def add_train_arguments(ap) -> None:
     ap.add_argument("--allow-test-images", action="store_true", help="train on rows from test-split images anyway "
                     "(warns loudly; the test set is then not held out)")
     ap.add_argument("--seed", type=int, default=0, help="training seed (data order, initialisation of new weights)")
+    ap.add_argument("--eval-data", default=None, metavar="SPLIT",
+                    help="a captioned split (caption.txt + images/) read greedily during training: the validation "
+                         "ExpRate every --eval-every steps (eval_curve/points.jsonl, the loss history, the plot)")
+    ap.add_argument("--eval-every", type=at_least(1), default=500, metavar="N", help="steps between validation "
+                    "points (default 500)")
+    ap.add_argument("--eval-n", type=at_least(1), default=200, metavar="N", help="the first N images of "
+                    "--eval-data (default 200)")
     ap.add_argument("--ratio", action="append", default=None, metavar="TASK=FRACTION",
                     help="train on that fraction of a task's rows (repeatable, e.g. --ratio tree=0.5; default: all)")
 
@@ -475,7 +528,15 @@ def main(argv=None) -> int:
     overrides, lora = parse_trl_options(getattr(args, "trl_options", None))
     files = [f for d in args.data for f in (task_files(d) if Path(d).is_dir() else [Path(d)])]
     config = read_config_file(args.config) if args.config else None
-    result = train(files, out_dir=args.out, resume=args.resume, force=args.force,
+    callbacks = None
+    if getattr(args, "eval_data", None):  # checked before any training: a bad split fails here
+        from .records import load_records
+
+        records = [r for r in load_records(args.eval_data) if r.image_path][:args.eval_n]
+        if not records:
+            raise ValueError(f"--eval-data {args.eval_data}: no captioned image to validate on")
+        callbacks = [curve_callback(None, {"eval": records}, Path(args.out) / EVAL_CURVE_DIR, args.eval_every)]
+    result = train(files, out_dir=args.out, resume=args.resume, force=args.force, callbacks=callbacks,
                    test_roots=[Path(r) for r in args.test_root] if args.test_root else None,
                    allow_test_images=args.allow_test_images, model_path=args.model,
                    preset=args.preset or default_preset(args.model), freeze_vision=args.freeze_vision,
