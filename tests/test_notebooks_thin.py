@@ -36,3 +36,18 @@ def test_notebook_is_thin_clean_and_parameterised(path):
 
 def test_all_five_notebooks_are_checked():
     assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_backticked_name_in_the_text_exists(path):
+    """Issue 32 (item 3): notebook 02 named parameters that no longer existed (`mine_from_model`, `mine_k`). Every
+    backticked snake_case name in a markdown cell is in the notebook's code or the library's source."""
+    import re
+
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    library = "".join(p.read_text(encoding="utf-8") for p in (REPO_ROOT / "unimumer_lib").glob("*.py"))
+    names = set(re.findall(r"`([a-z][a-z0-9]*_[a-z0-9_]+)`", text))
+    missing = sorted(n for n in names if not re.search(rf"\b{n}\b", code + library))
+    assert not missing, f"{path.name} names what neither it nor unimumer_lib holds: {missing}"
