@@ -115,3 +115,12 @@ def test_p_values_print_in_scientific_notation_and_synthetic_rows_stand_apart_fr
     published = pd.read_csv(written["published"]["csv"])
     assert "Uni-MuMER-3B" in set(published.iloc[:, 0]) and not any("synthetic" in c for c in published.columns)
     assert report.format_p(0.2345) == "0.234" and report.format_p(float("nan")) == "–"
+
+
+def test_tables_shown_in_a_notebook_have_two_decimals_dashes_and_readable_p_values():
+    import re
+
+    table = pd.DataFrame({"structure": ["fraction", "matrix"], "n": [3, 0], "exprate": [12.3456, float("nan")],
+                          "McNemar p": [1.03e-15, 0.5]})
+    cells = re.findall(r">([^<>]+)</td>", report.for_display(table).to_html())
+    assert cells == ["fraction", "3", "12.35", "1.0e-15", "matrix", "0", "–", "0.500"]

@@ -318,6 +318,13 @@ def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[s
     return pd.concat(tables)[columns]
 
 
+def for_display(table: pd.DataFrame):
+    """A table as a notebook shows it: two decimals, p-values in ``format_p``, '–' for a missing cell (not NaN)."""
+    ps = [c for c in table.columns if is_p_value(c)]
+    styled = table.style.format(precision=2, na_rep="–", subset=[c for c in table.columns if c not in ps])
+    return styled.format(format_p, subset=ps) if ps else styled
+
+
 def split_published(table: pd.DataFrame, ours: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(the table, None) when our rows and the published rows share a column with values (a CROHME run: one
     table to read across); else (our rows, the published rows), each with only its own columns (a synthetic run
