@@ -5,6 +5,7 @@ the one ``predict`` gives."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -75,3 +76,16 @@ def test_a_vanilla_only_base_fails_the_auxiliary_gates(tmp_path):
     assert any(m.startswith("tree:") for m in gates.check(result))
     saved = json.loads((tmp_path / "gates.json").read_text())
     assert len(saved["outputs"]["tree"]) == 24 and len(saved["outputs"]["error_fix"]) == result["error_fix"].n
+
+
+def test_gates_of_a_prepared_split_are_written_and_read_back(tmp_path):
+    """What notebook 04 runs per arm (``gate_images``): the gates of a model on a prepared split's first n images,
+    written beside its results and read back for the gates table."""
+    from PIL import Image
+
+    from unimumer_lib.records import write_comer
+
+    records = pretrain.held_out_records(tmp_path / "img", 10, offset=2100)
+    split = write_comer(tmp_path / "split", [replace(r, image=Image.open(r.image_path)) for r in records]).parent
+    measured = gates.measure_split(pretrain.BASE_NAME, split, tmp_path / gates.GATES_FILE, n=6, batch_size=6)
+    assert gates.read_gates(tmp_path / gates.GATES_FILE) == measured and measured["tree"].n == 6
