@@ -85,10 +85,11 @@ def test_pretraining_seeds_are_disjoint_from_every_profile_seed(tmp_path):
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_synthetic_test_sets_share_no_caption_with_pretraining(tmp_path, profile):
-    trained = pretrain.read_caption_list(BASE)
+    p = reproduce.PROFILES[profile]
+    trained = pretrain.read_caption_list(SHIPPED[p.model])  # the base the profile fine-tunes
     assert len(trained) > 10_000
-    n_test = reproduce.PROFILES[profile].synth_test
-    root = reproduce.synthetic_root(tmp_path, n_train=20, n_test=n_test)
+    n_test = p.synth_test
+    root = reproduce.synthetic_root(tmp_path, n_train=20, n_test=n_test, writers=p.writers)
     test_captions = {caption_of(read_inkml(p)) for p in find_inkml(root / "test")}
     assert len(find_inkml(root / "test")) == n_test >= 500  # (a few short captions occur twice among them)
     assert not test_captions & trained
@@ -153,9 +154,13 @@ def test_smoke_profile_is_the_ablation_from_the_base(tmp_path):
     steps = reproduce.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], list(p.paper.arms))
     by_key = {key: params for key, _, params, _, _ in steps}
     assert {"03[vanilla]", "03[all]", f"04[{reproduce.ZERO_SHOT}]", "tables"} <= set(by_key)
-    assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["model_path"] == "tiny-base"  # no SFT
-    assert by_key["03[vanilla]"]["model_path"] == by_key["03[all]"]["model_path"] == "tiny-base"
+    base = pretrain.GLYPH_BASE_NAME  # the real-glyph base, fine-tuned on other writers' compositions
+    assert p.model == base and p.writers == ("finetune", "test") and p.synth_test >= 1000
+    assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["model_path"] == base  # no SFT
+    assert by_key["03[vanilla]"]["model_path"] == by_key["03[all]"]["model_path"] == base
     assert by_key["03[vanilla]"]["preset"] == by_key["03[all]"]["preset"]  # the same recipe
-    assert by_key["02"]["mining"]["from_model"] == "tiny-base" and by_key["02"]["mining"]["k"] == 0
+    assert by_key["02"]["mining"]["from_model"] == base and by_key["02"]["mining"]["k"] == 0
+    assert by_key["02"]["mining"]["temperature"] < 1.0  # near misses, as a trained model's errors are
+    assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["gate_images"] >= 200 and "gate_paths" in by_key["tables"]
     assert by_key["tables"]["paper_arms"] == [reproduce.ZERO_SHOT, "vanilla", "all"]
     assert len(by_key["03[all]"]["train_json"]) == len(reproduce.arm_tasks("all")) == 5

@@ -70,7 +70,9 @@ SIZES = {
 
 # Checkpoints shipped inside the package, loaded by name through the same ``from_pretrained`` as a hub checkpoint.
 # ``tiny-base``: the tiny shape pretrained on synthetic handwriting (``unimumer_lib.pretrain``, its model card).
-SHIPPED = {"tiny-base": Path(__file__).resolve().parent / "resources" / "tiny-base"}
+# ``glyph-base``: tiny-base continued on expressions composed from real CROHME-train glyphs, with every task's format
+# (its model card; CC BY-NC-SA 3.0, as the glyphs).
+SHIPPED = {name: Path(__file__).resolve().parent / "resources" / name for name in ("tiny-base", "glyph-base")}
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "org/name" (or a legacy single name)

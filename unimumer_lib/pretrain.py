@@ -306,7 +306,8 @@ def previous_segments(init: str | Path | None) -> list[dict]:
     from .model import resolve_model_path
 
     record = json.loads((Path(resolve_model_path(init)) / "run_config.json").read_text(encoding="utf-8"))
-    return record.get("segments") or [{k: record.get(k) for k in ("commit", "steps", "train_wall_s", "final_loss")}]
+    return record.get("segments") or [{"init": None, **{k: record.get(k) for k in ("commit", "steps", "train_wall_s",
+                                                                                     "final_loss")}}]
 
 
 def write_caption_list(stream: Path, out: Path) -> Path:
@@ -567,7 +568,7 @@ def glyph_model_card(record: dict) -> str:
     rows = "\n".join(f"| {p['step']:,} | {p['exprate']:.1f} | {p['le1']:.1f} | {p['le2']:.1f} | "
                      + " | ".join(f"{p[k]['exprate']:.1f}" for k in sets if k in p) + " |"
                      for p in record["learning_curve"])
-    segments = "\n".join(f"| {i + 1} | `{g['commit']}` | {g['init'] or 'random'} | {g['steps']:,} | "
+    segments = "\n".join(f"| {i + 1} | `{g['commit']}` | {g.get('init') or 'random'} | {g['steps']:,} | "
                          f"{(g['train_wall_s'] or 0) / 60:.0f} |" for i, g in enumerate(record["segments"]))
     g, s, r = record["glyphs"], record["stream"], record["recipe"]
     shares = ", ".join(f"{t} {x:.0%}" for t, x in zip(r["tasks"], r["task_shares"] or [1] * len(r["tasks"])))

@@ -115,20 +115,27 @@ class Profile:
     writers: tuple[str, str] | None = None  # synthetic data in real glyphs: the bank's writer groups of (train, test)
 
 
-# `smoke` and `cpu` are the paper's experiment in miniature on CPU: they fine-tune the shipped pretrained tiny base
-# (`tiny-base`, unimumer_lib/pretrain.py), as the paper fine-tunes a Qwen2.5-VL that already reads; `zero_shot`
-# adds the base's own row (no SFT, as the paper's zero-shot rows); EDL rows are the base's sampled errors on the
-# training images, which it never saw (`from_model`: no k-fold training needed, since the base was not trained on
-# them). Each arm trains one epoch over its own data (max_steps -1), as the paper trains each arm: the `all` arm
-# sees every vanilla row once plus the auxiliary rows (same steps for both would show it a quarter of them).
-# threads=2: on 2 idle cores a second thread trains the tiny model 1.45x faster.
+# `smoke` and `cpu` are the paper's experiment in miniature on CPU. `smoke` fine-tunes the shipped real-glyph base
+# (`glyph-base`: tiny-base continued on expressions composed from real CROHME-train glyphs of the bank's
+# pretraining writers, with every task's format; unimumer_lib/pretrain.py) on expressions composed from the glyphs
+# of other writers (the bank's finetune group) and tests on a third group (test): a domain the base did not train
+# on, as the paper fine-tunes a Qwen2.5-VL that never saw CROHME. `zero_shot` adds the base's own row; EDL rows are
+# the base's errors on the fine-tuning images (it never saw them) sampled at temperature 0.5, so that they are near
+# misses as a trained model's are. Each arm trains one epoch over its own data (max_steps -1), as the paper trains
+# each arm; `smoke-full` adds the compute-matched control (vanilla for as many steps as all). `cpu` fine-tunes
+# tiny-base on CROHME. threads=2: on 2 idle cores a second thread trains the tiny model 1.45x faster.
+SMOKE_MINING = Mining(from_model="glyph-base", limit=1000, max_steps=-1, temperature=0.5)
 PROFILES = {p.name: p for p in (
     Profile("ci", synth_train=48, synth_test=16, height=64, model="tiny", preset="cpu-smoke", max_steps=30,
             batch_size=8, max_new_tokens=64, label="ours (ci, tiny CPU model, {train})"),
-    Profile("smoke", synth_train=2000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
-            batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
-            paper=Paper(Mining(from_model="tiny-base", limit=1000, max_steps=-1), arms=("vanilla", "all"),
-                        zero_shot=True)),
+    Profile("smoke", synth_train=2000, synth_test=1000, height=64, model="glyph-base", preset="cpu-sft",
+            max_steps=-1, batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
+            writers=("finetune", "test"),
+            paper=Paper(SMOKE_MINING, arms=("vanilla", "all"), zero_shot=True, gate_images=200)),
+    Profile("smoke-full", synth_train=2000, synth_test=1000, height=64, model="glyph-base", preset="cpu-sft",
+            max_steps=-1, batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
+            writers=("finetune", "test"),
+            paper=Paper(SMOKE_MINING, arms=("vanilla", taskspec.MATCHED_ARM, "all"), zero_shot=True, gate_images=200)),
     Profile("cpu", synth_train=12000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
             batch_size=16, max_new_tokens=128, threads=2,
             paper=Paper(Mining(from_model="tiny-base", limit=3000, max_steps=-1), arms=("all",), zero_shot=True,
