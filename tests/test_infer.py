@@ -103,8 +103,10 @@ def test_inference_keeps_a_model_that_fits_on_one_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     monkeypatch.setattr("torch.cuda.get_device_properties", lambda i: SimpleNamespace(total_memory=80 * 2**30))
     monkeypatch.setattr(M, "load_model", lambda path, **kw: placed.append(kw) or ("model", "processor"))
-    (tmp_path / "small").mkdir()
-    (tmp_path / "small" / "model.safetensors").write_bytes(b"0" * 1000)
+    for name in ("small", "big"):  # checkpoint folders as check_model accepts them (config.json + weights)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_bytes(b"0" * 1000)
     infer.load_for_inference(tmp_path / "small")
     monkeypatch.setattr(infer, "weights_bytes", lambda path: 70 * 2**30)  # more than 80 % of one GPU
     infer.load_for_inference(tmp_path / "big")
