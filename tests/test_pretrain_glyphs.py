@@ -11,6 +11,7 @@ import pytest
 
 from unimumer_lib import cli, pretrain
 from unimumer_lib.model import load_model
+from unimumer_lib.records import read_captions
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,19 @@ def test_a_checkpoint_is_published_and_a_second_segment_continues_from_it(run):
     assert len(step2["learning_curve"]) == 1
     again = pretrain.pretrain(root / "base2", root / "work2", replace(recipe, init=str(root / "base")), workers=1)
     assert [s["steps"] for s in again["segments"]] == [4, 4] and again["segments"][1]["init"] == str(root / "base")
+    assert again["segments"][1]["recipe"]["init"] == str(root / "base")  # each segment records its recipe
+    # the continued base lists the captions of both segments (the disjointness tests read that list)
+    first, both = pretrain.read_caption_list(root / "base"), pretrain.read_caption_list(root / "base2")
+    assert first and first <= both
     with pytest.raises(FileExistsError, match="not a new or empty folder"):
         pretrain.pretrain(root / "base", root / "work3", recipe, workers=1)  # refused before any work
     assert not (root / "work3").exists()
+
+
+def test_a_segment_drawing_new_shards_trains_on_new_samples(tmp_path):
+    old = pretrain.make_stream(tmp_path / "a", 12, workers=1, progress=False)
+    new = pretrain.make_stream(tmp_path / "b", 12, workers=1, progress=False, first_shard=6)
+    assert new["settings"]["seeds"] == [pretrain.PRETRAIN_SEED + 6] != old["settings"]["seeds"]
+    captions = [set(read_captions(tmp_path / k / "caption.txt").values()) for k in ("a", "b")]
+    assert captions[0] and captions[1] and captions[0] != captions[1]
+    assert pretrain.GLYPH_RECIPE.first_shard * pretrain.SHARD_SIZE >= pretrain.GLYPH_SEGMENTS[0].n  # no repeat
