@@ -89,3 +89,19 @@ def test_gates_of_a_prepared_split_are_written_and_read_back(tmp_path):
     split = write_comer(tmp_path / "split", [replace(r, image=Image.open(r.image_path)) for r in records]).parent
     measured = gates.measure_split(pretrain.BASE_NAME, split, tmp_path / gates.GATES_FILE, n=6, batch_size=6)
     assert gates.read_gates(tmp_path / gates.GATES_FILE) == measured and measured["tree"].n == 6
+
+
+def test_a_capped_run_scales_each_tasks_budget_and_its_outputs_stay_within_it(tmp_path):
+    """The CPU profiles cap vanilla at 96 new tokens; a gate's looping Tree-CoT stops at the same multiple of its
+    task's length instead of running to the GPU budget (2,048)."""
+    from unimumer_lib.taskspec import MAX_NEW_TOKENS, token_budget
+
+    assert token_budget("tree") == MAX_NEW_TOKENS["tree"]
+    assert token_budget("vanilla", 96) == 96 and token_budget("tree", 96) == 96 * 4 and token_budget("can", 8) == 16
+    model, processor = load_model(pretrain.BASE_NAME, dtype="float32")
+    records = pretrain.held_out_records(tmp_path / "img", 4, offset=2200)
+    gates.measure(model, processor, records, out=tmp_path / "gates.json", batch_size=4, max_new_tokens=6)
+    outputs = json.loads((tmp_path / "gates.json").read_text())["outputs"]
+    for task, texts in outputs.items():
+        lengths = [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        assert max(lengths) <= token_budget(task, 6), (task, lengths)

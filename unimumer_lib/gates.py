@@ -24,7 +24,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .taskspec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, extract_answer
+from .taskspec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, extract_answer, token_budget
 
 AUX_TASKS = ("tree", "can", "error_find", "error_fix")
 THRESHOLDS = {"well_formed": 90.0, "exprate_gap": 10.0, "error_fix_exact": 30.0}  # percent / points
@@ -106,10 +106,11 @@ def wrong_transcriptions(captions: list[str], seed: int = 0) -> list[tuple[str, 
     return out
 
 
-def _outputs(model, processor, images: list, prompts: list[str], task: str, batch_size: int) -> list[str]:
+def _outputs(model, processor, images: list, prompts: list[str], task: str, batch_size: int,
+             max_new_tokens: int | None = None) -> list[str]:
     from .infer import decoding, generate
 
-    settings = decoding(processor.tokenizer, task=task)
+    settings = decoding(processor.tokenizer, task=task, max_new_tokens=token_budget(task, max_new_tokens))
     out = []
     for i in range(0, len(images), batch_size):
         out += [t[0] for t in generate(model, processor, images[i:i + batch_size], prompts[i:i + batch_size],
@@ -118,16 +119,17 @@ def _outputs(model, processor, images: list, prompts: list[str], task: str, batc
 
 
 def measure(model, processor, records: list, out: str | Path | None = None, tasks=AUX_TASKS,
-            batch_size: int = 16, seed: int = 0) -> dict[str, Gate]:
+            batch_size: int = 16, seed: int = 0, max_new_tokens: int | None = None) -> dict[str, Gate]:
     """The gates of ``tasks`` on ``records`` (captioned images); every output is written to ``out`` (JSON) when
-    given. Unreadable images are left out of every task alike."""
+    given. Unreadable images are left out of every task alike. ``max_new_tokens``: the run's vanilla budget, each
+    task's scaled from it (``taskspec.token_budget``); None: the registered budgets."""
     from .infer import open_checked
     from .metrics import score
 
     opened = [(r, im) for r in records for im, why in [open_checked(r)] if not why]
     images, gts = [im for _, im in opened], [r.caption for r, _ in opened]
     outputs = {"vanilla": _outputs(model, processor, images, [PROMPTS["vanilla"]] * len(images), "vanilla",
-                                   batch_size)}
+                                   batch_size, max_new_tokens)}
     vanilla = score(gts, [extract_answer(t, "vanilla") for t in outputs["vanilla"]]).exprate
     wrong = wrong_transcriptions(gts, seed)
     edl_idx = [i for i, w in enumerate(wrong) if w is not None]
@@ -137,7 +139,7 @@ def measure(model, processor, records: list, out: str | Path | None = None, task
         given = [wrong[i][0 if task == "error_find" else 1] for i in idx] if task in ("error_find", "error_fix") \
             else [""] * len(idx)
         prompts = [PROMPTS[task] + (FORMULA_SEPARATOR + g if g else "") for g in given]
-        texts = _outputs(model, processor, [images[i] for i in idx], prompts, task, batch_size)
+        texts = _outputs(model, processor, [images[i] for i in idx], prompts, task, batch_size, max_new_tokens)
         outputs[task] = texts
         formed = 100.0 * sum(well_formed(task, t, g) for t, g in zip(texts, given)) / max(1, len(idx))
         if task == "error_find":
@@ -174,16 +176,17 @@ GATES_FILE = "gates.json"  # beside an arm's results: its gates and every output
 
 
 def measure_split(model_path, split: str | Path, out: str | Path, n: int, batch_size: int = 16,
-                  seed: int = 0) -> dict[str, Gate]:
+                  seed: int = 0, max_new_tokens: int | None = None) -> dict[str, Gate]:
     """The gates of the model at ``model_path`` on the first ``n`` records of a prepared split, written to ``out``
-    (``GATES_FILE``)."""
+    (``GATES_FILE``); ``max_new_tokens`` as in ``measure``."""
     from .infer import load_for_inference
     from .model import resolve_model_path
     from .records import load_records
 
     records = load_records(Path(split))[:n]
     model, processor = load_for_inference(resolve_model_path(model_path))
-    return measure(model, processor, records, out=out, batch_size=batch_size, seed=seed)
+    return measure(model, processor, records, out=out, batch_size=batch_size, seed=seed,
+                   max_new_tokens=max_new_tokens)
 
 
 def read_gates(path: str | Path) -> dict[str, Gate]:

@@ -70,6 +70,15 @@ PROMPTS = _View("prompt")  # {task: its published prompt}
 MAX_NEW_TOKENS = _View("max_new_tokens")  # {task: its new-token budget}
 
 
+def token_budget(task: str, vanilla_budget: int | None = None) -> int:
+    """``task``'s new-token budget: its registered one, or, when a run caps the vanilla budget (the CPU profiles'
+    96), that cap scaled by the task's budget over vanilla's (a Tree-CoT gets 4x a caption's), so a looping output
+    stops at the same multiple of its task's length."""
+    if vanilla_budget is None:
+        return MAX_NEW_TOKENS[task]
+    return max(1, round(vanilla_budget * MAX_NEW_TOKENS[task] / MAX_NEW_TOKENS["vanilla"]))
+
+
 def register(spec: TaskSpec) -> TaskSpec:
     """Add a task (its name must be new, its kind and answer mode known)."""
     if spec.name in TASKS or spec.name == AUTO:
