@@ -761,3 +761,48 @@ def test_ids_with_tabs_and_newlines_stay_one_line_in_side_files_and_output(tmp_p
     assert cli.main(["infer", "--model", "tiny-base", "--data", str(folder), "--out", str(out)]) == 0
     lines = side_file(out, REJECTS_SUFFIX).read_text().splitlines()
     assert len(lines) == 2 and lines[1].count("\t") == 1 and lines[1].startswith("bad\\tname\\n")
+
+
+# ---- round 3: normalize ------------------------------------------------------------------------------------------
+
+def _norm_input(tmp_path) -> Path:
+    rows = [{"img_id": "a", "gt": "x + 1", "pred": "x + 1", "image_path": "a.png"},
+            {"img_id": "b", "gt": "[ 1 , 2 )", "pred": "z", "image_path": "b.png"}]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def test_normalize_on_a_full_disk_replaces_neither_file(tmp_path, monkeypatch, capsys):
+    """Round 3, case 16: ``normalize --out`` on a full disk replaced norm.json but not norm.removed.tsv."""
+    import pathlib
+
+    src, out = _norm_input(tmp_path), tmp_path / "norm.json"
+    assert cli.main(["normalize", str(src), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.name.endswith(".removed.tsv.tmp"):
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    (tmp_path / "p.json").write_text(json.dumps([{"img_id": "c", "gt": "y", "pred": "y", "image_path": "c.png"}]))
+    assert cli.main(["normalize", str(src), "--out", str(out)]) == 2
+    assert "norm.removed.tsv: No space left on device" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "p.json"}
+    assert after == {k: v for k, v in before.items() if k != "p.json"}  # both old files, no temporary left
+
+
+def test_a_rerun_of_normalize_removes_what_a_killed_one_left(tmp_path):
+    """Round 3, case 33: ``normalize`` killed mid-write left a ``.unimumer-tmp-*`` a successful rerun kept."""
+    from unimumer_lib.files import TEMP_PREFIX
+
+    src, out = _norm_input(tmp_path), tmp_path / "norm.json"
+    left = tmp_path / f"{TEMP_PREFIX}ab12cd34.norm.json.tmp"
+    left.write_bytes(b"x" * 4096)
+    other = tmp_path / f"{TEMP_PREFIX}ab12cd34.other.json.tmp"  # another command's, in the same folder
+    other.write_bytes(b"y")
+    assert cli.main(["normalize", str(src), "--out", str(out)]) == 0
+    assert not left.exists() and other.exists()

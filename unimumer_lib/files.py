@@ -76,6 +76,51 @@ def atomic_save_image(path, image, **params) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_write_group(contents: dict) -> list[Path]:
+    """Write several files as one unit ({path: bytes or text}, e.g. an output and its side file): every new
+    content is written to its temporary file first, and only when all are written are they renamed onto their
+    targets, so a full disk leaves every old file as it was, never a new output beside an old side file."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data in contents.items():
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f".{path.name}.tmp", dir=path.parent)
+            except OSError as err:
+                raise _naming(err, path) from None
+            temps.append((tmp, path))
+            os.fchmod(fd, 0o666 & ~umask())
+            os.close(fd)
+            try:
+                Path(tmp).write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+            except OSError as err:
+                raise _naming(err, path) from None
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return [path for _, path in temps]
+
+
+def remove_temp_files_of(*targets) -> int:
+    """Delete the leftover temporary files :func:`atomic_write_with` made for these target files (a killed run's),
+    and no other: a command sharing the folder keeps its own."""
+    n = 0
+    for target in map(Path, targets):
+        folder = target.parent
+        if folder.is_dir() and not folder.is_symlink():
+            for tmp in folder.glob(f"{TEMP_PREFIX}*.{target.name}.tmp"):
+                if is_temp_name(tmp.name) and tmp.name.endswith(f".{target.name}.tmp") and \
+                        len(tmp.name) == len(TEMP_PREFIX) + 8 + len(target.name) + 5 and \
+                        not tmp.is_symlink() and tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    n += 1
+    return n
+
+
 def remove_temp_files(*folders) -> int:
     """Delete the leftover temporary files of :func:`atomic_write_with` in ``folders`` (not recursive, never
     through a symlink, only names of ``TEMP_PATTERN``); returns how many."""

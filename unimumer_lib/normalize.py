@@ -43,8 +43,8 @@ from pathlib import Path
 
 from .latex import (ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK,
                     braces_balanced, normalize as latex_normalize, tokenize)
-from .predictions import Prediction, read_predictions, write_predictions
-from .files import atomic_write_text, tsv_line
+from .predictions import Prediction, predictions_text, read_predictions
+from .files import atomic_write_group, remove_temp_files_of, tsv_line
 
 STYLES = ("crohme", "unimumer")  # the --normalize choices: latex.normalize and this module
 SYNONYMS = {"\\dots": "\\ldots", "\\le": "\\leq", "\\ge": "\\geq"}
@@ -326,9 +326,10 @@ def normalize_file(path: Path, out: Path, style: str = "unimumer") -> dict:
     as (img_id, reason) rows. Returns counts: read = kept + removed, and removed per rule."""
     preds = read_predictions(path)
     kept, removed = normalize_predictions(preds, style)
-    write_predictions(out, kept)
-    atomic_write_text(removed_path(out), "img_id\treason\n" + "".join(tsv_line(p.img_id, err.reason)
-                                                                         for p, err in removed))
+    remove_temp_files_of(out, removed_path(out))  # what a killed earlier run left half-written
+    atomic_write_group({out: predictions_text(out, kept),  # one unit: never a new file beside an old list
+                        removed_path(out): "img_id\treason\n" + "".join(tsv_line(p.img_id, err.reason)
+                                                                       for p, err in removed)})
     return {"read": len(preds), "kept": len(kept), "removed": len(removed), "rules": removal_counts(removed),
             "removed_file": str(removed_path(out))}
 

@@ -210,10 +210,14 @@ def scored_preds(preds: list, errors: list) -> list[str]:
     return [UNREADABLE if e else p for p, e in zip(preds, errors)]
 
 
-def write_predictions(path: Path | str, preds: Iterable[Prediction | dict]) -> Path:
-    """Validate and write records as the Uni-MuMER JSON list (UTF-8)."""
-    path = Path(path)
+def predictions_text(path: Path | str, preds: Iterable[Prediction | dict]) -> str:
+    """Records validated (errors name ``path``) and serialised as the Uni-MuMER JSON list."""
     rows = [p.to_json() if isinstance(p, Prediction) else p for p in preds]
     for i, row in enumerate(rows):
-        _check_record(path, i, row)
-    return atomic_write_text(path, json.dumps(rows, ensure_ascii=False, indent=1))
+        _check_record(Path(path), i, row)
+    return json.dumps(rows, ensure_ascii=False, indent=1)
+
+
+def write_predictions(path: Path | str, preds: Iterable[Prediction | dict]) -> Path:
+    """Validate and write records as the Uni-MuMER JSON list (UTF-8)."""
+    return atomic_write_text(Path(path), predictions_text(path, preds))
