@@ -806,3 +806,80 @@ def test_a_rerun_of_normalize_removes_what_a_killed_one_left(tmp_path):
     other.write_bytes(b"y")
     assert cli.main(["normalize", str(src), "--out", str(out)]) == 0
     assert not left.exists() and other.exists()
+
+
+# ---- round 3: paths a data file names ----------------------------------------------------------------------------
+
+def _predictions_with(tmp_path, rows) -> Path:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    Image.new("L", (60, 24), 255).save(data / "inside.png")
+    path = data / "preds.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def test_tasks_from_predictions_rejects_rows_without_an_image_or_outside_the_root(tmp_path, capsys):
+    """Round 3, cases 11 and 20: rows without image_path got the img_id as image; ``/etc/passwd`` and
+    ``../../../../etc/shadow`` passed ("written 2 + rejected 0") and ``train`` opened them."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("L", (60, 24), 255).save(outside / "secret.png")
+    rows = [{"img_id": "e0", "gt": "x + 1", "pred": "x - 1"},
+            {"img_id": "e1", "gt": "x + 1", "pred": "x - 1", "image_path": "/etc/passwd"},
+            {"img_id": "e2", "gt": "x + 1", "pred": "x - 1", "image_path": "../../../../etc/shadow"},
+            {"img_id": "e3", "gt": "x + 1", "pred": "x - 1", "image_path": str(outside / "secret.png")},
+            {"img_id": "e4", "gt": "x + 1", "pred": "x - 1", "image_path": "inside.png"}]
+    preds = _predictions_with(tmp_path, rows)
+    out = tmp_path / "tasks"
+    assert cli.main(["tasks", "--from-predictions", str(preds), "--tasks", "error_find", "--out", str(out),
+                     "--test-root", str(tmp_path / "none")]) == 0
+    assert "read 5 = written 1 + rejected 4" in capsys.readouterr().out
+    written = json.loads((out / "error_find.json").read_text())
+    assert [Path(r["images"][0]).name for r in written] == ["inside.png"]
+    reasons = {line.split("\t")[0]: line.split("\t")[2] for line in (out / "rejects.tsv").read_text().splitlines()[1:]}
+    assert reasons["e0"] == "the prediction names no image_path"
+    assert "outside the prediction file's folder" in reasons["e2"] and "give the folder" in reasons["e3"]
+    # with the images' folder as --root, that image is inside it
+    assert cli.main(["tasks", "--from-predictions", str(preds), "--tasks", "error_find", "--out",
+                     str(tmp_path / "t2"), "--root", str(outside), "--test-root", str(tmp_path / "none")]) == 0
+    assert "written 2 + rejected 3" in capsys.readouterr().out  # e3 now, and a relative path starts at the root
+    assert sorted(r["images"][0] for r in json.loads((tmp_path / "t2" / "error_find.json").read_text())) == [
+        str(outside / "inside.png"), str(outside / "secret.png")]
+
+
+def test_a_dataset_info_entry_pointing_out_of_its_folder_is_refused(crohme4, tmp_path, capsys):
+    """Round 3, case 19: ``"file_name": "../outside/secret_rows.json"`` in dataset_info.json was trained on."""
+    import shutil
+
+    _, tasks = crohme4
+    folder = tmp_path / "tasks"
+    shutil.copytree(tasks, folder)
+    (tmp_path / "outside").mkdir()
+    shutil.copy(folder / "vanilla.json", tmp_path / "outside" / "secret_rows.json")
+    info = json.loads((folder / "dataset_info.json").read_text())
+    info["secret"] = {"file_name": "../outside/secret_rows.json"}
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    assert cli.main(train_args(folder, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "'secret'" in err and "not a file inside" in err and not (tmp_path / "run").exists()
+
+
+def test_a_prompt_json_without_root_reads_no_absolute_path_outside_its_folder(tmp_path):
+    """Round 3, case 21: a prompt JSON given to ``infer --data`` without ``--root`` read an absolute path outside
+    its folder (the ``..`` form was refused)."""
+    from unimumer_lib.records import read_prompt_json
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("L", (60, 24), 255).save(outside / "secret.png")
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("L", (60, 24), 255).save(data / "mine.png")
+    row = lambda image: {"messages": [{"from": "human", "value": "<image>x"},  # noqa: E731
+                                      {"from": "gpt", "value": "x"}], "images": [image]}
+    (data / "p.json").write_text(json.dumps([row(str(outside / "secret.png")), row(str(data / "mine.png"))]))
+    records = read_prompt_json(data / "p.json")
+    assert records[0].image_path is None and "outside the data file's folder" in records[0].error
+    assert records[1].image_path == str(data / "mine.png")
+    assert read_prompt_json(data / "p.json", root=tmp_path)[0].image_path == str(outside / "secret.png")

@@ -112,8 +112,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                                captions=Path(args.captions) if args.captions else None,
                                predictions=Path(args.from_predictions) if args.from_predictions else None,
                                prefix=args.prefix, test_roots=test_roots, allow_test_images=args.allow_test_images,
-                               **(dict(seed=args.seed, root=args.root, confusions=_confusions(args.confusions))
-                                  if args.captions else {}))
+                               root=args.root, **(dict(seed=args.seed, confusions=_confusions(args.confusions))
+                                                  if args.captions else {}))
     for task, s in summary.items():
         print(Tally.of(s).line(task))
     if not any(s["written"] for s in summary.values()):

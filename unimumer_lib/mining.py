@@ -140,7 +140,7 @@ def mine_errors(captions, out, settings: Mining, seed: int = 0, make_model=None,
         errors = distinct_errors(fold_samples)
         per_fold.append({"fold": f, "held_out": len(held), "samples": len(fold_samples), "errors": len(errors)})
         all_samples += errors
-    return _write_mined(out, all_samples, per_fold, progress)
+    return _write_mined(out, all_samples, per_fold, progress, captions)
 
 
 def run_fold(captions, out, settings: Mining, seed: int, fold: int, make_model=None, progress: bool = True,
@@ -203,6 +203,13 @@ def _folds_in_processes(captions, out, settings: Mining, seed: int, folds: list[
                            f"resume from the folds that finished")
 
 
+def image_root(captions) -> Path:
+    """The folder a caption set's images lie under (its own folder: ``caption.txt`` + ``images/``): the root the
+    image paths of predictions made from it must stay inside."""
+    captions = Path(captions)
+    return (captions if captions.is_dir() else captions.parent).resolve()
+
+
 def free_memory() -> None:
     """Collect what was just released (the trainer and model form reference cycles) and hand the GPU memory
     the caching allocator keeps back to the device."""
@@ -215,11 +222,13 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _write_mined(out: Path, errors: list[Prediction], per_fold: list[dict], progress: bool) -> dict:
-    """``mined_predictions.json`` + the EDL task files of the distinct errors; the mining summary."""
+def _write_mined(out: Path, errors: list[Prediction], per_fold: list[dict], progress: bool, captions) -> dict:
+    """``mined_predictions.json`` + the EDL task files of the distinct errors (their images under the folder of
+    ``captions``); the mining summary."""
     mined = out / MINED_PREDICTIONS
     write_predictions(mined, errors)
-    tasks = build_task_files(out, list(EDL_TASKS), predictions=mined, progress=progress) if errors else {}
+    tasks = build_task_files(out, list(EDL_TASKS), predictions=mined, progress=progress,
+                             root=image_root(captions)) if errors else {}
     return {"folds": per_fold, "errors": len(errors), "tasks": tasks, "mined": str(mined)}
 
 
@@ -250,7 +259,7 @@ def mine_with_model(captions, out, settings: Mining, seed: int = 0, progress: bo
     errors = distinct_errors(rows)
     per_fold = [{"fold": -1, "model": str(model_path), "held_out": len(items), "samples": len(rows),
                  "errors": len(errors)}]
-    return _write_mined(out, errors, per_fold, progress)
+    return _write_mined(out, errors, per_fold, progress, captions)
 
 
 def sample_caption_set(split_dir, out, n: int, min_tokens: int = 1, max_tokens: int = 1000, height: int = 64,

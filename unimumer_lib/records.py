@@ -246,15 +246,20 @@ def inside_root(path, root) -> bool:
     return full == root or full.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def locate_image(image: str, root=None, base=None, absolute_in_root: bool = True) -> tuple[Path | None, str]:
+def locate_image(image: str, root=None, base=None, absolute_in_root: bool = True,
+                 absolute_in_base: bool = False) -> tuple[Path | None, str]:
     """(path, "") for an image path as written in a data file, else (None, why). Relative paths resolve
     against ``root`` when given, else against ``base`` (the data file's folder) or the working directory, and
     must stay inside the folder they resolve against; an absolute path must lie inside ``root`` when given
-    (``absolute_in_root`` False: a viewer showing the absolute paths a prediction file records)."""
+    (``absolute_in_root`` False: a viewer showing the absolute paths a prediction file records), and, with
+    ``absolute_in_base`` and no ``root``, inside ``base`` (a data file the user gave without a root)."""
     path = Path(image)
     if path.is_absolute():
         if root is not None and absolute_in_root and not inside_root(path, root):
             return None, f"image path {image!r} lies outside the root {root}"
+        if root is None and absolute_in_base and base is not None and not inside_root(path, base):
+            return None, (f"image path {image!r} lies outside the data file's folder {base}; give the folder its "
+                          f"images are in as the root (--root)")
         return (path, "") if path.is_file() else (None, f"image {image!r} not found")
     folders = [Path(root)] if root is not None else [Path(base or "."), Path.cwd()]
     escapes = [f for f in folders if not inside_root(path, f)]
@@ -272,11 +277,27 @@ def resolve_image(image: str, root=None, base=None, absolute_in_root: bool = Tru
     return locate_image(image, root, base, absolute_in_root)[0]
 
 
+TASKS_MARKER = ".unimumer-tasks.json"  # beside the task files a build wrote (name -> sha256): their provenance
+
+
+def _made_by_tasks(path: Path) -> bool:
+    """Whether ``path`` is a task file ``unimumer tasks`` wrote, unchanged since (its folder's ``TASKS_MARKER``
+    holds its digest): its absolute image paths are the build's own, not a data file's claim."""
+    import hashlib
+
+    try:
+        marker = json.loads((path.parent / TASKS_MARKER).read_text(encoding="utf-8"))
+        return marker["files"][path.name] == hashlib.sha256(path.read_bytes()).hexdigest()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def read_prompt_json(path, root=None) -> list[Record]:
     """An official Uni-MuMER prompt JSON (a sharegpt list of ``{"messages", "images"}``) -> records.
 
     The caption is the last assistant message; the id is the image file stem; image paths (e.g.
-    ``./data/CROHME/2014/images/18_em_0.jpg``) resolve against ``root`` (see ``resolve_image``).
+    ``./data/CROHME/2014/images/18_em_0.jpg``) resolve against ``root`` (see ``resolve_image``); without a root,
+    an absolute path must lie inside the file's folder, unless ``unimumer tasks`` wrote the file.
     A row without a messages list raises, naming the file and row; a row without an assistant answer (a test
     set shipped without ground truth) gets the caption "".
     """
@@ -296,7 +317,8 @@ def read_prompt_json(path, root=None) -> list[Record]:
         if key in seen:
             raise ValueError(f"{path}: rows {seen[key]} and {i} share the id {key!r} (image file stem)")
         seen[key] = i
-        image, why = locate_image(first, root, path.parent) if first else (None, "the row names no image")
+        image, why = locate_image(first, root, path.parent, absolute_in_base=not _made_by_tasks(path)) if first \
+            else (None, "the row names no image")
         records.append(Record(id=key, caption=caption.strip(), image_path=str(image) if image else None,
                               source=path.stem, split=path.stem, error=f"{path}: row {i}: {why}" if why else ""))
     return records

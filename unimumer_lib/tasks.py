@@ -19,8 +19,8 @@ from typing import Iterable
 
 from . import edl
 from .files import atomic_write_text
-from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, load_records, open_image_checked,
-                      read_any, read_captions, read_sharegpt, sharegpt_row, write_sharegpt)
+from .records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGE_TOKEN, IMAGES_DIR, TASKS_MARKER, inside_root, load_records,
+                      open_image_checked, read_any, read_captions, read_sharegpt, sharegpt_row, write_sharegpt)
 from .tally import Tally
 from .taskspec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, TASKS, get as task_spec, names as task_names
 from .tree import TreeError
@@ -177,7 +177,7 @@ def write_task_files(out, rows: dict[str, list[dict]], rejects: list[tuple[str, 
         return _write_task_files(Path(out), rows, rejects, prefix)
 
 
-TASKS_MARKER = ".unimumer-tasks.json"  # the files a build wrote (name -> sha256): only those are ever replaced
+# TASKS_MARKER (records): the files a build wrote (name -> sha256); only those are ever replaced
 
 
 def _claim_task_files(out: Path, names: list[str]) -> dict:
@@ -239,7 +239,12 @@ def listed_task_files(folder) -> list[Path]:
     """The task files a folder's ``dataset_info.json`` lists (each must exist)."""
     folder = Path(folder)
     info = _read_dataset_info(folder / DATASET_INFO)
-    files = [folder / entry["file_name"] for entry in info.values() if isinstance(entry, dict) and "file_name" in entry]
+    names = {key: entry["file_name"] for key, entry in info.items() if isinstance(entry, dict) and "file_name" in entry}
+    for key, name in names.items():  # a data file of the folder: never a path out of it
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or not inside_root(name, folder):
+            raise ValueError(f"{folder / DATASET_INFO}: entry {key!r}: file_name {name!r} is not a file inside "
+                             f"{folder}; task files are read only from the folder that lists them")
+    files = [folder / name for name in names.values()]
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"{folder / DATASET_INFO}: lists {missing[0].name}, which is missing (an unfinished "
@@ -341,19 +346,45 @@ def _summary(tasks, read: int, rows, rejects) -> dict[str, dict]:
     return summary
 
 
-def _tasks_from_predictions(out: Path, tasks, predictions, guard, prefix: str, progress: bool) -> dict[str, dict]:
+def _prediction_image(image: str | None, root, base: Path) -> tuple[str | None, str]:
+    """(the image path a row of a prediction file gets, "") or (None, why): an absolute path must lie inside
+    ``root`` (default ``base``, the file's folder), a relative one may not climb out of it (``..``) and is joined
+    to ``root`` when one is given, else kept as written (the published files' ``./data/...`` paths). The image
+    need not exist yet: published predictions name images the user keeps elsewhere."""
+    if not image:
+        return None, "the prediction names no image_path"
+    folder = Path(root) if root is not None else base
+    if not inside_root(image, folder):
+        where = "the root" if root is not None else "the prediction file's folder"
+        return None, (f"image path {image!r} lies outside {where} {folder}" +
+                      ("" if root is not None else "; give the folder its images are in as the root (--root)"))
+    return (str(folder / image) if root is not None and not Path(image).is_absolute() else image), ""
+
+
+def _tasks_from_predictions(out: Path, tasks, predictions, guard, prefix: str, progress: bool,
+                            root=None) -> dict[str, dict]:
     """error_find/error_fix from the wrong predictions of a Uni-MuMER prediction JSON; correct ones are rejected
-    as "no error". ``guard(items, source)``: the leak guard."""
+    as "no error", and so is a row that names no image or one outside its root (``_prediction_image``).
+    ``guard(items, source)``: the leak guard."""
+    from dataclasses import replace
+
     from tqdm.auto import tqdm
 
     from .predictions import read_predictions  # the prediction file format lives there
 
     preds = read_predictions(predictions, allow_duplicates=True)
-    guard([(p.img_id, p.image_path) for p in preds], predictions)
-    ok = [p for p in preds if p.gt.split() != p.pred.split()]
+    located, rejects = [], []
+    for p in preds:
+        image, why = _prediction_image(p.image_path, root, Path(predictions).parent)
+        if image is None:
+            rejects += [(p.img_id, t, why) for t in tasks]
+        else:
+            located.append(replace(p, image_path=image))
+    guard([(p.img_id, p.image_path) for p in located], predictions)
+    ok = [p for p in located if p.gt.split() != p.pred.split()]
     records = edl.edl_records(tqdm(ok, desc="error records", disable=not progress))
-    rejects = [(p.img_id, t, "prediction equals the ground truth: no error") for p in preds
-               if p.gt.split() == p.pred.split() for t in tasks]
+    rejects += [(p.img_id, t, "prediction equals the ground truth: no error") for p in located
+                if p.gt.split() == p.pred.split() for t in tasks]
     rows = edl_task_rows(records, tasks)
     _write_task_files(out, rows, rejects, prefix)
     return _summary(tasks, len(preds), rows, rejects)
@@ -385,12 +416,14 @@ def _tasks_from_captions(out: Path, tasks, captions, guard, prefix: str, progres
 
 
 def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = "crohme_train", progress: bool = True,
-                     test_roots=None, allow_test_images: bool = False, **caption_options) -> dict[str, dict]:
+                     test_roots=None, allow_test_images: bool = False, root=None,
+                     **caption_options) -> dict[str, dict]:
     """Build task files in ``out``; returns {task: {read, written, rejected}} (read = written + rejected).
 
     From ``captions``: the caption tasks, and the EDL tasks from injected errors (``caption_options``: ``seed``,
-    ``confusions``, ``require_images``, ``root``; see :func:`_tasks_from_captions`). From ``predictions``
-    (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions.
+    ``confusions``, ``require_images``; see :func:`_tasks_from_captions`). From ``predictions``
+    (Uni-MuMER prediction JSON): error_find/error_fix from the wrong predictions. ``root``: the folder image paths
+    of the data file resolve against and must stay inside (default: the data file's folder).
 
     Leak guard: inputs whose id is in a test split of ``test_roots`` (default: the CROHME root,
     ``held_out_index``) or whose image lies in a ``test*`` folder raise HeldOutImageLeak before anything is
@@ -415,8 +448,9 @@ def build_task_files(out, tasks, captions=None, predictions=None, prefix: str = 
             return check_no_test_images(items, source, index, allow_test_images)
 
         if predictions is not None:
-            return _tasks_from_predictions(Path(out), tasks, predictions, guard, prefix, progress)
-        return _tasks_from_captions(Path(out), tasks, captions, guard, prefix, progress, **caption_options)
+            return _tasks_from_predictions(Path(out), tasks, predictions, guard, prefix, progress, root)
+        return _tasks_from_captions(Path(out), tasks, captions, guard, prefix, progress, root=root,
+                                    **caption_options)
 
 
 def check_task_folder(rows: dict[str, list[dict]], folder, index: dict[str, str]) -> dict:
