@@ -29,7 +29,7 @@ def test_shards_run_on_the_devices_this_process_was_given(monkeypatch, tmp_path)
     for path in images:
         Image.new("RGB", (64, 32), "white").save(path)
     with pytest.raises(RuntimeError, match="shard"):
-        infer._run_shards("tiny", images, tmp_path / "out.json", 2, [], None, False)
+        infer._run_shards("tiny", images, tmp_path / "out.json", 2, [], None, False)  # (rows, records)
     assert started == ["2", "3"]
 
 

@@ -130,6 +130,31 @@ def test_two_inference_processes_merge_to_the_one_process_file(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("two.shard-*-of-2.json")) == ["two.shard-0-of-2.json",
                                                                              "two.shard-1-of-2.json"]
     assert cli.main([*base, "--out", str(tmp_path / "two.json"), "--processes", "2"]) == 0  # resumes: no work left
+    # Issue 34 (item 31): the same run with only --processes changed is not "another run"
+    assert cli.main([*base, "--out", str(tmp_path / "one.json"), "--processes", "2"]) == 0
+    assert cli.main([*base, "--out", str(tmp_path / "two.json"), "--processes", "1"]) == 0
+    assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert cli.main([*base, "--out", str(tmp_path / "two.json"), "--processes", "1", "--max-new-tokens", "8"]) == 2
+
+
+def test_a_users_files_named_like_the_side_files_are_never_replaced(tmp_path, capsys):
+    """Issue 34 (item 5): ``infer --out side/p.json`` replaced a user's ``p.json.rejects.tsv`` and
+    ``p.json.run.json``."""
+    from PIL import Image
+
+    from unimumer_lib import cli
+
+    Image.new("L", (60, 24), 255).save(tmp_path / "a.png")
+    for suffix in (".rejects.tsv", ".run.json"):
+        side = tmp_path / "side"
+        side.mkdir(exist_ok=True)
+        theirs = side / f"p.json{suffix}"
+        theirs.write_text("my notes")
+        assert cli.main(["infer", "--model", "tiny-base", "--image", str(tmp_path / "a.png"), "--max-new-tokens",
+                         "4", "--out", str(side / "p.json")]) == 2
+        assert "was not written by" in capsys.readouterr().err
+        assert theirs.read_text() == "my notes" and not (side / "p.json").exists()
+        theirs.unlink()
 
 
 def test_a_rerun_over_replaced_image_bytes_does_not_reuse_the_old_predictions(tmp_path):

@@ -128,17 +128,25 @@ def side_file(out: Path, suffix: str) -> Path:
 
 def run_settings(model, task: str, prompt: str, settings: GenerationConfig, records: list[Record]) -> dict:
     """The settings a prediction file is made with (``<out>.run.json``); rows are reused only under equal ones."""
-    import hashlib
-
     from .model import model_identity
 
-    data = hashlib.sha256(json.dumps([[r.id, r.caption, r.image_path or "", _file_stamp(r.image_path)]
-                                      for r in records]).encode()).hexdigest()
     keys = ("max_new_tokens", "num_beams", "num_return_sequences", "do_sample", "temperature", "top_p", "top_k",
             "repetition_penalty")
     return json.loads(json.dumps({"made_by": MADE_BY, "model": model_identity(model), "task": task, "prompt": prompt,
                                   "decoding": {k: getattr(settings, k, None) for k in keys},
-                                  "data": {"records": len(records), "sha256": data[:16]}}, default=str))
+                                  "data": data_key(records)}, default=str))
+
+
+def data_key(records: list[Record]) -> dict:
+    """What identifies the input of a run: the records' ids, captions, image paths and image files' stamps."""
+    import hashlib
+
+    data = hashlib.sha256(json.dumps([[r.id, r.caption, r.image_path or "", _file_stamp(r.image_path)]
+                                      for r in records]).encode()).hexdigest()
+    return {"records": len(records), "sha256": data[:16]}
+
+
+RUN_KEYS = ("made_by", "model", "task", "prompt", "decoding", "data")  # what a resume compares (not the processes)
 
 
 def _file_stamp(path: str | None) -> list[int] | None:
@@ -168,14 +176,30 @@ def held_settings(out: Path) -> dict | None:
     return {k: v for k, v in held.items() if k != "complete"}
 
 
+def _check_side_files(out: Path) -> None:
+    """Refuse when ``<out>.run.json`` or ``<out>.rejects.tsv`` exists but this tool did not write it (a user's
+    file of that name is never replaced, even before ``out`` itself exists)."""
+    run_file = side_file(out, RUN_SUFFIX)
+    try:
+        ours = json.loads(run_file.read_text(encoding="utf-8")).get("made_by") == MADE_BY
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    for path in (run_file, side_file(out, REJECTS_SUFFIX)):
+        if path.exists() and not ours:
+            raise StaleOutput(f"{path}: exists and was not written by {MADE_BY} (it is no run record of {out.name}); "
+                              f"it is never replaced: choose another --out, or move it away")
+
+
 def claim_output(out: Path, wanted: dict, force: bool) -> None:
     """Refuse ``out`` (and its partial file) unless this tool wrote them with ``wanted`` settings (``force``:
     recompute, replacing what it wrote with other settings). A file it did not write is never replaced."""
+    _check_side_files(out)
     held = held_settings(out)
-    if held is None or held == wanted:
+    keys = [k for k in RUN_KEYS if k in wanted] or list(wanted)  # the same run with other --processes is the same
+    if held is None or all(held.get(k) == wanted[k] for k in keys):
         return
     if not force:
-        diff = [k for k in wanted if held.get(k) != wanted[k]]
+        diff = [k for k in keys if held.get(k) != wanted[k]]
         raise StaleOutput(f"{out}: holds predictions made with other settings (differs in {', '.join(diff)}: "
                           + "; ".join(f"{k} there {held.get(k)!r}, now {wanted[k]!r}" for k in diff[:2])
                           + "); --force recomputes them, or choose another --out")
@@ -430,10 +454,12 @@ def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, c
 
     out = Path(out)
     with OutputLock(out.parent, name=f".{out.name}.unimumer.lock"):
-        held_settings(out)  # a file this tool did not write is refused before any shard starts
-        rows = _run_shards(model_path, data, out, processes, cli_args, root, force)
-        merged = {"made_by": MADE_BY, "task": task, "shards": [_settings_of(shard_file(out, i, processes))
-                                                               for i in range(processes)]}
+        _check_side_files(out)  # a file this tool did not write is refused before any shard starts
+        held_settings(out)
+        rows, records = _run_shards(model_path, data, out, processes, cli_args, root, force)
+        shards = [_settings_of(shard_file(out, i, processes)) for i in range(processes)]
+        merged = {**{k: shards[0].get(k) for k in RUN_KEYS}, "task": task, "data": data_key(records),
+                  "shards": shards}
         claim_output(out, merged, force)
         _write_final(out, rows)
         _write_rejects(out, rows)
@@ -442,8 +468,8 @@ def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, c
 
 
 def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str], root, force: bool
-                ) -> list[Prediction]:
-    """Run the shard processes and return their rows merged in record order."""
+                ) -> tuple[list[Prediction], list[Record]]:
+    """Run the shard processes; their rows merged in record order, and the records."""
     import subprocess
     import sys
 
@@ -469,7 +495,7 @@ def _run_shards(model_path, data, out: Path, processes: int, cli_args: list[str]
     rows = [row for i in range(processes) for row in read_rows(shard_file(out, i, processes))]  # (one may be empty)
     if [r.img_id for r in rows] != [r.id for r in records]:  # pragma: no cover - a bug guard
         raise RuntimeError(f"{out}: merged shards do not follow the records' order")
-    return rows
+    return rows, records
 
 
 def _settings_of(shard: Path) -> dict:
