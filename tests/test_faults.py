@@ -166,6 +166,10 @@ def test_foreign_files_are_never_deleted(src, tmp_path, capsys):
     assert cli.main(["prepare", "crohme", "--src", str(src), "--out", str(out), "--workers", "1"]) == 2
     assert "not made by unimumer prepare" in capsys.readouterr().err
     assert (comer / CAPTION_FILE).read_text() == "theirs\tx\n"
+    with pytest.raises(FileExistsError, match="never replaces one"):  # round 3, case 2: not even with --force
+        prepare_crohme(src, out, workers=1, height=32, force=True)
+    assert (comer / CAPTION_FILE).read_text() == "theirs\tx\n"
+    (comer / CAPTION_FILE).rename(comer / "their_captions.txt")
     prepare_crohme(src, out, workers=1, height=32, force=True)
     assert (comer / IMAGES_DIR / "theirs.png").exists()  # kept beside ours
     assert set(read_captions(comer / CAPTION_FILE)) == {"s0", "s1", "s2", "s3"}
@@ -883,3 +887,36 @@ def test_a_prompt_json_without_root_reads_no_absolute_path_outside_its_folder(tm
     assert records[0].image_path is None and "outside the data file's folder" in records[0].error
     assert records[1].image_path == str(data / "mine.png")
     assert read_prompt_json(data / "p.json", root=tmp_path)[0].image_path == str(outside / "secret.png")
+
+
+# ---- round 3: --force replaces only the command's own files ------------------------------------------------------
+
+def test_prepare_force_never_replaces_a_users_image_of_the_same_name(src, tmp_path, capsys):
+    """Round 3, case 2: ``prepare --force`` overwrote a user's ``images/<id>.png`` and ``caption.txt``."""
+    out = tmp_path / "out" / "train"
+    (out / IMAGES_DIR).mkdir(parents=True)
+    Image.new("L", (8, 8), 7).save(out / IMAGES_DIR / "s1.png")
+    mine = (out / IMAGES_DIR / "s1.png").read_bytes()
+    assert cli.main(["prepare", "crohme", "--src", str(src), "--out", str(tmp_path / "out"), "--force",
+                     "--workers", "1"]) == 2
+    assert "s1.png: a file prepare did not write" in capsys.readouterr().err
+    assert (out / IMAGES_DIR / "s1.png").read_bytes() == mine and sorted(p.name for p in out.rglob("*")) == [
+        "images", "s1.png"]
+
+
+def test_synth_force_never_replaces_a_users_file_of_a_name_it_writes(tmp_path, capsys):
+    """Round 3, case 3: ``synth --force`` overwrote a user's ``captions.tsv`` and
+    ``synthetic/synth_s0_000001.inkml`` ("other files are kept")."""
+    out = tmp_path / "s"
+    (out / SYNTH_SPLIT).mkdir(parents=True)
+    (out / CAPTIONS_TSV).write_text("my captions")
+    (out / SYNTH_SPLIT / "synth_s0_000001.inkml").write_text("my ink")
+    assert cli.main(["synth", "--n", "2", "--out", str(out), "--workers", "1", "--force"]) == 2
+    assert "a file synth did not write" in capsys.readouterr().err
+    assert (out / CAPTIONS_TSV).read_text() == "my captions"
+    assert (out / SYNTH_SPLIT / "synth_s0_000001.inkml").read_text() == "my ink"
+    (out / CAPTIONS_TSV).unlink()
+    (out / SYNTH_SPLIT / "synth_s0_000001.inkml").rename(out / SYNTH_SPLIT / "kept.inkml")
+    assert cli.main(["synth", "--n", "2", "--out", str(out), "--workers", "1", "--force"]) == 0
+    assert cli.main(["synth", "--n", "1", "--seed", "3", "--out", str(out), "--workers", "1", "--force"]) == 0
+    assert sorted(p.name for p in (out / SYNTH_SPLIT).iterdir()) == ["kept.inkml", "synth_s3_000000.inkml"]

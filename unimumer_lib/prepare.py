@@ -139,6 +139,16 @@ def _check_out_dir(split_dir: Path, out_dir: Path, manifest: dict, force: bool) 
                          f"(nothing of theirs is deleted)")
 
 
+def _refuse_clashes(out_dir: Path, targets) -> None:
+    """Refuse, before anything is written, when a file this run would write already exists in a folder prepare
+    did not make: ``--force`` adds our files beside the user's, and never replaces one of theirs."""
+    clash = [p for p in targets if p.exists()]
+    if clash:
+        raise FileExistsError(f"{clash[0]}: a file prepare did not write (no {MANIFEST_FILE} of ours in {out_dir})"
+                              f"{f' and {len(clash) - 1} more' if len(clash) > 1 else ''}; --force adds our files "
+                              f"beside yours but never replaces one: move it away, or choose another --out")
+
+
 def _check_limit(limit) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a whole number >= 1 (or none for all files), got {limit!r}")
@@ -183,6 +193,10 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
         keep = set(stratified([listing_path(split_dir, e) for e in listing], limit, split_dir))
         listing = listing[[listing_path(split_dir, e) in keep for e in listing]]
     image_dir = out_dir / IMAGES_DIR
+    if not _is_ours(previous):  # a folder prepare did not make (--force): write beside its files, never over them
+        _refuse_clashes(out_dir, [out_dir / CAPTION_FILE, out_dir / REJECTS_FILE, out_dir / MANIFEST_FILE,
+                                  *((image_dir / f"{listing_path(split_dir, e).stem}{IMAGE_SUFFIX}" for e in listing)
+                                    if images else ())])
     items = _previous_items(out_dir, previous)
     owned = set(items) | set(previous.get("source_of") or {})  # ids whose image an earlier run wrote
     remove_temp_files(out_dir, image_dir)

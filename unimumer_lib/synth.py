@@ -659,10 +659,20 @@ def _write_one(job: tuple) -> tuple[str, str, str | None]:
 SYNTH_MARKER = ".unimumer-synth.json"  # the --n/--seed of the run that filled the folder
 
 
+def _targets(out: Path, n: int, seed: int) -> list[Path]:
+    """The files a run of ``n`` samples of ``seed`` writes into ``out`` (besides its marker)."""
+    return [out / CAPTIONS_TSV, *(out / SYNTH_SPLIT / f"{synth_id(seed, i)}.inkml" for i in range(n))]
+
+
 def _synth_files(out: Path) -> list[Path]:
-    """What synth writes into ``out``: its marker, captions.tsv and synthetic/synth_s<seed>_<index>.inkml."""
-    made = [out / SYNTH_MARKER, out / CAPTIONS_TSV]
-    return [p for p in made if p.exists()] + sorted((out / SYNTH_SPLIT).glob("synth_s*_*.inkml"))
+    """What an earlier synth run wrote into ``out``, as its marker records (n, seed): the marker, captions.tsv and
+    its synthetic/synth_s<seed>_<index>.inkml files; nothing without a marker."""
+    try:
+        held = json.loads((out / SYNTH_MARKER).read_text(encoding="utf-8"))
+        made = [out / SYNTH_MARKER, *_targets(out, int(held["n"]), int(held["seed"]))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [p for p in made if p.exists()]
 
 
 def _check_out(out: Path, settings: dict, force: bool) -> None:
@@ -680,7 +690,13 @@ def _check_out(out: Path, settings: dict, force: bool) -> None:
     if not force:
         raise ValueError(f"{out}: not empty and not a synth run with n={settings['n']} seed={settings['seed']}; "
                          f"choose an empty --out, or --force to clear what synth made there (other files are kept)")
-    for path in _synth_files(out):
+    ours = set(_synth_files(out))
+    clash = [p for p in _targets(out, settings["n"], settings["seed"]) if p.exists() and p not in ours]
+    if clash:
+        raise FileExistsError(f"{clash[0]}: a file synth did not write (its record {SYNTH_MARKER} does not name it)"
+                              f"{f' and {len(clash) - 1} more' if len(clash) > 1 else ''}; --force replaces only "
+                              f"synth's own files: move it away, or choose another --out")
+    for path in ours:
         path.unlink()
 
 
