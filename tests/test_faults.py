@@ -920,3 +920,34 @@ def test_synth_force_never_replaces_a_users_file_of_a_name_it_writes(tmp_path, c
     assert cli.main(["synth", "--n", "2", "--out", str(out), "--workers", "1", "--force"]) == 0
     assert cli.main(["synth", "--n", "1", "--seed", "3", "--out", str(out), "--workers", "1", "--force"]) == 0
     assert sorted(p.name for p in (out / SYNTH_SPLIT).iterdir()) == ["kept.inkml", "synth_s3_000000.inkml"]
+
+
+def test_a_full_disk_during_infer_or_train_names_the_file_or_the_output(tmp_path, monkeypatch, capsys):
+    """Round 3, case 25: ENOSPC in ``infer --out`` and ``train --out`` named no file."""
+    import io
+    import pathlib
+
+    Image.new("L", (60, 24), 255).save(tmp_path / "a.png")
+    real_open = pathlib.Path.open
+
+    class Full(io.TextIOWrapper):
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+    def open_full(self, mode="r", *args, **kwargs):
+        if self.name.endswith(".partial.jsonl") and "a" in mode:
+            return Full(real_open(self, "ab"), encoding="utf-8")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", open_full)
+    out = tmp_path / "p.json"
+    assert cli.main(["infer", "--model", "tiny-base", "--image", str(tmp_path / "a.png"), "--max-new-tokens", "4",
+                     "--out", str(out)]) == 2
+    assert capsys.readouterr().err.endswith(f"{out}.partial.jsonl: No space left on device\n")
+    monkeypatch.setattr(pathlib.Path, "open", real_open)
+
+    from unimumer_lib.errors import naming_output  # a saver's error without a path: the output is named
+
+    text = "Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })"
+    assert naming_output(text, "runs/x") == f"runs/x: {text} (writing this command's output)"
+    assert naming_output("bad caption", "runs/x") == "bad caption"

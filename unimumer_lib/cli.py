@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import at_least, describe
+from .errors import at_least, describe, naming_output
 from .normalize import STYLES
 from .families import INKML_FAMILIES
 
@@ -498,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if getattr(args, "debug", False):
             raise
-        print(f"unimumer {args.command}: error: {describe(err)}", file=sys.stderr)
+        print(f"unimumer {args.command}: error: {naming_output(describe(err), getattr(args, 'out', None))}",
+              file=sys.stderr)
         return 2
 
 

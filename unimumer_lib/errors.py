@@ -20,6 +20,18 @@ def describe(err: BaseException) -> str:
     return " ".join(text.split())
 
 
+DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "os error 28", "os error 122",
+               "Read-only file system")  # what a writer says when the disk, not the input, is at fault
+
+
+def naming_output(text: str, out) -> str:
+    """``text`` (a one-line error) prefixed with the output folder or file ``out`` when it is a disk error that
+    names no path (torch, safetensors and TRL's savers report ENOSPC without the file)."""
+    if out and any(marker in text for marker in DISK_ERRORS) and str(out) not in text:
+        return f"{out}: {text} (writing this command's output)"
+    return text
+
+
 def at_least(minimum: int):
     """An argparse ``type``: a whole number >= ``minimum`` (argparse names the option in its one-line error)."""
     def parse(text: str) -> int:

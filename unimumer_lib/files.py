@@ -37,7 +37,7 @@ def atomic_write_with(path, write) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f".{path.name}.tmp", dir=path.parent)
     except OSError as err:
-        raise _naming(err, path) from None
+        raise naming(err, path) from None
     os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; others (a training container) must read our outputs
     os.close(fd)
     try:
@@ -46,12 +46,12 @@ def atomic_write_with(path, write) -> Path:
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise _naming(err, path) from None
+            raise naming(err, path) from None
         raise
     return path
 
 
-def _naming(err: OSError, path: Path) -> OSError:
+def naming(err: OSError, path) -> OSError:
     """``err`` naming ``path`` when it names no file (ENOSPC, EDQUOT and EIO come without one)."""
     if err.filename is not None and not is_temp_name(Path(str(err.filename)).name):
         return err
@@ -88,14 +88,14 @@ def atomic_write_group(contents: dict) -> list[Path]:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f".{path.name}.tmp", dir=path.parent)
             except OSError as err:
-                raise _naming(err, path) from None
+                raise naming(err, path) from None
             temps.append((tmp, path))
             os.fchmod(fd, 0o666 & ~umask())
             os.close(fd)
             try:
                 Path(tmp).write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
             except OSError as err:
-                raise _naming(err, path) from None
+                raise naming(err, path) from None
         for tmp, path in temps:
             os.replace(tmp, path)
     except BaseException:

@@ -271,7 +271,7 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     """
     from tqdm.auto import tqdm
 
-    from .files import atomic_write_text
+    from .files import atomic_write_text, naming
     from .outdir import OutputLock
 
     records = load_records(records) if isinstance(records, (str, Path)) else list(records)
@@ -308,8 +308,11 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
                     for (r, _), texts in zip(ok, run([image for _, image in ok])):
                         rows.append(Prediction(r.id, r.caption, extract(texts[0], task), r.image_path or "",
                                                {"raw": texts[0]}))
-                sink.write("".join(json.dumps(row.to_json(), ensure_ascii=False) + "\n" for row in rows))
-                sink.flush()
+                try:
+                    sink.write("".join(json.dumps(row.to_json(), ensure_ascii=False) + "\n" for row in rows))
+                    sink.flush()
+                except OSError as err:  # a full disk: say which file (the bare errno names none)
+                    raise naming(err, partial) from None
                 done.update((row.img_id, row) for row in rows)
                 bar.update(len(batch))
         order = [r.id for r in records]
