@@ -951,3 +951,27 @@ def test_a_full_disk_during_infer_or_train_names_the_file_or_the_output(tmp_path
     text = "Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })"
     assert naming_output(text, "runs/x") == f"runs/x: {text} (writing this command's output)"
     assert naming_output("bad caption", "runs/x") == "bad caption"
+
+
+def test_pretrain_refuses_a_bad_shape_or_a_reused_work_folder_before_any_work(tmp_path, capsys):
+    """Round 3, case 24: a bad ``--size`` or a reused ``--work`` was refused only after the whole run (90 s here),
+    and a message suggested a ``--force`` that pretrain does not have."""
+    from dataclasses import asdict
+
+    from unimumer_lib import pretrain
+
+    args = ["pretrain", "--n", "10", "--steps", "2", "--out", str(tmp_path / "o")]
+    assert cli.main([*args, "--size", "nosuch", "--work", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "--size 'nosuch': no such shape" in err and "--force" not in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "o").exists()  # refused before any work
+    work = tmp_path / "used"
+    work.mkdir()
+    other = asdict(pretrain.RECIPE) | {"n": 99}
+    (work / pretrain.RUN_START).write_text(json.dumps({"commit": None, "recipe": other}))
+    assert cli.main([*args, "--work", str(work)]) == 2
+    err = capsys.readouterr().err
+    assert "another recipe (differs in n, steps)" in err and "--force" not in err
+    assert sorted(p.name for p in work.iterdir()) == [pretrain.RUN_START]
+    assert cli.main([*args, "--init", "glyphbase", "--work", str(tmp_path / "w2")]) == 2
+    assert "did you mean 'glyph-base'" in capsys.readouterr().err and not (tmp_path / "w2").exists()

@@ -360,6 +360,8 @@ def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool =
 
     work, out = Path(work), Path(out)
     check_out(out)
+    check_recipe(recipe)
+    check_work(work, recipe, resume)
     commit, t0 = git_commit(), time.perf_counter()  # the code this run starts from
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(work / RUN_START, json.dumps({"commit": commit, "recipe": asdict(recipe)}, indent=1) + "\n")
@@ -395,6 +397,33 @@ def curve_sets(work: Path, recipe: Pretraining) -> dict:
             "hershey": held_out_records(work, recipe.curve_n, recipe.height)}
     crohme = crohme_records(work, "test2014", recipe.curve_n, recipe.height)
     return {**sets, "crohme2014": crohme} if crohme else sets
+
+
+def check_recipe(recipe: Pretraining) -> None:
+    """Refuse, before any work, a recipe naming a shape, preset or starting base that does not exist."""
+    from .model import SIZES, check_model
+    from .sftconfig import PRESETS
+
+    if recipe.size not in SIZES:
+        raise ValueError(f"--size {recipe.size!r}: no such shape; choose from {', '.join(sorted(SIZES))}")
+    if recipe.preset not in PRESETS:
+        raise ValueError(f"preset {recipe.preset!r}: no such preset; choose from {', '.join(sorted(PRESETS))}")
+    if recipe.init:
+        check_model(recipe.init)
+
+
+def check_work(work: Path, recipe: Pretraining, resume: bool) -> None:
+    """Refuse, before any work, a ``work`` folder holding another pretraining run (another recipe), or this
+    recipe's run without ``resume`` (its checkpoints would be trained over)."""
+    if not (work / RUN_START).exists():
+        return
+    held = _run_recipe(work)
+    if held is not None and held != recipe:
+        diff = [k for k, v in asdict(recipe).items() if asdict(held).get(k) != v]
+        raise ValueError(f"{work}: holds a pretraining run of another recipe (differs in {', '.join(diff)}); "
+                         f"choose a new --work")
+    if not resume and any((work / "sft").glob("checkpoint-*")):
+        raise ValueError(f"{work}: holds this recipe's run already; --resume continues it, or choose a new --work")
 
 
 def check_out(out: Path) -> None:
