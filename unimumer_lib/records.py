@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .files import atomic_save_image, atomic_write_text, atomic_write_with
+from .files import atomic_save_image, atomic_write_text
 
 CAPTION_FILE = "caption.txt"
 IMAGES_DIR = "images"
@@ -440,16 +440,37 @@ def to_hf_dataset(records: list[Record]):
     return Dataset.from_dict(data, features=features)
 
 
+PARQUET_REJECTS = ".rejects.tsv"  # beside an exported parquet file: the records left out (id, reason)
+
+
 def export_parquet(records_or_dataset, path) -> Path:
-    """Write records (or a Dataset) as parquet with the image bytes embedded, atomically: the file stands alone
-    (images given as paths are read into it, as ``push_to_hub`` does, not referenced)."""
+    """Write records (or a Dataset) as parquet with the image bytes embedded: the file stands alone (images given
+    as paths are read into it, as ``push_to_hub`` does, not referenced). A record whose image cannot be read
+    (missing, 0 bytes, not an image, a decompression bomb) is left out and listed with its reason in
+    ``<path stem>.rejects.tsv``, written with the parquet file as one unit: read = written + rejected."""
+    import io
+
     from datasets.table import embed_table_storage
 
-    ds = records_or_dataset
+    from .files import atomic_write_group, tsv_line
+
+    path, ds, rejects = Path(path), records_or_dataset, []
     if isinstance(ds, list):
-        ds = to_hf_dataset(ds)
+        kept = []
+        for r in ds:
+            why = "" if r.image is not None else (open_image_checked(r.image_path)[1] if r.image_path
+                                                  else "no image or image_path")
+            (rejects.append((r.id, why)) if why else kept.append(r))
+        ds = to_hf_dataset(kept) if kept else None
+        if ds is None:
+            raise ValueError(f"{path}: no record with a readable image ({len(rejects)} rejected, e.g. "
+                             f"{rejects[0][0]!r}: {rejects[0][1]})" if rejects else f"{path}: no records")
     ds = ds.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
-    return atomic_write_with(path, ds.to_parquet)
+    buf = io.BytesIO()
+    ds.to_parquet(buf)
+    atomic_write_group({path: buf.getvalue(), path.with_suffix(PARQUET_REJECTS):
+                        tsv_line("id", "reason") + "".join(tsv_line(k, why) for k, why in rejects)})
+    return path
 
 
 def from_hf_dataset(ds) -> list[Record]:
