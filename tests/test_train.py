@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -96,8 +97,8 @@ def test_resume_after_kill_reaches_same_step_and_loss(crohme6, tmp_path):
 
 def test_lora_trains_only_adapters(crohme6, tmp_path):
     _, path = crohme6
-    result = train(path, out_dir=tmp_path, max_steps=2, lora={"r": 4, "lora_alpha": 8, "target_modules": "all-linear"},
-                   **QUIET)
+    result = train(path, out_dir=tmp_path, max_steps=2, model_path="tiny-base",
+                   lora={"r": 4, "lora_alpha": 8, "target_modules": "all-linear"}, **QUIET)
     trainable = [n for n, p in result.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert (tmp_path / "final" / "adapter_config.json").exists()
@@ -207,9 +208,24 @@ def test_lora_from_trl_model_options_trains_adapters(crohme6, tmp_path):
     _, path = crohme6
     run = tmp_path / "run"
     assert cli.main(["train", "--data", str(path), "--out", str(run), "--max-steps", "1", "--use_peft", "--lora_r",
-                     "4", "--lora_alpha", "8", "--disable_tqdm", "true"]) == 0
+                     "4", "--lora_alpha", "8", "--disable_tqdm", "true", "--model", "tiny-base"]) == 0
     adapter = json.loads((run / "final" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and adapter["lora_alpha"] == 8  # over the cpu-smoke preset, which has no LoRA
+    # Issue 34 (item 18): the adapter names a base it can be loaded on again (it was null on the random 'tiny')
+    from unimumer_lib.model import SHIPPED
+
+    assert Path(adapter["base_model_name_or_path"]).resolve() == Path(SHIPPED["tiny-base"]).resolve()
+
+
+def test_lora_on_a_fresh_random_shape_is_refused_before_anything_is_written(crohme6, tmp_path, capsys):
+    """Issue 34 (item 18): ``train --use_peft`` on the default random tiny model wrote an adapter whose
+    ``base_model_name_or_path`` was null; ``infer`` on it then tried the hub."""
+    from unimumer_lib import cli
+
+    _, path = crohme6
+    assert cli.main(["train", "--data", str(path), "--out", str(tmp_path / "run"), "--max-steps", "1",
+                     "--use_peft", "--model", "tiny"]) == 2
+    assert "fresh random shape" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_command_line_settings_are_refused_with_the_reason(capsys):

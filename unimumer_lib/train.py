@@ -107,6 +107,7 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
     recipe = Recipe.of(**recipe)
     out_dir, overrides = Path(out_dir), dict(recipe.overrides)
     settings = resolve_settings(recipe.preset, recipe.config)
+    _check_adapter_base(recipe, settings, model)
     rejects: list = []
     dataset = train_json if hasattr(train_json, "column_names") else load_sharegpt_dataset(
         train_json, recipe.ratios, recipe.seed, rejects=rejects, test_roots=test_roots,
@@ -209,6 +210,18 @@ def curve_callback(processor, sets: dict, work: Path, every: int, max_new_tokens
 
     start = time.perf_counter()
     return Curve()
+
+
+def _check_adapter_base(recipe: Recipe, settings: dict, model) -> None:
+    """Refuse, before anything is written, LoRA on a fresh random shape: the adapter's ``base_model_name_or_path``
+    would be null (or a shape name no hub knows), so it could never be loaded again."""
+    from .model import SIZES
+
+    if (recipe.lora is not None or settings.get("lora") is not None) and model is None and \
+            str(recipe.model_path) in SIZES:
+        raise ValueError(f"--use_peft: an adapter is saved against its base, and --model {recipe.model_path!r} is a "
+                         f"fresh random shape with no weights to load it on again; give --model a shipped base "
+                         f"(tiny-base, glyph-base), a checkpoint folder or a hub id")
 
 
 def epoch_steps(train_json, preset: str, ratios: dict | None = None, config: dict | None = None) -> int:
