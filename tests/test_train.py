@@ -297,3 +297,27 @@ def test_validation_exprate_is_logged_during_training(crohme6, tmp_path):
     assert [h["step"] for h in logged] == [2, 4] and logged[-1]["eval_exprate"] == points[-1]["exprate"]
     assert cli.main(["train", "--data", str(path), "--model", "tiny", "--preset", "cpu-smoke", "--out",
                      str(tmp_path / "run2"), "--max-steps", "2", "--eval-data", str(tmp_path / "nothing")]) == 2
+
+
+def test_report_to_tensorboard_writes_event_files(crohme6, tmp_path):
+    """Issue 32 (item 8): ``--report-to tensorboard`` writes TensorBoard events of the loss (the ``tracking`` extra
+    installs tensorboard; tensorboardX, in requirements.txt, is the writer transformers falls back on)."""
+    from unimumer_lib import cli
+
+    _, path = crohme6
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(path), "--out", str(run), "--max-steps", "2", "--report-to",
+                     "tensorboard", "--logging_steps", "1", "--disable_tqdm", "true"]) == 0
+    events = list(run.rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+    from tensorboardX.proto import event_pb2  # the events hold the logged training loss
+
+    tags = set()
+    for e in events:
+        data, i = e.read_bytes(), 0
+        while i + 12 <= len(data):
+            n = int.from_bytes(data[i:i + 8], "little")
+            record = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            tags |= {v.tag for v in record.summary.value}
+            i += 12 + n + 4
+    assert any("loss" in t for t in tags), tags
