@@ -113,3 +113,20 @@ def test_save_figures(reference_samples, tmp_path, monkeypatch):
     assert set(paths) == {"top_confusions", "confusion_heatmap", "exprate_by_length", "error_classes"}
     for path in paths.values():
         assert path.name.startswith("ref_") and path.stat().st_size > 5000
+
+
+def test_the_text_under_the_confusion_table_follows_its_numbers():
+    """Issue 32 (item 3): notebook 05's text promised look-alike pairs on top while the run's top pairs were
+    ``^ → _`` and ``- → {``; the sentence is now made from the table."""
+    import pandas as pd
+
+    from unimumer_lib import analysis
+
+    layout = pd.DataFrame([("^", "_", 12), ("-", "{", 9), ("x", "X", 3)], columns=list(analysis.CONFUSION_COLUMNS))
+    text = analysis.describe_confusions(layout)
+    assert "`^ → _` (12), `- → {` (9), `x → X` (3)" in text and "2 of them involve a layout token" in text
+    assert "mostly layout" in text
+    glyphs = pd.DataFrame([("x", "X", 5), ("1", "l", 4), ("(", "{", 1)], columns=list(analysis.CONFUSION_COLUMNS))
+    assert "1 of them" in analysis.describe_confusions(glyphs) and "symbol for symbol" in \
+        analysis.describe_confusions(glyphs)
+    assert analysis.describe_confusions(layout.head(0)).startswith("No substitutions")

@@ -103,6 +103,21 @@ def confusion_table(samples: pd.DataFrame, indels: bool = False) -> pd.DataFrame
     return pd.DataFrame(rows, columns=list(CONFUSION_COLUMNS))
 
 
+def describe_confusions(table: pd.DataFrame, n: int = 5) -> str:
+    """One sentence on the top ``n`` substitutions of a confusion table, from its numbers: how many involve layout
+    tokens (scripts, braces, fractions, radicals: ``latex.STRUCTURE_TOKENS``) and how many are two symbols, so the
+    text under the table says what this run's table shows."""
+    top = confusion_records(table.head(n))
+    if not top:
+        return "No substitutions: every wrong prediction only adds or drops tokens."
+    layout = [(a, b, c) for a, b, c in top if a in STRUCTURE_TOKENS or b in STRUCTURE_TOKENS]
+    pairs = ", ".join(f"`{a} → {b}` ({c})" for a, b, c in top)
+    verdict = ("mostly layout: the reader gets the glyphs but not where they sit" if len(layout) * 2 > len(top)
+               else "mostly symbol for symbol: errors of reading glyphs, which look-alike error injection imitates")
+    return (f"The {len(top)} most frequent substitutions here are {pairs}; {len(layout)} of them involve a layout "
+            f"token, so this model's confusions are {verdict}.")
+
+
 def confusion_records(table: pd.DataFrame) -> list[tuple[str, str, int]]:
     """The confusion table as plain (gt_token, pred_token, count) tuples."""
     return [(a, b, int(c)) for a, b, c in table[list(CONFUSION_COLUMNS)].itertuples(index=False)]
