@@ -44,5 +44,14 @@ def test_error_analysis_notebook(tmp_path, reference_predictions, crohme_root):
     assert len(list((tmp_path / "out" / "crohme" / "test2014" / "images").glob("*.png"))) == 986
     assert "159 samples · page 1/" in text
     assert "6 images on this page" in text
+    # the saved notebook keeps a static copy of the inspector's first page (issue 32 item 3) and the sentence under
+    # the confusion table is made from this run's table
+    html = "".join(o.get("data", {}).get("text/html", "") for c in book.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "First page, as saved" in html and html.count("<img ") >= 6
+    top = analysis.confusion_records(analysis.confusion_table(analysis.samples_frame(reference_predictions)))[0]
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for c in book.cells if c.cell_type == "code"
+                       for o in c.outputs)
+    assert f"`{top[0]} → {top[1]}` ({top[2]})" in markdown
     last = [c for c in book.cells if c.cell_type == "code"][-1]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last.outputs)
