@@ -208,3 +208,24 @@ def test_a_sample_represents_every_source(crohme_root, tmp_path):
     level = next(L for L in range(301) if sum(min(n, L) for n in files.values()) >= 300)
     assert all(counts[s] <= min(files[s], level) for s in sources)
     assert sum(min(n, level) for n in files.values()) == 300 and level == 55
+
+
+def test_a_broader_pen_is_rendered_recorded_and_never_reused_for_the_default(src, tmp_path):
+    """``stroke``: the pen width as a multiple of the renderer's default (the smoke's fine-tuning domain writes at
+    2.0); the manifest records it, and a rerun at another stroke renders again instead of reusing."""
+    out = tmp_path / "out"
+    prepare_crohme(src, out, splits=["train"], workers=1, height=64)
+    thin = {p.name: np.asarray(Image.open(p)) for p in (out / "train" / IMAGES_DIR).iterdir()}
+    prepare_crohme(src, out, splits=["train"], workers=1, height=64, stroke=2.0)
+    thick = {p.name: np.asarray(Image.open(p)) for p in (out / "train" / IMAGES_DIR).iterdir()}
+    assert set(thin) == set(thick)
+    for name in thin:  # more ink (dark pixels) with the broader pen
+        assert (thick[name] < 128).sum() > 1.4 * (thin[name] < 128).sum()
+    manifest = json.loads((out / "train" / MANIFEST_FILE).read_text())
+    assert manifest["stroke"] == 2.0 and all(item["stroke"] == 2.0 for item in manifest["items"].values())
+    prepare_crohme(src, out, splits=["train"], workers=1, height=64)  # back to the default pen: rendered again
+    again = {p.name: np.asarray(Image.open(p)) for p in (out / "train" / IMAGES_DIR).iterdir()}
+    assert all(np.array_equal(again[k], thin[k]) for k in thin) and "stroke" not in json.loads(
+        (out / "train" / MANIFEST_FILE).read_text())
+    with pytest.raises(ValueError, match="within 0.25-8"):
+        prepare_crohme(src, out, splits=["train"], workers=1, stroke=0)

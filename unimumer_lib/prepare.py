@@ -62,7 +62,8 @@ def _sha256(data: bytes) -> str:
 
 def _fresh(png: str, key: dict, previous: dict | None) -> bool:
     """True when ``previous`` (an item record) was made from the same source and settings and ``png`` is it."""
-    if not previous or any(previous.get(k) != v for k, v in key.items()):
+    if not previous or any(previous.get(k) != v for k, v in key.items()) or \
+            previous.get("stroke", 1.0) != key.get("stroke", 1.0):
         return False
     try:
         with open(png, "rb") as fh:
@@ -71,12 +72,14 @@ def _fresh(png: str, key: dict, previous: dict | None) -> bool:
         return False
 
 
-def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, str, str | None, dict | None]:
-    """(path, png path or None, height, previous item) -> (id, caption, None, item) or (path, "", reason, None).
+def _prepare_one(job: tuple) -> tuple[str, str, str | None, dict | None]:
+    """(path, png path or None, height, previous item[, stroke]) -> (id, caption, None, item) or
+    (path, "", reason, None).
 
-    ``item`` records the image's freshness key: source hash, height, version and image hash.
+    ``item`` records the image's freshness key: source hash, height, stroke width (when not the default), version
+    and image hash.
     """
-    path, png, height, previous = job
+    path, png, height, previous, stroke = (*job, 1.0)[:5]
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -97,12 +100,14 @@ def _prepare_one(job: tuple[str, str | None, int, dict | None]) -> tuple[str, st
         return path, "", "no caption: empty truth annotation and MathML", None
     if png is None:
         return ink.id, caption, None, None
-    key = {"source": _sha256(data), "height": height, "version": PREPARE_VERSION}
+    key = {"source": _sha256(data), "height": height, "version": PREPARE_VERSION,
+           **({"stroke": stroke} if stroke != 1.0 else {})}
     if _fresh(png, key, previous):
         return ink.id, caption, None, previous
     try:
         buf = io.BytesIO()
-        render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
+        render_ink(ink, height=height, line_width=stroke_width(height, stroke)).save(buf, format="PNG",
+                                                                                    **PNG_OPTIONS)
     except Exception as err:  # one file that cannot be drawn is a reject, never the end of the run
         return path, "", f"cannot render: {type(err).__name__}: {err}", None
     atomic_write_bytes(png, buf.getvalue())
@@ -149,22 +154,34 @@ def _refuse_clashes(out_dir: Path, targets) -> None:
                               f"beside yours but never replaces one: move it away, or choose another --out")
 
 
+def stroke_width(height: int, stroke: float = 1.0) -> float | None:
+    """The pen width in pixels for ``stroke`` times the renderer's default at ``height`` (None: the default)."""
+    return None if stroke == 1.0 else stroke * max(1.0, height / 50)
+
+
+def check_stroke(stroke) -> float:
+    if isinstance(stroke, bool) or not isinstance(stroke, (int, float)) or not 0.25 <= stroke <= 8:
+        raise ValueError(f"stroke (the pen width as a multiple of the default) must be within 0.25-8, got {stroke!r}")
+    return float(stroke)
+
+
 def _check_limit(limit) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a whole number >= 1 (or none for all files), got {limit!r}")
 
 
 def prepare_split(split_dir, out_dir, images: bool = True, height: int = 128, workers: int | None = None,
-                  limit: int | None = None, root=None, force: bool = False) -> dict:
-    """Materialise one split folder; returns its manifest (counts, sources, rejects)."""
-    height = check_height(height)
+                  limit: int | None = None, root=None, force: bool = False, stroke: float = 1.0) -> dict:
+    """Materialise one split folder; returns its manifest (counts, sources, rejects). ``stroke``: the pen width as
+    a multiple of the renderer's default (``stroke_width``)."""
+    height, stroke = check_height(height), check_stroke(stroke)
     _check_limit(limit)
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     root = Path(root) if root is not None else split_dir.parent
     previous = _read_manifest(out_dir)
     _check_out_dir(split_dir, out_dir, previous, force)
     with OutputLock(out_dir):
-        return _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous)
+        return _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous, stroke)
 
 
 def stratified(paths: list[Path], limit: int | None, split_dir: Path) -> list[Path]:
@@ -185,7 +202,7 @@ def stratified(paths: list[Path], limit: int | None, split_dir: Path) -> list[Pa
     return [p for p in paths if p in picked]
 
 
-def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous) -> dict:
+def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, previous, stroke=1.0) -> dict:
     """One split, in memory that does not grow with the corpus: the files are listed as one compact array, the
     captions, sources and image records stream to disk as they come, and the manifest is written from there."""
     listing = inkml_listing(split_dir)
@@ -202,7 +219,7 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
     remove_temp_files(out_dir, image_dir)
     (out_dir / CAPTION_FILE).unlink(missing_ok=True)  # no caption.txt until this run has finished
     settings = {"version": PREPARE_VERSION, "split": split_dir.name, "src": str(split_dir), "height": height,
-                "images": images}
+                "images": images, **({"stroke": stroke} if stroke != 1.0 else {})}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps({**settings, "complete": False, "items": items},
                                                           indent=1, ensure_ascii=False) + "\n")
     (out_dir / JOURNAL_FILE).write_text("", encoding="utf-8")  # the manifest above now holds what it held
@@ -215,7 +232,8 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
         def write_captions_streamed(tmp):
             with open(tmp, "w", encoding="utf-8") as captions, \
                     open(out_dir / JOURNAL_FILE, "a", encoding="utf-8") as journal:
-                _prepare_stream(_jobs(listing, split_dir, image_dir if images else None, height, items, rejects),
+                _prepare_stream(_jobs(listing, split_dir, image_dir if images else None, height, items, rejects,
+                                      stroke),
                                 workers, split_dir, captions, sources, journal, rejects, counts)
 
         try:
@@ -272,7 +290,8 @@ def _listing_rejects(listing, split_dir: Path, root: Path) -> list[tuple[Path, s
     return rejects
 
 
-def _jobs(listing, split_dir: Path, image_dir: Path | None, height: int, items: dict, rejects: list):
+def _jobs(listing, split_dir: Path, image_dir: Path | None, height: int, items: dict, rejects: list,
+          stroke: float = 1.0):
     """The ``_prepare_one`` jobs of the listing, one at a time, skipping the files already refused."""
     refused = {str(p) for p, _ in rejects}
     for entry in listing:
@@ -280,7 +299,7 @@ def _jobs(listing, split_dir: Path, image_dir: Path | None, height: int, items: 
         if str(path) in refused:
             continue
         png = str(image_dir / f"{path.stem}{IMAGE_SUFFIX}") if image_dir is not None else None
-        yield str(path), png, height, items.get(path.stem)
+        yield str(path), png, height, items.get(path.stem), stroke
 
 
 def _prepare_stream(jobs, workers: int, split_dir: Path, captions, sources, journal, rejects: list,
@@ -351,8 +370,9 @@ def _journal_rows(journal: Path):
 
 
 def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128, workers: int | None = None,
-                   limit: int | None = None, force: bool = False) -> dict[str, dict]:
-    """Materialise every split under ``src`` (or only ``splits``) into ``out``.
+                   limit: int | None = None, force: bool = False, stroke: float = 1.0) -> dict[str, dict]:
+    """Materialise every split under ``src`` (or only ``splits``) into ``out``; ``stroke``: the pen width as a
+    multiple of the renderer's default.
 
     Returns ``{split: {"read": n, "written": n, "rejected": n}}``; details are in each split's manifest.
     """
@@ -370,7 +390,7 @@ def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128
     with OutputLock(out):
         for name, folder in found.items():
             m = prepare_split(folder, Path(out) / name, images=images, height=height, workers=workers,
-                              limit=limit, root=src, force=force)
+                              limit=limit, root=src, force=force, stroke=stroke)
             summary[name] = Tally.of(m).as_dict()
     return summary
 

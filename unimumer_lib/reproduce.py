@@ -113,15 +113,19 @@ class Profile:
     label: str = "ours ({name}, {train})"
     paper: Paper | None = None
     writers: tuple[str, str] | None = None  # synthetic data in real glyphs: the bank's writer groups of (train, test)
+    stroke: float = 1.0  # pen width of the prepared images, a multiple of the renderer's default (prepare.stroke_width)
 
 
 # `smoke` and `cpu` are the paper's experiment in miniature on CPU. `smoke` fine-tunes the shipped real-glyph base
 # (`glyph-base`: tiny-base continued on expressions composed from real CROHME-train glyphs of the bank's
 # pretraining writers, with every task's format; unimumer_lib/pretrain.py) on expressions composed from the glyphs
-# of other writers (the bank's finetune group) and tests on a third group (test): a domain the base did not train
-# on, as the paper fine-tunes a Qwen2.5-VL that never saw CROHME. `zero_shot` adds the base's own row; EDL rows are
-# the base's errors on the fine-tuning images (it never saw them) sampled at temperature 0.5, so that they are near
-# misses as a trained model's are. Each arm trains one epoch over its own data (max_steps -1), as the paper trains
+# of other writers (the bank's finetune group) and tests on a third group (test), written with a pen twice as broad
+# as every image the base trained on (stroke 2.0, as a new device or scanner would): a domain the base did not train
+# on, as the paper fine-tunes a Qwen2.5-VL that never saw CROHME. (Other writers alone were no new domain: the base
+# read them as well as its own, and vanilla SFT moved it by -0.9 points; at stroke 2.0 it reads 1 of 300.)
+# `zero_shot` adds the base's own row; EDL rows are the base's errors on the fine-tuning images (it never saw them)
+# sampled at temperature 0.5 (at stroke 2.0 they are far misses, not a trained model's near misses: the base
+# reads few of these images). Each arm trains one epoch over its own data (max_steps -1), as the paper trains
 # each arm; `smoke-full` adds the compute-matched control (vanilla for as many steps as all). `cpu` fine-tunes
 # tiny-base on CROHME. threads=2: on 2 idle cores a second thread trains the tiny model 1.45x faster.
 SMOKE_MINING = Mining(from_model="glyph-base", limit=1000, max_steps=-1, temperature=0.5)
@@ -130,11 +134,11 @@ PROFILES = {p.name: p for p in (
             batch_size=8, max_new_tokens=64, label="ours (ci, tiny CPU model, {train})"),
     Profile("smoke", synth_train=2000, synth_test=1000, height=64, model="glyph-base", preset="cpu-sft",
             max_steps=-1, batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
-            writers=("finetune", "test"),
+            writers=("finetune", "test"), stroke=2.0,
             paper=Paper(SMOKE_MINING, arms=("vanilla", "all"), zero_shot=True, gate_images=200)),
     Profile("smoke-full", synth_train=2000, synth_test=1000, height=64, model="glyph-base", preset="cpu-sft",
             max_steps=-1, batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
-            writers=("finetune", "test"),
+            writers=("finetune", "test"), stroke=2.0,
             paper=Paper(SMOKE_MINING, arms=("vanilla", taskspec.MATCHED_ARM, "all"), zero_shot=True, gate_images=200)),
     Profile("cpu", synth_train=12000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
             batch_size=16, max_new_tokens=128, threads=2,
@@ -337,7 +341,7 @@ def _digest(params: dict) -> str:
 def explore_parameters(p: Profile, data_root: Path, prepared: Path, figures: Path) -> dict:
     """Notebook 01: prepare (a sample of) every split of ``data_root`` into ``prepared``."""
     return dict(data_root=str(data_root), sample_size=p.sample_size, out_dir=str(prepared), figures_dir=str(figures),
-                height=p.height, seed=p.seed)
+                height=p.height, stroke=p.stroke, seed=p.seed)
 
 
 def synthesis_parameters(p: Profile, captions: Path, out: Path, figures: Path, test_roots: list[Path]) -> dict:
