@@ -161,6 +161,13 @@ def test_smoke_profile_is_the_ablation_from_the_base(tmp_path):
     assert by_key["03[vanilla]"]["preset"] == by_key["03[all]"]["preset"]  # the same recipe
     assert by_key["02"]["mining"]["from_model"] == base and by_key["02"]["mining"]["k"] == 0
     assert by_key["02"]["mining"]["temperature"] < 1.0  # near misses, as a trained model's errors are
-    assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["gate_images"] >= 200 and "gate_paths" in by_key["tables"]
+    assert by_key["04[all]"]["gate_images"] >= 200 and list(by_key["tables"]["gate_paths"]) == ["all"]
+    assert "gate_images" not in by_key["04[vanilla]"]  # smoke gates the all arm; smoke-full every arm
+    full = reproduce.PROFILES["smoke-full"]
+    steps = reproduce.paper_steps("smoke-full", tmp_path, tmp_path / "raw", ["test"], list(full.paper.arms))
+    assert set({key: params for key, _, params, _, _ in steps}["tables"]["gate_paths"]) == {
+        reproduce.ZERO_SHOT, "vanilla", "vanilla-matched", "all"}
+    # the fine-tuning domain is new to the base: other writers, with a pen twice as broad as pretraining's
+    assert p.stroke == 2.0 and by_key["01"]["stroke"] == 2.0
     assert by_key["tables"]["paper_arms"] == [reproduce.ZERO_SHOT, "vanilla", "all"]
     assert len(by_key["03[all]"]["train_json"]) == len(reproduce.arm_tasks("all")) == 5
