@@ -321,3 +321,24 @@ def test_report_to_tensorboard_writes_event_files(crohme6, tmp_path):
             tags |= {v.tag for v in record.summary.value}
             i += 12 + n + 4
     assert any("loss" in t for t in tags), tags
+
+
+def test_each_tasks_loss_is_logged_on_its_probe(crohme6, tmp_path):
+    """Issue 32 (item 8): one overall loss curve, no per-task loss. ``task_loss_every`` logs ``loss_<task>`` for
+    every task of the mixture on a fixed probe of its rows; the curve shows them and the CLI flag passes it on."""
+    from unimumer_lib import cli
+    from unimumer_lib.tasks import caption_rows, write_task_files
+    from unimumer_lib.train import read_task_losses
+
+    records, _ = crohme6
+    rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in records], ["vanilla", "can"], progress=False)
+    files = write_task_files(tmp_path / "tasks", rows)
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tmp_path / "tasks"), "--out", str(run), "--max-steps", "4",
+                     "--model", "tiny-base", "--task-loss-every", "2", "--disable_tqdm", "true"]) == 0
+    losses = read_task_losses(run)
+    assert set(losses) == {"vanilla", "can"} and [s for s, _ in losses["can"]] == [2, 4]
+    assert all(0 < v < 50 for points in losses.values() for _, v in points)
+    # the probe is the trainer's own loss on those rows: a vanilla-only model has a far higher loss on counting
+    assert losses["can"][0][1] != losses["vanilla"][0][1]
+    assert (run / "loss_curve.png").stat().st_size > 5000 and files

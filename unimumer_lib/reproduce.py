@@ -119,6 +119,7 @@ class Profile:
     paper: Paper | None = None
     writers: tuple[str, str] | None = None  # synthetic data in real glyphs: the bank's writer groups of (train, test)
     stroke: float = 1.0  # pen width of the prepared images, a multiple of the renderer's default (prepare.stroke_width)
+    task_loss_every: int = 0  # notebook 03 logs each task's probe loss every N steps (train.task_loss_callback)
 
 
 # `smoke` and `cpu` are the paper's experiment in miniature on CPU. `smoke` fine-tunes the shipped real-glyph base
@@ -141,11 +142,11 @@ PROFILES = {p.name: p for p in (
             batch_size=8, max_new_tokens=64, label="ours (ci, tiny CPU model, {train})"),
     Profile("smoke", synth_train=2000, synth_test=1000, height=64, model="glyph-base", preset="cpu-sft",
             max_steps=-1, batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
-            writers=("finetune", "test"), stroke=2.0,
+            writers=("finetune", "test"), stroke=2.0, task_loss_every=100,
             paper=Paper(SMOKE_MINING, arms=("vanilla", "all"), zero_shot=True, gate_images=200, gate_arms=("all",))),
     Profile("smoke-full", synth_train=2000, synth_test=1000, height=64, model="glyph-base", preset="cpu-sft",
             max_steps=-1, batch_size=16, max_new_tokens=96, data="synthetic", threads=2,
-            writers=("finetune", "test"), stroke=2.0,
+            writers=("finetune", "test"), stroke=2.0, task_loss_every=100,
             paper=Paper(SMOKE_MINING, arms=("vanilla", taskspec.MATCHED_ARM, "all"), zero_shot=True, gate_images=200)),
     Profile("cpu", synth_train=12000, synth_test=500, height=64, model="tiny-base", preset="cpu-sft", max_steps=-1,
             batch_size=16, max_new_tokens=128, threads=2,
@@ -369,6 +370,7 @@ def sft_parameters(p: Profile, train_json: list[Path], out: Path, figures: Path,
     return dict(train_json=[str(f) for f in train_json], preset=p.preset, model_path=p.model, out_dir=str(out),
                 figures_dir=str(figures), max_steps=p.max_steps, seed=p.seed,
                 **({"processes": processes} if processes else {}),
+                **({"task_loss_every": p.task_loss_every} if p.task_loss_every else {}),
                 **({"steps_of": [str(f) for f in steps_of]} if steps_of else {}))
 
 

@@ -90,7 +90,7 @@ class TrainResult:
 
 def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=None, resume: bool = False,
           force: bool = False, callbacks=None, test_roots=None, allow_test_images: bool = False,
-          **recipe) -> TrainResult:
+          task_loss_every: int = 0, **recipe) -> TrainResult:
     """Fine-tune and save the final model + processor to ``out_dir/final``.
 
     ``train_json``: sharegpt JSON path(s) or an already built TRL-format Dataset. ``recipe``: the
@@ -100,6 +100,7 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
     checkpoint (refused unless the run there has the same settings and data: ``runfolder``). ``force``: replace
     an earlier run in ``out_dir``, or write beside files this tool did not make.
     ``test_roots``/``allow_test_images``: the leak guard (see :func:`load_sharegpt_dataset`).
+    ``task_loss_every``: log each task's loss on a fixed probe every N steps (``task_loss_callback``; 0: never).
     """
     from .model import input_spec_of_images
     from .outdir import OutputLock
@@ -145,6 +146,8 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
             # The weights are in place already (above); the Trainer's own loader would only warn that every
             # key is "missing" (its key layout differs). Optimizer, scheduler, RNG and state still load.
             trainer._load_from_checkpoint = lambda *args, **kwargs: None
+        if task_loss_every:
+            trainer.add_callback(task_loss_callback(trainer, task_loss_every))
         args = trainer.args
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -164,6 +167,53 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
                        rejected=len(rejects), world_size=world_size(),
                        effective_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps
                        * world_size(), trainer=trainer, model=trainer.model, processor=processor)
+
+
+TASK_LOSS_ROWS = 8  # rows of each task in the per-task loss probe
+
+
+def task_loss_callback(trainer, every: int, n: int = TASK_LOSS_ROWS):
+    """A TrainerCallback logging ``loss_<task>`` every ``every`` steps: each task's loss (the trainer's own loss:
+    assistant tokens, token mean) on a fixed probe, the first ``n`` training rows of that task, in eval mode
+    without gradients. One overall loss hides which task the model is learning; this curve shows each. Every
+    process runs the probe (a sharded model needs all of them in each forward pass); the points land in the log
+    history, so in ``loss_history.json`` and the trackers."""
+    import torch
+    from transformers import TrainerCallback
+
+    from .sftdata import task_of
+
+    data = trainer.train_dataset
+    picks: dict[str, list[int]] = {}
+    for i, messages in enumerate(data["messages"]):
+        rows = picks.setdefault(task_of({"messages": messages}), [])
+        if len(rows) < n:
+            rows.append(i)
+
+    class TaskLoss(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if not every or state.global_step % every:
+                return
+            was_training, point = model.training, {"step": state.global_step}
+            model.eval()
+            with torch.no_grad():
+                for task, rows in picks.items():
+                    batch = trainer._prepare_inputs(trainer.data_collator([data[i] for i in rows]))
+                    point[f"loss_{task}"] = round(float(model(**batch).loss), 4)
+            model.train(was_training)
+            state.log_history.append(point)
+
+    return TaskLoss()
+
+
+def task_losses(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """{task: [(step, loss)]} of the per-task probe points in a run's log history."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for h in history:
+        for key, value in h.items():
+            if key.startswith("loss_"):
+                out.setdefault(key[len("loss_"):], []).append((h["step"], value))
+    return out
 
 
 CURVE_POINTS = "points.jsonl"  # beside the curve predictions: one line per point, so a checkpoint can be published
@@ -463,14 +513,25 @@ def read_loss_history(out_dir: str | Path) -> list[dict]:
     return [h for h in log if "loss" in h]
 
 
-def plot_loss(history: list[dict], path: str | Path, title: str = "SFT training loss"):
-    """Save the loss curve (training loss vs step) to ``path``; returns the path."""
+def read_task_losses(out_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """{task: [(step, probe loss)]} of a run folder trained with ``task_loss_every`` ({} without)."""
+    return task_losses(json.loads((Path(out_dir) / LOSS_HISTORY_FILE).read_text(encoding="utf-8")))
+
+
+def plot_loss(history: list[dict], path: str | Path, title: str = "SFT training loss",
+              per_task: dict[str, list[tuple[int, float]]] | None = None):
+    """Save the loss curve (training loss vs step, and each task's probe loss of ``per_task``: ``task_losses``)
+    to ``path``; returns the path."""
     from .figures import new_axes, save_figure
 
     if not history:
         raise ValueError("no logged loss points to plot (train longer than logging_steps)")
     fig, ax = new_axes(figsize=(6, 3.5))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".", label="training loss")
+    for task, points in (per_task or {}).items():
+        ax.plot([s for s, _ in points], [v for _, v in points], marker="x", linestyle="--", label=f"{task} (probe)")
+    if per_task:
+        ax.legend(fontsize=7)
     ax.set(xlabel="step", ylabel="loss (assistant tokens)", title=title, yscale="log")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -517,6 +578,9 @@ def add_train_arguments(ap) -> None:
                     "points (default 500)")
     ap.add_argument("--eval-n", type=at_least(1), default=200, metavar="N", help="the first N images of "
                     "--eval-data (default 200)")
+    ap.add_argument("--task-loss-every", type=at_least(0), default=0, metavar="N",
+                    help=f"log each task's loss (loss_<task>) on a fixed probe of its first {TASK_LOSS_ROWS} training "
+                         f"rows every N steps (0, the default: never)")
     ap.add_argument("--ratio", action="append", default=None, metavar="TASK=FRACTION",
                     help="train on that fraction of a task's rows (repeatable, e.g. --ratio tree=0.5; default: all)")
 
@@ -554,18 +618,19 @@ def main(argv=None) -> int:
                    allow_test_images=args.allow_test_images, model_path=args.model,
                    preset=args.preset or default_preset(args.model), freeze_vision=args.freeze_vision,
                    max_steps=args.max_steps, seed=args.seed, ratios=parse_ratios(args.ratio), config=config,
-                   report_to=args.report_to, deepspeed=deepspeed_file(args.deepspeed), lora=lora, **overrides)
+                   report_to=args.report_to, deepspeed=deepspeed_file(args.deepspeed), lora=lora,
+                   task_loss_every=args.task_loss_every, **overrides)
     if result.trainer.is_world_process_zero():
         history = read_loss_history(args.out)
         if history:
-            plot_loss(history, Path(args.out) / LOSS_CURVE_FILE)
+            plot_loss(history, Path(args.out) / LOSS_CURVE_FILE, per_task=read_task_losses(args.out))
         print(f"trained {result.global_step} steps on {result.records} records; saved to {result.final_dir}")
     _finish_distributed()
     return 0
 
 
 def launch_command(files, out_dir, processes: int, recipe: Recipe, force: bool = False,
-                   deepspeed: str | None = None) -> list[str]:
+                   deepspeed: str | None = None, task_loss_every: int = 0) -> list[str]:
     """``accelerate launch`` of ``unimumer train`` with one process per GPU (``--multi_gpu``: NCCL on GPUs,
     gloo where there are none, as tests/test_multiprocess.py runs it on CPU)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
@@ -577,10 +642,12 @@ def launch_command(files, out_dir, processes: int, recipe: Recipe, force: bool =
     cmd += ["--force"] if force else []
     cmd += ["--freeze-vision"] if recipe.freeze_vision else []
     cmd += ["--deepspeed", deepspeed] if deepspeed else []
+    cmd += ["--task-loss-every", str(task_loss_every)] if task_loss_every else []
     return cmd
 
 
-def launch(files, out_dir, processes: int, force: bool = False, **recipe) -> TrainResult:
+def launch(files, out_dir, processes: int, force: bool = False, task_loss_every: int = 0,
+           **recipe) -> TrainResult:
     """Train in ``processes`` processes (notebook 03 with several GPUs), ``recipe`` as for :func:`train` (the
     ``unimumer train`` options: model, preset, steps, seed, ratios); the paper preset on GPUs runs DeepSpeed
     ZeRO-2, as the paper. Returns the run folder's result (step, loss, final folder) once all ranks end."""
@@ -596,7 +663,7 @@ def launch(files, out_dir, processes: int, force: bool = False, **recipe) -> Tra
     zero2 = (str(REPO_ROOT / "configs" / "ds_zero2.json") if PRESET_ALIASES.get(recipe.preset, recipe.preset) == "paper"
              and torch.cuda.is_available()
              else None)
-    cmd = launch_command(files, out_dir, processes, recipe, force, zero2)
+    cmd = launch_command(files, out_dir, processes, recipe, force, zero2, task_loss_every)
     print(f"training in {processes} processes ({'DeepSpeed ZeRO-2, ' if zero2 else ''}accelerate launch): "
           + " ".join(cmd[2:]), flush=True)
     from .workers import threads
