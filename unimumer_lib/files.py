@@ -30,9 +30,8 @@ def is_temp_name(name: str) -> bool:
     return TEMP_PATTERN.fullmatch(name) is not None
 
 
-def atomic_write_with(path, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
-    path = Path(path)
+def _temp_beside(path: Path) -> str:
+    """A new empty temporary file of ours in ``path``'s folder (made if missing), with the umask's mode."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f".{path.name}.tmp", dir=path.parent)
@@ -40,6 +39,13 @@ def atomic_write_with(path, write) -> Path:
         raise naming(err, path) from None
     os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; others (a training container) must read our outputs
     os.close(fd)
+    return tmp
+
+
+def atomic_write_with(path, write) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
+    path = Path(path)
+    tmp = _temp_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -84,14 +90,8 @@ def atomic_write_group(contents: dict) -> list[Path]:
     try:
         for path, data in contents.items():
             path = Path(path)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f".{path.name}.tmp", dir=path.parent)
-            except OSError as err:
-                raise naming(err, path) from None
+            tmp = _temp_beside(path)
             temps.append((tmp, path))
-            os.fchmod(fd, 0o666 & ~umask())
-            os.close(fd)
             try:
                 Path(tmp).write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
             except OSError as err:
