@@ -608,6 +608,14 @@ cores); `run_config.json` records every setting{notes}.
 """
 
 
+def _segments_line(record: dict) -> str:
+    """The model card's note that its data/recipe lines describe the last of several segments ("" for one)."""
+    n = len(record["segments"])
+    return (f"The data, tasks and recipe below are those of the last segment ({n}); the table after them lists every "
+            f"segment, each continuing the one before (`pretrain.GLYPH_SEGMENTS` holds the recipes).\n\n"
+            if n > 1 else "")
+
+
 def glyph_model_card(record: dict) -> str:
     """The real-glyph base's model card: data (glyph bank, writers, tasks), recipe, segments, curve, licence."""
     last = record["learning_curve"][-1] if record["learning_curve"] else {}
@@ -632,7 +640,7 @@ A {record['parameters'] / 1e6:.2f} M-parameter Qwen2.5-VL (the `{record['size']}
 pretrained on CPU to read handwritten expressions composed from **real handwritten glyphs**, with a share of every
 Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-following VLM).
 
-- **Data**: {s['written']:,} unique expressions (`unimumer_lib.synth` captions and layout, seeds
+{_segments_line(record)}- **Data**: {s['written']:,} unique expressions (`unimumer_lib.synth` captions and layout, seeds
   {record['pretrain_seeds'][0]}..{record['pretrain_seeds'][-1]}), {g['share']:.0%} written with real glyphs from the
   glyph bank `{g['bank']}` (symbols of CROHME `{g['source']}`), only its `{g['writer_group']}` writers
   ({g['writers']:,} of {g['bank_writers']:,}; the others are kept for fine-tuning and test sets), one writer per
@@ -646,6 +654,7 @@ Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-f
 - **Held-out** (greedy, vanilla prompt; {last.get('n', 0)} expressions of the held-out pool in the glyphs of the
   bank's test writers, which pretraining never saw): ExpRate {last.get('exprate', 0):.1f} %.
   CROHME 2014 is measured on a fixed sample for the curve only; it never chose a checkpoint.
+  The curve below is the last segment's (step 0 is where the segment started).
 
 | segment | commit | started from | steps | minutes |
 | --- | --- | --- | --- | --- |
@@ -656,8 +665,9 @@ Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-f
 {rows}
 
 {("**Notes**: " + record["notes"] + chr(10)) if record.get("notes") else ""}
-**Rebuild / continue**: `unimumer pretrain --recipe {record['name']} --out DIR --work WORKDIR` (add
-`--init {record['name']}` to continue from this one as a new segment); `run_config.json` records every setting.
+**Rebuild / continue**: `unimumer pretrain --recipe {record['name']} --out DIR --work WORKDIR` runs the last
+segment's recipe from the base it started from (`--init` another base to continue that one instead);
+`run_config.json` records every setting.
 
 **Licence**: the weights are derived from CROHME glyphs: CC BY-NC-SA 3.0 (attribution: the CROHME organisers,
 TC-11 / IAPR; research use only). The code that made them is Apache-2.0.
