@@ -149,6 +149,7 @@ class Recipe:
     lora: dict | None = None  # LoraConfig kwargs over the preset's; {} turns LoRA on with its defaults
     freeze_vision: bool = False
     config: dict | None = None  # settings from a config file, over the preset
+    task_loss_every: int = 0  # log each task's loss on a fixed probe every N steps (train.task_loss_callback); 0: never
     overrides: dict = field(default_factory=dict)  # SFTConfig fields, over preset and config
 
     @classmethod

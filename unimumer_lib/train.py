@@ -90,7 +90,7 @@ class TrainResult:
 
 def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=None, resume: bool = False,
           force: bool = False, callbacks=None, test_roots=None, allow_test_images: bool = False,
-          task_loss_every: int = 0, **recipe) -> TrainResult:
+          **recipe) -> TrainResult:
     """Fine-tune and save the final model + processor to ``out_dir/final``.
 
     ``train_json``: sharegpt JSON path(s) or an already built TRL-format Dataset. ``recipe``: the
@@ -100,7 +100,7 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
     checkpoint (refused unless the run there has the same settings and data: ``runfolder``). ``force``: replace
     an earlier run in ``out_dir``, or write beside files this tool did not make.
     ``test_roots``/``allow_test_images``: the leak guard (see :func:`load_sharegpt_dataset`).
-    ``task_loss_every``: log each task's loss on a fixed probe every N steps (``task_loss_callback``; 0: never).
+    ``task_loss_every`` (a recipe field): log each task's loss on a fixed probe every N steps (``task_loss_callback``).
     """
     from .model import input_spec_of_images
     from .outdir import OutputLock
@@ -146,8 +146,8 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
             # The weights are in place already (above); the Trainer's own loader would only warn that every
             # key is "missing" (its key layout differs). Optimizer, scheduler, RNG and state still load.
             trainer._load_from_checkpoint = lambda *args, **kwargs: None
-        if task_loss_every:
-            trainer.add_callback(task_loss_callback(trainer, task_loss_every))
+        if recipe.task_loss_every:
+            trainer.add_callback(task_loss_callback(trainer, recipe.task_loss_every))
         args = trainer.args
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -630,7 +630,7 @@ def main(argv=None) -> int:
 
 
 def launch_command(files, out_dir, processes: int, recipe: Recipe, force: bool = False,
-                   deepspeed: str | None = None, task_loss_every: int = 0) -> list[str]:
+                   deepspeed: str | None = None) -> list[str]:
     """``accelerate launch`` of ``unimumer train`` with one process per GPU (``--multi_gpu``: NCCL on GPUs,
     gloo where there are none, as tests/test_multiprocess.py runs it on CPU)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
@@ -642,12 +642,11 @@ def launch_command(files, out_dir, processes: int, recipe: Recipe, force: bool =
     cmd += ["--force"] if force else []
     cmd += ["--freeze-vision"] if recipe.freeze_vision else []
     cmd += ["--deepspeed", deepspeed] if deepspeed else []
-    cmd += ["--task-loss-every", str(task_loss_every)] if task_loss_every else []
+    cmd += ["--task-loss-every", str(recipe.task_loss_every)] if recipe.task_loss_every else []
     return cmd
 
 
-def launch(files, out_dir, processes: int, force: bool = False, task_loss_every: int = 0,
-           **recipe) -> TrainResult:
+def launch(files, out_dir, processes: int, force: bool = False, **recipe) -> TrainResult:
     """Train in ``processes`` processes (notebook 03 with several GPUs), ``recipe`` as for :func:`train` (the
     ``unimumer train`` options: model, preset, steps, seed, ratios); the paper preset on GPUs runs DeepSpeed
     ZeRO-2, as the paper. Returns the run folder's result (step, loss, final folder) once all ranks end."""
@@ -663,7 +662,7 @@ def launch(files, out_dir, processes: int, force: bool = False, task_loss_every:
     zero2 = (str(REPO_ROOT / "configs" / "ds_zero2.json") if PRESET_ALIASES.get(recipe.preset, recipe.preset) == "paper"
              and torch.cuda.is_available()
              else None)
-    cmd = launch_command(files, out_dir, processes, recipe, force, zero2, task_loss_every)
+    cmd = launch_command(files, out_dir, processes, recipe, force, zero2)
     print(f"training in {processes} processes ({'DeepSpeed ZeRO-2, ' if zero2 else ''}accelerate launch): "
           + " ".join(cmd[2:]), flush=True)
     from .workers import threads
