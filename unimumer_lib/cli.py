@@ -57,11 +57,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from .analysis import token_label
-    from .compare import STATUSES, compare_files, confusion_changes
+    from .compare import STATUSES, compare_predictions, confusion_changes
     from .files import atomic_write_text
     from .predictions import read_predictions
 
-    results, rows = compare_files(args.a, args.b, samples=args.samples, seed=args.seed)
+    a, b = read_predictions(args.a), read_predictions(args.b)
+    results, rows = compare_predictions(a, b, samples=args.samples, seed=args.seed)
     print(f"A = {args.a}\nB = {args.b}\n{results[0].n} expressions in both")
     print(f"{'metric':>8} {'A %':>7} {'B %':>7} {'B-A':>7} {'95% interval':>17} {'fixed':>6} {'broken':>6} "
           f"{'McNemar p':>10}")
@@ -70,7 +71,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{r.fixed:6d} {r.broken:6d} {r.p_value:10.3g}")
     counts = Counter(r["status"] for r in rows)
     print("ExpRate per expression: " + ", ".join(f"{s} {counts[s]}" for s in STATUSES))
-    changed = confusion_changes(read_predictions(args.a), read_predictions(args.b))
+    changed = confusion_changes(a, b)
     if changed:
         print("confusions that changed most (gt -> pred: A, B):")
         for r in changed:
@@ -488,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "train":  # train passes the others to TRL's parser (train.TRL_OPTIONS_HELP)
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.trl_options = extra
+    if getattr(args, "out", None) == "":
+        parser.error("argument --out: an empty path names no file or folder")
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ import numpy as np
 from .predictions import UNREADABLE
 
 BOOTSTRAP_SAMPLES = 10_000
+RESAMPLE_LIMIT = 50_000  # up to this many expressions the bootstrap resamples indices (the published intervals)
 THRESHOLDS = {"exprate": 0, "le1": 1, "le2": 2}
 
 
@@ -75,6 +76,16 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, samples: int 
         raise ValueError(f"paired bootstrap needs two equal-length non-empty vectors, got {a.shape} and {b.shape}")
     delta = (b - a).astype(np.int16)
     rng = np.random.default_rng(seed)
+    if len(delta) > RESAMPLE_LIMIT:
+        # Resampling n items of values -1/0/+1 is drawing how many of each: the same distribution of the mean,
+        # in one multinomial draw per sample instead of n random indices (200k items: 0.01 s instead of 9 s).
+        n = len(delta)
+        shares = [np.count_nonzero(delta == 1) / n, np.count_nonzero(delta == -1) / n]
+        drawn = rng.multinomial(n, [*shares, max(0.0, 1 - sum(shares))], size=samples)
+        means = (drawn[:, 0] - drawn[:, 1]) / n
+        tail = (1 - level) / 2
+        low, high = np.quantile(means, [tail, 1 - tail])
+        return 100 * float(delta.mean()), 100 * float(low), 100 * float(high)
     means = np.empty(samples)
     chunk = max(1, 2_000_000 // len(delta))  # bounded memory for large test sets
     for start in range(0, samples, chunk):
@@ -178,7 +189,12 @@ def compare_files(path_a, path_b, samples: int = BOOTSTRAP_SAMPLES, seed: int = 
     """``unimumer compare``: B against A on ExpRate, ≤1 and ≤2, and the per-expression changes."""
     from .predictions import read_predictions
 
-    a, b = read_predictions(path_a), read_predictions(path_b)
+    return compare_predictions(read_predictions(path_a), read_predictions(path_b), samples, seed)
+
+
+def compare_predictions(a: list, b: list, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+                        ) -> tuple[list[PairedResult], list[dict]]:
+    """``compare_files`` on prediction lists already read."""
     return [compare(a, b, metric, samples, seed) for metric in THRESHOLDS], changes(a, b)
 
 
