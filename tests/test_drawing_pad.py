@@ -13,6 +13,7 @@ from unimumer_lib.infer import load_for_inference, recognize
 from unimumer_lib.inkml import caption_of, read_inkml, write_inkml
 from unimumer_lib.render import render_ink
 from unimumer_lib.synth import synthesize
+from unimumer_lib import widgets
 from unimumer_lib.widgets import DrawingPad
 
 
@@ -134,3 +135,18 @@ def test_save_into_a_file_and_a_missing_model_are_shown_not_raised(tmp_path):
     caption.value = "x"
     save.click()
     assert "taken" in status.value and "saved" not in status.value
+
+
+def test_the_static_copy_shows_the_strokes_and_the_reading_without_a_kernel():
+    """Issue 32 item 3: a saved notebook holds no widget view; the pad's static copy draws its strokes as SVG,
+    its buttons greyed out, and the last reading (escaped)."""
+    pad = widgets.DrawingPad(model="tiny-base")
+    empty = pad.static_html()
+    assert "<polyline" not in empty and empty.count("<button disabled>") == len(widgets.PAD_BUTTONS)
+    pad.pen_down(10, 20)
+    pad.pen_move(30, 40)
+    pad.pen_up(50, 45)
+    pad.prediction = "x < y"
+    shown = pad.static_html()
+    assert shown.count("<polyline") == 1 and 'points="10.0,20.0 30.0,40.0 50.0,45.0"' in shown
+    assert "<code>x &lt; y</code>" in shown

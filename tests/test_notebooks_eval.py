@@ -49,6 +49,7 @@ def test_error_analysis_notebook(tmp_path, reference_predictions, crohme_root):
     html = "".join(o.get("data", {}).get("text/html", "") for c in book.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "First page, as saved" in html and html.count("<img ") >= 6
+    assert "Drawing pad, as saved" in html and html.count("<button disabled>") == 4  # the pad's static copy
     top = analysis.confusion_records(analysis.confusion_table(analysis.samples_frame(reference_predictions)))[0]
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for c in book.cells if c.cell_type == "code"
                        for o in c.outputs)

@@ -251,3 +251,15 @@ def test_two_prediction_files_of_one_name_never_share_a_results_file(tmp_path, c
     assert "would both be written there" in capsys.readouterr().err and not (tmp_path / "res").exists()
     assert cli.main(["eval", *files, "--write-results"]) == 0  # beside each file: two files
     assert all((tmp_path / "runs" / arm / "test_results.txt").exists() for arm in ("vanilla", "all"))
+
+
+def test_the_main_table_keeps_rows_without_a_common_test_set_apart(tmp_path, reference_predictions):
+    """Issue 32 item 5: a synthetic run shares no column with the published rows: two tables, each with its own
+    columns; a CROHME 2014 run is one table read across."""
+    shown = report.write_main_table({"synthetic": {"exprate": 12.3, "le1": 20.0, "le2": 30.0}}, "ours", tmp_path)
+    assert len(shown) == 2
+    ours = (tmp_path / "main_table.md").read_text()
+    assert ours.splitlines()[0] == "| Model | synthetic ExpRate | synthetic ≤1 | synthetic ≤2 |"
+    assert "CoMER" not in ours and "CoMER" in shown[1] and "synthetic" not in shown[1]
+    shown = report.write_main_table({"CROHME 2014": reference_predictions}, "ours", tmp_path)
+    assert len(shown) == 1 and "CoMER" in shown[0] and "| ours | 83.87" in shown[0]

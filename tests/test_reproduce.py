@@ -161,3 +161,59 @@ def test_papermill_reads_every_parameter_of_every_notebook():
         cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
         parsed = {p.name for p in PythonTranslator.inspect(cell)}
         assert parsed == declared_parameters(path.name), path.name  # a comment papermill cannot parse hides one
+
+
+def tree_digest(root):
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".cache" not in p.parts}
+
+
+def test_a_copied_run_reruns_into_itself_and_leaves_the_original_byte_identical(run_dir, tmp_path):
+    """Issue 32 item 4: the run's own paths reach the notebooks relative to the executed copies' folder, so the
+    notebook 05 of a copied run (re-run as JupyterLab would: in its own folder, no new parameters) reads and writes
+    the copy; the original is byte-identical. The user's data (outside the run) stays absolute."""
+    import shutil
+
+    import papermill
+
+    executed = run_dir / "notebooks" / "05_error_analysis.ipynb"
+    injected = next(c for c in nbformat.read(executed, as_version=4).cells
+                    if "injected-parameters" in c.metadata.get("tags", []))
+    params = {}
+    exec(injected.source, {}, params)
+    assert str(run_dir.resolve()) not in injected.source
+    assert params["pred_path"] == "../tables/predictions.json" and params["out_dir"].startswith("../")
+    before = tree_digest(run_dir)
+    copy = tmp_path / "moved" / "smoke-copy"
+    shutil.copytree(run_dir, copy)
+    marker = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
+    papermill.execute_notebook(str(copy / "notebooks" / "05_error_analysis.ipynb"),
+                               str(copy / "notebooks" / "05_error_analysis.ipynb"), kernel_name="python3",
+                               cwd=str(copy / "notebooks"), progress_bar=False)
+    assert tree_digest(run_dir) == before
+    rewritten = {p.relative_to(copy).as_posix() for p, t in marker.items() if p.stat().st_mtime_ns != t}
+    assert "notebooks/05_error_analysis.ipynb" in rewritten
+    assert any(not name.startswith("notebooks/") for name in rewritten), "05 wrote nothing into the copy"
+    new = {p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()} - {
+        p.relative_to(copy).as_posix() for p in marker}
+    assert not [n for n in new if not n.startswith(".cache/")], new  # the same files, rewritten in place
+
+
+def test_saved_notebooks_carry_no_loss_table_and_no_library_bars(run_dir):
+    """Issue 32 item 3: the Trainer's notebook bar stays, the loss table it grows (a row per logging step) does
+    not (the loss is a plot); loading-weights / casting-dataset bars of the libraries are not saved; a text bar
+    redraws at most every 15 s, so a short loop leaves its first and last line only."""
+    def outputs(name):
+        book = nbformat.read(run_dir / "notebooks" / name, as_version=4)
+        return json.dumps([o for c in book.cells if c.cell_type == "code" for o in c.outputs])
+
+    sft = outputs("03_sft_trl.ipynb")
+    assert "Training Loss" not in sft and "Epoch" in sft  # the bar, not the table
+    for name in ("02_task_synthesis.ipynb", "03_sft_trl.ipynb", "04_inference_evaluation.ipynb"):
+        text = outputs(name)
+        assert "Loading weights" not in text and "Casting the dataset" not in text, name
+    predict = [line for line in outputs("04_inference_evaluation.ipynb").replace("\\r", "\\n").split("\\n")
+               if line.startswith("predict:")]
+    assert 1 <= len(predict) <= 3 and "100%" in predict[-1], predict

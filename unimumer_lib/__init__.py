@@ -15,4 +15,11 @@ if _os.environ.get(TEXT_PROGRESS) == "1":  # before transformers/TRL/datasets ta
     import tqdm.autonotebook as _autonotebook
     import tqdm.std as _std
 
-    _auto.tqdm = _autonotebook.tqdm = _std.tqdm
+    class _SavedTextTqdm(_std.tqdm):
+        """A text bar that redraws at most every 15 s: a saved notebook keeps every redraw as a line."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs["mininterval"] = max(kwargs.get("mininterval") or 0.1, 15.0)
+            super().__init__(*args, **kwargs)
+
+    _auto.tqdm = _autonotebook.tqdm = _SavedTextTqdm

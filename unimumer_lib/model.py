@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -135,8 +136,11 @@ def check_model(path_or_id: str | Path, inference: bool = False, allow_untrained
 
 
 def resolve_model_path(path_or_id: str | Path) -> str | Path:
-    """A shipped checkpoint's folder for its name (``"tiny-base"``); any other path or hub id unchanged."""
-    return SHIPPED.get(str(path_or_id), path_or_id)
+    """A shipped checkpoint's folder for its name (``"tiny-base"``); an existing folder as an absolute path (the
+    origin the model records); a hub id unchanged."""
+    if str(path_or_id) in SHIPPED:
+        return SHIPPED[str(path_or_id)]
+    return Path(os.path.abspath(path_or_id)) if Path(path_or_id).is_dir() else path_or_id
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):

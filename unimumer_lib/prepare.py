@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections import Counter
 from collections import deque
 from contextlib import closing
@@ -218,8 +219,8 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
     owned = set(items) | set(previous.get("source_of") or {})  # ids whose image an earlier run wrote
     remove_temp_files(out_dir, image_dir)
     (out_dir / CAPTION_FILE).unlink(missing_ok=True)  # no caption.txt until this run has finished
-    settings = {"version": PREPARE_VERSION, "split": split_dir.name, "src": str(split_dir), "height": height,
-                "images": images, **({"stroke": stroke} if stroke != 1.0 else {})}
+    settings = {"version": PREPARE_VERSION, "split": split_dir.name, "src": os.path.abspath(split_dir),
+                "height": height, "images": images, **({"stroke": stroke} if stroke != 1.0 else {})}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps({**settings, "complete": False, "items": items},
                                                           indent=1, ensure_ascii=False) + "\n")
     (out_dir / JOURNAL_FILE).write_text("", encoding="utf-8")  # the manifest above now holds what it held

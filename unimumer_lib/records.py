@@ -138,7 +138,7 @@ def read_comer(folder, split: str | None = None, source: str = "") -> list[Recor
         image = find_image(dirs, key)
         stem = key[:-len(Path(key).suffix)] if Path(key).suffix.lower() in IMAGE_SUFFIXES else key
         why = unsafe_id(key) or ("" if image else f"no image for {key!r} in {', '.join(map(str, dirs)) or folder}")
-        records.append(Record(id=stem, caption=caption, image_path=str(image) if image else None,
+        records.append(Record(id=stem, caption=caption, image_path=os.path.abspath(image) if image else None,
                               source=source, split=split, error="" if image else f"{folder / CAPTION_FILE}: {why}"))
     return records
 
@@ -319,7 +319,7 @@ def read_prompt_json(path, root=None) -> list[Record]:
         seen[key] = i
         image, why = locate_image(first, root, path.parent, absolute_in_base=not _made_by_tasks(path)) if first \
             else (None, "the row names no image")
-        records.append(Record(id=key, caption=caption.strip(), image_path=str(image) if image else None,
+        records.append(Record(id=key, caption=caption.strip(), image_path=os.path.abspath(image) if image else None,
                               source=path.stem, split=path.stem, error=f"{path}: row {i}: {why}" if why else ""))
     return records
 
@@ -369,7 +369,7 @@ def image_records(paths) -> list[Record]:
     same = [k for k, c in Counter(os.path.realpath(p) for p in files).items() if c > 1]
     if same:
         raise ValueError(f"image {same[0]} given twice")
-    return [Record(id=key, caption="", image_path=str(p)) for key, p in zip(_image_ids(files), files)]
+    return [Record(id=key, caption="", image_path=os.path.abspath(p)) for key, p in zip(_image_ids(files), files)]
 
 
 def _image_ids(files: list[Path]) -> list[str]:

@@ -335,6 +335,19 @@ def split_published(table: pd.DataFrame, ours: list[str]) -> tuple[pd.DataFrame,
     return mine.loc[:, mine.notna().any()], pub.loc[:, pub.notna().any()]
 
 
+def write_main_table(results: Mapping[str, Path | str | dict], model: str, out: Path | str) -> list[str]:
+    """``out/main_table.md|tex``: ``model``'s row in the main table, beside the published rows when they share a
+    test set (``split_published``). Returns the Markdown to show: that table, then the published rows apart when
+    they share none."""
+    table, published_rows = split_published(main_table(results, model=model), [model])
+    for fmt, suffix in (("md", "md"), ("latex", "tex")):
+        atomic_write_text(Path(out) / f"main_table.{suffix}", main_table_text(table, fmt))
+    shown = [main_table_text(table)]
+    if published_rows is not None:
+        shown.append("**Published** (no test set in common with ours)\n\n" + main_table_text(published_rows))
+    return shown
+
+
 def ablation_table(results: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
     """Rows: arms; columns: ExpRate, ≤1, ≤2 per test set. ``published.csv`` holds no ablation rows, so none are
     added."""

@@ -117,7 +117,7 @@ def make_config(preset: str, out_dir: str | Path, devices: int | None = None, co
     with warnings.catch_warnings():  # transformers 5 renames gradient_checkpointing; TRL still sets it
         warnings.filterwarnings("ignore", message=r"`gradient_checkpointing(_kwargs)?` is deprecated",
                                 category=FutureWarning)
-        return SFTConfig(output_dir=str(out_dir), assistant_only_loss=True, save_strategy="steps",
+        return SFTConfig(output_dir=os.path.abspath(out_dir), assistant_only_loss=True, save_strategy="steps",
                          remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, **cfg)
 
 

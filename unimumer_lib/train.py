@@ -342,8 +342,33 @@ def make_trainer(model, processor, dataset, preset: str, out_dir: str | Path, co
     one_gpu_unless_launched(args)
     spec = resolve_settings(preset, config)["lora"]
     peft_config = lora_config(spec, lora)
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                      peft_config=peft_config, callbacks=[umask_callback(), *(callbacks or [])])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                         peft_config=peft_config, callbacks=[umask_callback(), *(callbacks or [])])
+    quiet_notebook_log(trainer)
+    return trainer
+
+
+def quiet_notebook_log(trainer) -> None:
+    """In a headless notebook run (``UNIMUMER_TEXT_PROGRESS``), keep the Trainer's notebook progress bar but not
+    the loss table it grows under it (one row per logging step): the loss is plotted from ``loss_history.json``."""
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    from . import TEXT_PROGRESS
+
+    if os.environ.get(TEXT_PROGRESS) != "1" or not any(isinstance(c, NotebookProgressCallback)
+                                                       for c in trainer.callback_handler.callbacks):
+        return
+
+    class BarOnly(NotebookProgressCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            super().on_train_begin(args, state, control, **kwargs)
+            self.training_tracker.inner_table = None  # no table under the bar, not even its header
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    trainer.remove_callback(NotebookProgressCallback)
+    trainer.add_callback(BarOnly())
 
 
 def save_final(trainer, processor, final: Path) -> None:
@@ -449,7 +474,7 @@ def record_run(out_dir: Path, args, recipe: Recipe, data, marker: dict | None = 
     if hasattr(data, "column_names"):
         data = {"dataset_rows": len(data), "dataset_fingerprint": data._fingerprint}
     else:
-        data = [str(d) for d in data] if isinstance(data, (list, tuple)) else str(data)
+        data = [os.path.abspath(d) for d in data] if isinstance(data, (list, tuple)) else os.path.abspath(data)
     settings = resolve_settings(recipe.preset, recipe.config)
     record = {**(marker or {}), "complete": True, "preset": recipe.preset, "config": recipe.config or {},
               "freeze_vision": freezes_vision(recipe, settings), "attn_implementation": attn,

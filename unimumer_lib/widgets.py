@@ -295,6 +295,9 @@ UNCONFIRMED = "truthUnconfirmed"  # InkML annotation of a drawing saved with the
 MAX_COORDINATE = 1e6  # canvas pixels: a stroke beyond this is not a drawing
 
 
+PAD_BUTTONS = ("Recognise", "Undo", "Clear", "Save InkML")
+
+
 class DrawingPad:
     """Draw a formula with the mouse or a pen, see it recognised, save it as InkML with its caption.
 
@@ -401,6 +404,19 @@ class DrawingPad:
             return write_inkml(path, ink)
         raise OSError(f"{self.save_dir}: no free drawing_NNNN.inkml name")
 
+    def static_html(self) -> str:
+        """The pad as a saved notebook can show it without a kernel (widget views are not saved): the canvas with
+        the strokes drawn so far (SVG), the buttons greyed out, the last prediction, and how to get the live pad."""
+        width, height = self.canvas_size
+        lines = "".join(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in stroke)}"/>'
+                        for stroke in self.strokes if len(stroke) > 1)
+        buttons = "".join(f"<button disabled>{label}</button> " for label in PAD_BUTTONS)
+        read = f"<br>read: <code>{html.escape(self.prediction)}</code>" if self.prediction else ""
+        return (f'<p><i>Drawing pad, as saved</i> ({html.escape(str(self.model))}): run this cell in JupyterLab to '
+                f'draw with the mouse or a pen.</p><svg width="{width}" height="{height}" '
+                f'style="border:1px solid #999;background:#fff"><g fill="none" stroke="black" '
+                f'stroke-width="{self.line_width}" stroke-linecap="round">{lines}</g></svg><br>{buttons}{read}')
+
     def widget(self):
         """The pad in a notebook: canvas, buttons, the caption (editable) and the prediction typeset."""
         import ipywidgets as w
@@ -482,7 +498,7 @@ class DrawingPad:
         canvas.on_mouse_up(lambda x, y: self.pen_up(x, y))
         canvas.on_mouse_out(lambda x, y: self.pen_up())
         buttons = []
-        for label, handler in (("Recognise", run), ("Undo", undo), ("Clear", clear), ("Save InkML", save)):
+        for label, handler in zip(PAD_BUTTONS, (run, undo, clear, save)):
             button = w.Button(description=label)
             button.on_click(handler)
             buttons.append(button)
