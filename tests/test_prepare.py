@@ -150,7 +150,7 @@ def test_crohme_images_sample(crohme_root, tmp_path):
 
 
 def test_frames_for_the_notebook(src, tmp_path):
-    from unimumer_lib.explore import counts_frame, reconcile_frame, rejects_frame, stats_frame
+    from unimumer_lib.explore import counts_frame, describe_rejects, reconcile_frame, rejects_frame, stats_frame
 
     out = tmp_path / "out"
     prepare_crohme(src, out, images=False, workers=1)
@@ -163,18 +163,23 @@ def test_frames_for_the_notebook(src, tmp_path):
     assert (rec["read"] == rec["written"] + rec["rejected"]).all() and rec["read"].sum() == 8
     rejects = rejects_frame(out)
     assert list(rejects.columns) == ["split", *REJECTS_HEADER] and len(rejects) == 3
+    sentence = describe_rejects(rejects)  # notebook 01 says what the table holds (issue 32 item 3)
+    assert sentence.startswith("3 files rejected (") and sentence.count(" ") > 6
+    assert describe_rejects(rejects.iloc[:0]) == "No file was rejected: every file read was written."
     stats = stats_frame(load_split(out / "train"))
     assert stats.set_index("id").loc["a2", ["length", "depth", "sup"]].tolist() == [5, 1, 1]
 
 
 def test_inventory_counts_files_without_parsing(src):
-    from unimumer_lib.explore import inventory_frame
+    from unimumer_lib.explore import describe_inventory, inventory_frame
 
     inv = inventory_frame(src)
     assert inv.to_dict("records") == [{"split": "synthetic", "source": "synthetic", "files": 1},
                                       {"split": "test", "source": "test", "files": 1},
                                       {"split": "train", "source": "A", "files": 2},
                                       {"split": "train", "source": "B", "files": 4}]
+    assert describe_inventory(inv) == ("This run's data: synthetic: 1 file from 1 source (synthetic 1); test: 1 "
+                                       "file from 1 source (test 1); train: 6 files from 2 sources (B 4, A 2).")
 
 
 def test_progress_bar_reaches_its_total(tmp_path, capsys):

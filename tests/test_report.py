@@ -263,3 +263,12 @@ def test_the_main_table_keeps_rows_without_a_common_test_set_apart(tmp_path, ref
     assert "CoMER" not in ours and "CoMER" in shown[1] and "synthetic" not in shown[1]
     shown = report.write_main_table({"CROHME 2014": reference_predictions}, "ours", tmp_path)
     assert len(shown) == 1 and "CoMER" in shown[0] and "| ours | 83.87" in shown[0]
+
+
+def test_for_display_writes_the_missing_side_of_an_insertion_as_the_empty_set():
+    """Issue 32 item 5: an insertion's empty ground-truth token is a visible ∅, not a blank cell; p in scientific
+    notation."""
+    frame = pd.DataFrame([{"gt_token": "", "pred_token": "x", "A": 3, "B": 1, "McNemar p": 1.03e-15},
+                          {"gt_token": "y", "pred_token": "", "A": 0, "B": 2, "McNemar p": 0.5}])
+    html = report.for_display(frame).to_html()
+    assert html.count("∅") == 2 and "1.0e-15" in html and "0.500" in html

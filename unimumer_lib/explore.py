@@ -89,3 +89,28 @@ def inventory_frame(src):
                    for p in find_inkml(folder))
     return pd.DataFrame([{"split": s, "source": src_name, "files": n} for (s, src_name), n in sorted(rows.items())],
                         columns=["split", "source", "files"])
+
+
+def describe_inventory(files) -> str:
+    """A sentence on an ``inventory_frame``: files per split and how many sources each split pools (a source is
+    a collection with its own writers and devices; a split of one source is one hand, e.g. synthetic)."""
+    if files.empty:
+        return "No InkML file was found."
+    parts = []
+    for split, group in files.groupby("split", sort=True):
+        sources = group.sort_values("files", ascending=False)
+        top = ", ".join(f"{s} {n:,}" for s, n in zip(sources.source, sources.files))
+        n = int(group.files.sum())
+        parts.append(f"{split}: {n:,} file{'s' * (n != 1)} from {len(group)} source{'s' * (len(group) > 1)} "
+                     f"({top})")
+    return "This run's data: " + "; ".join(parts) + "."
+
+
+def describe_rejects(rejects) -> str:
+    """A sentence on a ``rejects_frame``: none, or how many per split and the most common reason."""
+    if rejects.empty:
+        return "No file was rejected: every file read was written."
+    per_split = ", ".join(f"{s} {n}" for s, n in rejects.split.value_counts().sort_index().items())
+    reason, count = Counter(r.split(":")[0] if ":" in r else r for r in rejects.reason).most_common(1)[0]
+    return (f"{len(rejects)} file{'s' * (len(rejects) > 1)} rejected ({per_split}); the most common reason: "
+            f"{reason} ({count}).")

@@ -319,9 +319,14 @@ def paper_main_table(results: Mapping[str, Mapping[str, dict]], names: Mapping[s
 
 
 def for_display(table: pd.DataFrame):
-    """A table as a notebook shows it: two decimals, p-values in ``format_p``, '–' for a missing cell (not NaN)."""
+    """A table as a notebook shows it: two decimals, p-values in ``format_p``, '–' for a missing cell (not NaN),
+    the missing side of an insertion or deletion in a ``*token`` column as ∅ (``analysis.token_label``)."""
+    from .analysis import token_label
+
     ps = [c for c in table.columns if is_p_value(c)]
-    styled = table.style.format(precision=2, na_rep="–", subset=[c for c in table.columns if c not in ps])
+    tokens = [c for c in table.columns if str(c).endswith("token")]
+    styled = table.style.format(precision=2, na_rep="–", subset=[c for c in table.columns if c not in ps + tokens])
+    styled = styled.format(token_label, subset=tokens) if tokens else styled
     return styled.format(format_p, subset=ps) if ps else styled
 
 
