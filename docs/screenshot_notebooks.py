@@ -5,7 +5,7 @@ photographed whole in headless Chromium (figures/notebook_<nn>.png of the README
 Needs Chromium (Debian: ``apt-get install chromium``) and ``pip install playwright`` (its driver only; the browser
 is the system one). One notebook per number: the ``all`` arm's copy of 03 and 04 where a run has several.
 
-    python docs/screenshot_notebooks.py runs/smoke [--out figures] [--width 1100] [--max-height 9000] [--colors 64]
+    python docs/screenshot_notebooks.py runs/smoke [--out figures] [--width 1100] [--max-height 9000] [--colors 256]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
     parser.add_argument("--width", type=int, default=1100, help="page width in CSS pixels")
     parser.add_argument("--max-height", type=int, default=9000, help="longest page kept (CSS pixels), from the top")
-    parser.add_argument("--colors", type=int, default=64, help="palette size of the saved PNG (0: full colour)")
+    parser.add_argument("--colors", type=int, default=256, help="palette size of the saved PNG (0: full colour)")
     args = parser.parse_args(argv)
     import nbformat
     from nbconvert import HTMLExporter

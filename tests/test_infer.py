@@ -182,3 +182,22 @@ def test_a_rerun_over_replaced_image_bytes_does_not_reuse_the_old_predictions(tm
     with pytest.raises(StaleOutput, match="differs in data"):
         predict(model, processor, records, out, max_new_tokens=4, progress=False)
     assert len(predict(model, processor, records, out, max_new_tokens=4, progress=False, force=True)) == 2
+
+
+def test_an_unknown_task_is_an_error_never_the_vanilla_prompt_in_silence(setup, tmp_path):
+    """Issue 33 item 3: decoding, predict, recognize and extract looked an unknown task up with a vanilla
+    fallback (its prompt, its budget, the whole output); each now names the task and the known ones."""
+    from unimumer_lib import infer
+    from unimumer_lib.taskspec import BASE_TASK, names
+
+    records, folder, model, processor = setup
+    calls = {"decoding": lambda: decoding(processor.tokenizer, task="vanila"),
+             "extract": lambda: infer.extract("x", "vanila"),
+             "predict": lambda: predict(model, processor, folder, tmp_path / "p.json", task="vanila", progress=False),
+             "recognize": lambda: infer.recognize([records[0].image_path], model=(model, processor), task="vanila")}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match="unknown task 'vanila'; known: vanilla") as err:
+            call()
+        assert all(t in str(err.value) for t in names()), name
+    assert not (tmp_path / "p.json").exists()
+    assert BASE_TASK in names() and infer.extract("x ^ { 2 }", BASE_TASK) == "x ^ { 2 }"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable
 from .predictions import RUN_SUFFIX, Prediction, read_rows
 from .records import Record, load_records
 from .tally import Tally
-from .taskspec import MAX_NEW_TOKENS, PROMPTS, TASKS, extract_answer
+from .taskspec import BASE_TASK, PROMPTS, extract_answer, get as task_spec
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
@@ -61,7 +61,7 @@ def chat(image, prompt: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}]
 
 
-def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = None, task: str = "vanilla",
+def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = None, task: str = BASE_TASK,
              num_beams: int = 1, num_return_sequences: int = 1, temperature: float = 1.0,
              top_p: float = 1.0) -> GenerationConfig:
     """The one set of decoding settings, every knob explicit so nothing falls back on a checkpoint's defaults.
@@ -80,13 +80,13 @@ def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = N
              "official": dict(do_sample=True, **OFFICIAL_SAMPLING),
              "sample": dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)}[sampling]
     if max_new_tokens is None:
-        max_new_tokens = OFFICIAL_MAX_TOKENS if sampling == "official" else MAX_NEW_TOKENS.get(task, 1024)
+        max_new_tokens = OFFICIAL_MAX_TOKENS if sampling == "official" else task_spec(task).max_new_tokens
     return GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams,
                             num_return_sequences=num_return_sequences, repetition_penalty=1.0,
                             eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id, **knobs)
 
 
-def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS["vanilla"],
+def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS[BASE_TASK],
              settings: GenerationConfig | None = None, sizing: str = "paper", **knobs) -> list[list[str]]:
     """Generate for one batch of images; ``num_return_sequences`` decoded outputs per image.
 
@@ -114,8 +114,8 @@ def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS["
 
 
 def extract(text: str, task: str) -> str:
-    """The LaTeX of a model output of ``task`` (a task not registered: the whole output, as vanilla)."""
-    return extract_answer(text, task if task in TASKS else "vanilla")
+    """The LaTeX of a model output of ``task`` (a registered task; any other name is an error)."""
+    return extract_answer(text, task_spec(task).name)
 
 
 class StaleOutput(ValueError):
@@ -256,7 +256,7 @@ class VllmModel:
     path: str
 
 
-def predict(model, processor, records: Iterable[Record] | str | Path, out: str | Path, task: str = "vanilla",
+def predict(model, processor, records: Iterable[Record] | str | Path, out: str | Path, task: str = BASE_TASK,
             batch_size: int = 8, progress: bool = True, force: bool = False, **knobs) -> list[Prediction]:
     """Recognise every record (or every image of a data path ``records.load_records`` reads) and write ``out``.
 
@@ -277,7 +277,7 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     records = load_records(records) if isinstance(records, (str, Path)) else list(records)
     sizing = knobs.pop("sizing", "paper")
     settings = decoding(processor.tokenizer, task=task, **knobs)
-    prompt = PROMPTS[task if task in PROMPTS else "vanilla"]
+    prompt = task_spec(task).prompt  # an unknown task is an error, never the vanilla prompt in silence
     out = Path(out)
     partial = side_file(out, PARTIAL_SUFFIX)
     on_vllm = isinstance(model, VllmModel)
@@ -364,7 +364,7 @@ def weights_bytes(model_path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors")) if folder.is_dir() else 0
 
 
-def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int = 8, allow_untrained: bool = False,
+def recognize(images, model="tiny-base", task: str = BASE_TASK, batch_size: int = 8, allow_untrained: bool = False,
               **knobs) -> list[str]:
     """LaTeX of each image (paths or PIL images), in order: ``recognize(["x.png"], model="runs/sft/final")``.
 
@@ -374,7 +374,7 @@ def recognize(images, model="tiny-base", task: str = "vanilla", batch_size: int 
     images = [images] if isinstance(images, (str, Path)) or hasattr(images, "convert") else list(images)
     sizing = knobs.pop("sizing", "paper")
     settings = decoding(processor.tokenizer, task=task, **knobs)
-    prompt = PROMPTS[task if task in PROMPTS else "vanilla"]
+    prompt = task_spec(task).prompt  # an unknown task is an error, never the vanilla prompt in silence
     out = []
     for i in range(0, len(images), batch_size):
         out += [extract(texts[0], task) for texts in generate(net, processor, images[i:i + batch_size], prompt,
@@ -447,7 +447,7 @@ def shard_file(out: Path, index: int, count: int) -> Path:
 
 
 def run_sharded(model_path: str | Path, data, out: str | Path, processes: int, cli_args: list[str],
-                root=None, force: bool = False, task: str = "vanilla") -> list[Prediction]:
+                root=None, force: bool = False, task: str = BASE_TASK) -> list[Prediction]:
     """Data-parallel inference: ``processes`` ``unimumer infer --shard i/n`` processes, one per GPU this process
     may use (``workers.shard_device``: the i-th of its ``CUDA_VISIBLE_DEVICES``; on a CPU machine they share the
     cores), each writing (and resuming) its own shard
@@ -515,7 +515,7 @@ def exprate(rows: list[Prediction]) -> float:
     return sum(r.pred.split() == r.gt.split() for r in rows) / max(1, len(rows))
 
 
-def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str = PROMPTS["vanilla"],
+def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str = PROMPTS[BASE_TASK],
                  sizing: str = "paper"):
     """A batch -> outputs callable backed by vLLM; ``model_path`` is a checkpoint folder or hub id."""
     try:

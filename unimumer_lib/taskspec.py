@@ -24,6 +24,7 @@ FORMULA_SEPARATOR = "\n"  # between an EDL prompt and the formula it asks about
 KINDS = ("caption", "edl")
 ANSWERS = ("whole", "last-line", "tree")  # how a model's answer is read back (see extract_answer)
 ARM_ORDER = ("tree", "edl", "can")  # the paper's ablation rows, in its order
+BASE_TASK = "vanilla"  # the plain image -> LaTeX task: what inference runs unless told otherwise
 MAIN_ARM = "all"  # the arm that trains every task
 BASELINE_ARM = "vanilla"  # the arm that trains the vanilla task alone
 # The compute-matched control: vanilla rows only, for as many optimizer steps as the all arm takes (several epochs
