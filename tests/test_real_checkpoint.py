@@ -11,7 +11,8 @@ import torch
 
 from unimumer_lib import cli
 from unimumer_lib.hubfixture import build_fixture
-from unimumer_lib.infer import MAX_NEW_TOKENS, OFFICIAL_MAX_TOKENS, OFFICIAL_SAMPLING, decoding, generate
+from unimumer_lib.infer import OFFICIAL_MAX_TOKENS, OFFICIAL_SAMPLING, decoding, generate
+from unimumer_lib.taskspec import MAX_NEW_TOKENS
 from unimumer_lib.mining import mining_decoding, sample_caption_set
 from unimumer_lib.model import load_model, stop_token_ids
 from unimumer_lib.predictions import REQUIRED_KEYS
