@@ -15,9 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from screenshot_drawing_pad import CHROMIUM_FLAGS, REPO  # the same browser settings (docs/ is on sys.path)
+
 PREFERRED_TAGS = ("all", "test", "")  # which executed copy stands for a notebook run once per arm or split
 
 

@@ -111,6 +111,6 @@ def describe_rejects(rejects) -> str:
     if rejects.empty:
         return "No file was rejected: every file read was written."
     per_split = ", ".join(f"{s} {n}" for s, n in rejects.split.value_counts().sort_index().items())
-    reason, count = Counter(r.split(":")[0] if ":" in r else r for r in rejects.reason).most_common(1)[0]
+    reason, count = Counter(r.split(":")[0] for r in rejects.reason).most_common(1)[0]
     return (f"{len(rejects)} file{'s' * (len(rejects) > 1)} rejected ({per_split}); the most common reason: "
             f"{reason} ({count}).")
