@@ -72,10 +72,15 @@ def test_every_segment_names_a_commit_of_this_repository_holding_the_pretraining
         assert "unimumer_lib/pretrain.py" in tree.stdout.split()
     first, *later = RUN_CONFIG["segments"][1:]  # tiny-base continued, then glyph-base continued
     assert first["init"] == pretrain.BASE_NAME and all(g["init"] == NAME for g in later)
-    from dataclasses import asdict  # the last segment recorded the recipe it ran: the code's last glyph segment
+    from dataclasses import asdict  # each glyph segment recorded the recipe it ran: the code's glyph segments, in order
 
-    assert RUN_CONFIG["segments"][-1]["recipe"] == json.loads(json.dumps(asdict(pretrain.GLYPH_SEGMENTS[-1])))
-    assert RUN_CONFIG["recipe"]["task_shares"] and set(RUN_CONFIG["rows"]) == set(pretrain.GLYPH_RECIPE.tasks)
+    glyph_segments = RUN_CONFIG["segments"][1:]  # (the second segment predates recording its recipe)
+    assert len(glyph_segments) <= len(pretrain.GLYPH_SEGMENTS) and "recipe" in glyph_segments[-1]
+    for g, recipe in zip(glyph_segments, pretrain.GLYPH_SEGMENTS):
+        assert g.get("recipe", json.loads(json.dumps(asdict(recipe)))) == json.loads(json.dumps(asdict(recipe)))
+    last = glyph_segments[-1]["recipe"]
+    assert RUN_CONFIG["recipe"] == last and RUN_CONFIG["size"] == last["size"]
+    assert RUN_CONFIG["recipe"]["task_shares"] and set(RUN_CONFIG["rows"]) == set(RUN_CONFIG["recipe"]["tasks"])
 
 
 def test_its_captions_are_disjoint_from_every_test_set(crohme_root):

@@ -104,3 +104,39 @@ def test_fit_pixels_caps_like_llamafactory():
 def test_unknown_size_is_rejected():
     with pytest.raises(ValueError, match="unknown tiny model size"):
         tiny_model("huge")
+
+
+def test_grow_adds_depth_and_keeps_what_the_model_computes(tmp_path):
+    from unimumer_lib.model import grow, grow_sources
+
+    assert grow_sources(2, 4) == [0, 0, 1, 1] and grow_sources(2, 3) == [0, 0, 1] and grow_sources(3, 3) == [0, 1, 2]
+    with pytest.raises(ValueError, match="only adds"):
+        grow_sources(4, 2)
+    model, processor = tiny_model("tiny", seed=3)
+    for p in model.parameters():  # no zero-initialised projection left: a grown copy must make its own zeros
+        p.data.add_(0.01 * torch.randn_like(p))
+    grown = grow(model, "tiny4")
+    assert grown.config.text_config.num_hidden_layers == 4 and grown.config.vision_config.depth == 4
+    # block 1 of tiny is its full-attention block; in the grown tower it sits at 2, its copy at 3
+    assert model.config.vision_config.fullatt_block_indexes == [1]
+    assert grown.config.vision_config.fullatt_block_indexes == [2, 3]
+    layers = grown.model.language_model.layers
+    assert torch.equal(layers[1].self_attn.q_proj.weight, layers[0].self_attn.q_proj.weight)
+    assert not layers[1].self_attn.o_proj.weight.any() and not layers[1].mlp.down_proj.weight.any()
+    assert layers[2].self_attn.o_proj.weight.any()  # an original layer keeps its weights
+    conv = [{"role": "user", "content": [{"type": "image", "image": _image(160, 3)},
+                                         {"type": "text", "text": PROMPTS["vanilla"]}]}]
+    batch = processor.apply_chat_template([conv], tokenize=True, return_dict=True, return_tensors="pt",
+                                          add_generation_prompt=True)
+    model.eval(), grown.eval()
+    with torch.no_grad():
+        before, after = model(**batch).logits, grown(**batch).logits
+    assert torch.allclose(before, after, atol=1e-5) and before.abs().max() > 0.1
+    with torch.no_grad():  # the grown layers take part once they move
+        layers[1].self_attn.o_proj.weight.add_(0.05)
+        assert not torch.allclose(before, grown(**batch).logits, atol=1e-3)
+    reloaded, _ = load_model(save(grown, processor, tmp_path / "g"), dtype="float32")
+    assert reloaded.config.vision_config.fullatt_block_indexes == [2, 3] and num_parameters(reloaded) == \
+        num_parameters(grown)
+    with pytest.raises(ValueError, match="differs in hidden"):
+        grow(model, "base5")

@@ -52,8 +52,14 @@ def test_a_checkpoint_is_published_and_a_second_segment_continues_from_it(run):
     started = json.loads((root / "work" / pretrain.RUN_START).read_text())["commit"]
     assert step2["segments"][0]["commit"] == started == record["commit"]  # the commit the run started from
     assert len(step2["learning_curve"]) == 1
-    again = pretrain.pretrain(root / "base2", root / "work2", replace(recipe, init=str(root / "base")), workers=1)
+    again = pretrain.pretrain(root / "base2", root / "work2", replace(recipe, init=str(root / "base"), size="tiny4"),
+                              workers=1)  # a segment may grow the base it continues (model.grow)
     assert [s["steps"] for s in again["segments"]] == [4, 4] and again["segments"][1]["init"] == str(root / "base")
+    grown = load_model(root / "base2")[0].config
+    assert (grown.text_config.num_hidden_layers, grown.vision_config.depth) == (4, 4) == \
+        (again["shape"]["layers"], again["shape"]["v_depth"])
+    assert "| 2 | `" in (root / "base2" / "README.md").read_text() and "| tiny4 |" in \
+        (root / "base2" / "README.md").read_text()
     assert again["segments"][1]["recipe"]["init"] == str(root / "base")  # each segment records its recipe
     # the continued base lists the captions of both segments (the disjointness tests read that list)
     first, both = pretrain.read_caption_list(root / "base"), pretrain.read_caption_list(root / "base2")

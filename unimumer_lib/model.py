@@ -66,6 +66,10 @@ SIZES = {
                   v_inter=576, patch=8, rope_theta=20.0),
     "base7": dict(hidden=320, layers=4, heads=5, kv_heads=5, inter=960, v_hidden=224, v_depth=5, v_heads=4,
                   v_inter=672, patch=8, rope_theta=20.0),
+    # tiny's widths at twice its depth: what ``grow`` makes of a trained tiny base (the 3-8 M shapes did not train
+    # from random weights on this CPU; a grown base starts where the trained one ends).
+    "tiny4": dict(hidden=128, layers=4, heads=8, kv_heads=8, inter=256, v_hidden=96, v_depth=4, v_heads=4,
+                  v_inter=192, patch=8, rope_theta=20.0),
 }
 
 
@@ -498,6 +502,57 @@ def tiny_model(size: str = "tiny", seed: int = 0, vision_init: float = 0.1, min_
     model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, size, vision_init, text_init))
     model.generation_config = neutral_generation_config(tokenizer)
     return model, processor
+
+
+def grow_sources(old: int, new: int) -> list[int]:
+    """For each of ``new`` layers, the one of ``old`` it starts as a copy of: each old layer followed by its copies
+    (2 -> 4: [0, 0, 1, 1])."""
+    if new < old:
+        raise ValueError(f"cannot grow {old} layers to {new}: growing only adds layers")
+    return [i * old // new for i in range(new)]
+
+
+def grow(model, size: str):
+    """A deeper model of shape ``SIZES[size]`` that computes exactly what ``model`` computes (function-preserving
+    growth, as Net2DeeperNet / model stacking): each new language layer and vision block starts as a copy of the one
+    before it with its output projections (attention's ``o_proj``/``proj``, the MLP's ``down_proj``) zeroed, so
+    it adds nothing to the residual stream until training moves it. Only depth may grow: ``size``'s widths must be
+    ``model``'s."""
+    import copy
+
+    shape, cfg = SIZES[size], model.config
+    text, vision = cfg.text_config, cfg.vision_config
+    have = dict(hidden=text.hidden_size, inter=text.intermediate_size, heads=text.num_attention_heads,
+                kv_heads=text.num_key_value_heads, v_hidden=vision.hidden_size, v_inter=vision.intermediate_size,
+                v_heads=vision.num_heads, patch=vision.patch_size)
+    differ = [k for k, v in have.items() if shape[k] != v]
+    if differ:
+        raise ValueError(f"cannot grow this model to {size!r}: it differs in {', '.join(differ)} (only depth grows)")
+    t_src = grow_sources(text.num_hidden_layers, shape["layers"])
+    v_src = grow_sources(vision.depth, shape["v_depth"])
+    new_cfg = copy.deepcopy(cfg)
+    new_cfg.text_config.num_hidden_layers = shape["layers"]
+    if getattr(text, "layer_types", None):
+        new_cfg.text_config.layer_types = [text.layer_types[s] for s in t_src]
+    new_cfg.vision_config.depth = shape["v_depth"]
+    full = set(vision.fullatt_block_indexes)
+    new_cfg.vision_config.fullatt_block_indexes = [j for j, s in enumerate(v_src) if s in full]
+    grown = Qwen2_5_VLForConditionalGeneration(new_cfg).to(next(model.parameters()).dtype)
+    state, renamed = model.state_dict(), {}
+    for key in grown.state_dict():
+        m = re.match(r"(.*\.(?:layers|blocks)\.)(\d+)(\..*)", key)
+        if m is None:
+            renamed[key] = state[key]
+            continue
+        src = (t_src if ".layers." in key else v_src)[int(m.group(2))]
+        renamed[key] = state[f"{m.group(1)}{src}{m.group(3)}"].clone()
+        first = (t_src if ".layers." in key else v_src).index(src) == int(m.group(2))
+        if not first and re.search(r"\.(o_proj|attn\.proj|down_proj)\.(weight|bias)$", key):
+            renamed[key].zero_()
+    grown.load_state_dict(renamed, strict=True)
+    grown.generation_config = copy.deepcopy(model.generation_config)
+    grown.config._name_or_path = cfg._name_or_path
+    return grown
 
 
 def save(model, processor, out: str | Path) -> Path:
