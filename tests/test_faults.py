@@ -520,7 +520,7 @@ def torch_equal(x, y) -> bool:
 def test_train_guards_test_images_empty_answers_and_twice_given_files(crohme4, tmp_path, capsys):
     """Case 10: train had no leak guard, trained empty answers and a file given twice without a word."""
     from unimumer_lib.records import read_sharegpt, write_sharegpt
-    from unimumer_lib.tasks import HeldOutImageLeak
+    from unimumer_lib.splits import HeldOutImageLeak
     from unimumer_lib.sftdata import load_sharegpt_dataset
 
     _, tasks = crohme4

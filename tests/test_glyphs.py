@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from unimumer_lib import cli, glyphs, synth
 from unimumer_lib.inkml import find_inkml, read_inkml
 from unimumer_lib.render import render_ink
-from unimumer_lib.tasks import TEST_SPLIT_NAME
+from unimumer_lib.splits import TEST_SPLIT_NAME
 
 TRAIN_SAMPLE = ("HAMEX/formulaire001-equation000.inkml", "KAIST/KME1G3_0_sub_21.inkml", "MfrDB/MfrDB0104.inkml")
 

@@ -21,7 +21,8 @@ from unimumer_lib.mining import sample_caption_set
 from unimumer_lib.predictions import read_predictions
 from unimumer_lib.records import read_captions, read_sharegpt
 from unimumer_lib.report import HEADERS, prediction_path, read_table_csv
-from unimumer_lib.tasks import EDL_TASKS, held_out_index
+from unimumer_lib.splits import held_out_index
+from unimumer_lib.tasks import EDL_TASKS
 
 PROFILE = "paper-dry"
 TESTS = {"test2014": "CROHME 2014", "test2016": "CROHME 2016"}

@@ -1,4 +1,5 @@
-"""Figures: the one helper that saves a figure, shows it in a notebook and closes it; the data-exploration charts.
+"""Figures: the data-exploration and training charts; ``files.save_figure`` saves each, shows it in a notebook and
+closes it.
 
 Every chart here draws on a figure of its own (``new_axes``), so no chart inherits the axes, labels or legend
 of the one before; ``save_figure`` closes the figure after saving, so none leaks into the next cell.
@@ -6,16 +7,13 @@ of the one before; ``save_figure`` closes the figure after saving, so none leaks
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from .files import atomic_write_with
+from .files import save_figure  # noqa: F401  (charts save through it; its home is files)
 from .records import Record
 
-DPI = 120
 
 
 def new_axes(nrows: int = 1, ncols: int = 1, **kwargs):
@@ -23,29 +21,6 @@ def new_axes(nrows: int = 1, ncols: int = 1, **kwargs):
     import matplotlib.pyplot as plt
 
     return plt.subplots(nrows, ncols, **kwargs)
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where figures can be shown inline)."""
-    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-    return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def save_figure(fig, path: Path | str, show: bool | None = None, dpi: int = DPI) -> Path:
-    """Save ``fig`` to ``path`` atomically (format from the suffix), show it inline when ``show`` (default: inside
-    a notebook), then close it. Returns the path."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    try:
-        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
-        if show if show is not None else in_notebook():
-            from IPython.display import display
-            display(fig)
-    finally:
-        plt.close(fig)
-    return path
 
 
 # ---- data exploration (notebook 01) ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ An error of the write names the target file (a bare ``[Errno 28] No space left o
 from __future__ import annotations
 
 import os
+import sys
 import re
 import tempfile
 from pathlib import Path
@@ -153,3 +154,29 @@ def tsv_field(text) -> str:
 def tsv_line(*fields) -> str:
     """A TSV line of ``fields`` (each through ``tsv_field``), newline included."""
     return "\t".join(map(tsv_field, fields)) + "\n"
+
+
+FIGURE_DPI = 120  # what save_figure writes at
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where figures can be shown inline)."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def save_figure(fig, path: Path | str, show: bool | None = None, dpi: int = FIGURE_DPI) -> Path:
+    """Save ``fig`` to ``path`` atomically (format from the suffix), show it inline when ``show`` (default: inside
+    a notebook), then close it. Returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
+        if show if show is not None else in_notebook():
+            from IPython.display import display
+            display(fig)
+    finally:
+        plt.close(fig)
+    return path

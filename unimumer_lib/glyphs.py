@@ -6,7 +6,7 @@ strokes moved to the origin, scaled so that the longer side of its box is ``GRID
 keeps its writer: the file's ``writer`` annotation within its source folder, or the file itself where none is
 written (MathBrush), so that ``synth`` can write one expression with one writer's hand.
 
-``build_bank`` refuses a test split, by its folder name and by the leak guard (``tasks.held_out_index``: an
+``build_bank`` refuses a test split, by its folder name and by the leak guard (``splits.held_out_index``: an
 InkML id of a test split under the CROHME root or beside the source). Its counts reconcile: files read = used +
 rejected, each reject with its reason (``glyphs.rejects.tsv`` beside the bank).
 
@@ -211,7 +211,7 @@ def check_not_test(src: Path, roots=()) -> None:
     """Refuse (TestSplitRefused) a source that is a test split, by name or by the leak guard's index of the test
     splits under ``roots`` (and beside ``src``)."""
     from .inkml import find_inkml
-    from .tasks import TEST_SPLIT_NAME, held_out_index
+    from .splits import TEST_SPLIT_NAME, held_out_index
 
     named = [p for p in (src.resolve(), *src.resolve().parents) if TEST_SPLIT_NAME.fullmatch(p.name)]
     if named:

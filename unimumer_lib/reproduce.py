@@ -292,7 +292,7 @@ def _hold_out(folder: Path, train: dict[str, str], test: dict[str, str], n: int)
 def find_test_splits(data_root: Path) -> list[str]:
     """Test split folders holding InkML under a data root (test, test2014, test2016, test2019, ...)."""
     from .prepare import find_splits
-    from .tasks import TEST_SPLIT_NAME
+    from .splits import TEST_SPLIT_NAME
 
     return [name for name in find_splits(data_root) if TEST_SPLIT_NAME.fullmatch(name)]
 

@@ -50,7 +50,7 @@ def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limi
     they are resized into the paper's pixel range (``model.fit_pixels``).
     A row with an empty answer is left out and appended to ``rejects`` as (file, row, reason); one file given
     twice raises; rows repeated across files are reported. The leak guard of ``unimumer tasks``
-    (``tasks.check_no_test_images``: test splits of ``test_roots``, default the CROHME root) refuses rows whose
+    (``splits.check_no_test_images``: test splits of ``test_roots``, default the CROHME root) refuses rows whose
     image is a test image unless ``allow_test_images``.
     """
     import random
@@ -101,7 +101,7 @@ def _report_repeats(rows: list[dict]) -> None:
 
 def _check_held_out(rows: list[dict], paths: list[Path], test_roots, allow: bool) -> None:
     from . import config
-    from .tasks import check_no_test_images, held_out_index
+    from .splits import check_no_test_images, held_out_index
 
     index = held_out_index([config.crohme_root()] if test_roots is None else test_roots)
     items = [(Path(image).stem, image) for r in rows for image in r["images"]]

@@ -792,6 +792,6 @@ def plot_synthetic_vs_crohme(path=None, crohme=None, n: int = 5, seed: int = 0, 
             ax.set_title(f"{title}\n{caption}" if row == 0 else caption, fontsize=7)
     fig.tight_layout()
     if path is not None:
-        from .figures import save_figure
+        from .files import save_figure
         save_figure(fig, path)  # shown inline in a notebook, then closed
     return fig
