@@ -3,7 +3,7 @@ renders) and on 300 held-out compositions of the glyph bank's test writers (the 
 curve's 200 and the smoke test set's 1,110): one JSON line per (model, set) with ExpRate, <=1, <=2, the top
 output's share and the seconds taken.
 
-    python benchmarks/bench_bases.py glyph-base tiny-base      # needs the CROHME root (config.crohme_root())
+    python benchmarks/bench_bases.py glyph-base tiny-base      # needs the CROHME root (paths.crohme_root())
 """
 import json
 import sys
@@ -12,14 +12,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from unimumer_lib import pretrain
-from unimumer_lib.infer import load_for_inference, predict
-from unimumer_lib.metrics import score
+from unimumer_lib.training import stream
+from unimumer_lib.inference.infer import load_for_inference, predict
+from unimumer_lib.evaluation.metrics import score
 
 work = Path(tempfile.mkdtemp(prefix="bench_bases_"))
 t = time.time()
-crohme = pretrain.crohme_records(work, "test2014", 10_000)
-comps = pretrain.held_out_records(work, 300, offset=1200, glyphs="test")
+crohme = stream.crohme_records(work, "test2014", 10_000)
+comps = stream.held_out_records(work, 300, offset=1200, glyphs="test")
 print(f"data: {len(crohme)} CROHME 2014, {len(comps)} compositions, {time.time()-t:.0f} s", flush=True)
 for name in sys.argv[1:]:
     model, proc = load_for_inference(name)

@@ -1,9 +1,11 @@
 """Does a CPU recipe teach the tiny Qwen2.5-VL to read? Train on synthetic handwriting, score on unseen writers.
 
-Train and test are drawn from the caption sampler + handwriting synthesiser of ``unimumer_lib.synth`` with
+Train and test are drawn from the caption sampler + handwriting synthesiser of ``unimumer_lib.data.synth`` with
 different seeds (test captions that also occur in train are dropped, so nothing is seen twice), rendered by
-``unimumer_lib.prepare`` exactly as the reproduce pipeline does, turned into task rows by ``unimumer_lib.tasks``,
-trained with ``unimumer_lib.train`` (TRL's SFTTrainer) and recognised greedily with ``unimumer_lib.infer``.
+``unimumer_lib.data.prepare`` exactly as the reproduce pipeline does, turned into task rows by
+``unimumer_lib.tasks.build``,
+trained with ``unimumer_lib.training.train`` (TRL's SFTTrainer) and recognised greedily with
+``unimumer_lib.inference.infer``.
 Prints held-out ExpRate / <=1 / CER, the same for a blind control (predictions shuffled across test images: what
 a model that ignores the image would score), distinct-prediction ratio, per-length ExpRate, wall and CPU time.
 
@@ -22,16 +24,17 @@ from pathlib import Path
 
 import torch
 
-from unimumer_lib.infer import predict
-from unimumer_lib.metrics import exprate_by_length, sample_distances, score
-from unimumer_lib.model import SIZES, num_parameters, tiny_model
-from unimumer_lib.prepare import load_split, prepare_split
-from unimumer_lib.train import curve_callback
-from unimumer_lib.synth import synthesize_dataset
-from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import train
-from unimumer_lib.sftconfig import PRESETS
-from unimumer_lib.sftdata import load_sharegpt_dataset, mixture_counts
+from unimumer_lib.inference.infer import predict
+from unimumer_lib.evaluation.metrics import exprate_by_length, sample_distances, score
+from unimumer_lib.models.model import num_parameters
+from unimumer_lib.models.tiny import SIZES, tiny_model
+from unimumer_lib.data.prepare import load_split, prepare_split
+from unimumer_lib.training.callbacks import curve_callback
+from unimumer_lib.data.synth import synthesize_dataset
+from unimumer_lib.tasks.build import caption_rows, write_task_files
+from unimumer_lib.training.train import train
+from unimumer_lib.training.sftconfig import PRESETS
+from unimumer_lib.training.sftdata import load_sharegpt_dataset, mixture_counts
 
 
 def synthetic_split(work: Path, n: int, seed: int, height: int) -> list:

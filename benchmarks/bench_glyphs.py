@@ -5,8 +5,8 @@ synthetic writer (test writers unseen) and rendered at the recipe's height. Two 
 
 * ``vision``: the tiny model's vision tower, mean-pooled, with a linear classifier on top (a plain torch loop):
   how fast the vision tower itself can learn glyph identity.
-* ``model``: the whole tiny Qwen2.5-VL trained by the recipe (``unimumer_lib.train``, TRL, the vanilla prompt)
-  and read greedily (``unimumer_lib.infer``): the same glyphs, but through the language model's attention over
+* ``model``: the whole tiny Qwen2.5-VL trained by the recipe (``unimumer_lib.training.train``, TRL, the vanilla prompt)
+  and read greedily (``unimumer_lib.inference.infer``): the same glyphs, but through the language model's attention over
   the chat template's ~60 prompt tokens and the image tokens.
 
 The gap between the two is the cost of routing image features through the decoder; ``--text-init`` varies the
@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unimumer_lib.infer import exprate, predict
-from unimumer_lib.model import fit_pixels, tiny_model
-from unimumer_lib.reproduce import PROFILES
-from unimumer_lib.synth import glyph_images, glyph_vocabulary
-from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import train
-from unimumer_lib.sftconfig import PRESETS
+from unimumer_lib.inference.infer import exprate, predict
+from unimumer_lib.models.images import fit_pixels
+from unimumer_lib.models.tiny import tiny_model
+from unimumer_lib.pipeline.profiles import PROFILES
+from unimumer_lib.data.synth import glyph_images, glyph_vocabulary
+from unimumer_lib.tasks.build import caption_rows, write_task_files
+from unimumer_lib.training.train import train
+from unimumer_lib.training.sftconfig import PRESETS
 
 RECIPE = PROFILES["smoke"]
 

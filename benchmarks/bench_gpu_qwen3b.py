@@ -76,8 +76,8 @@ def train_flops(model, batch: int, seq: int, image_tokens: int) -> float:
 
 def build(smoke: bool, attn: str, device: str, dtype: torch.dtype, fixture: bool = False):
     if fixture:
-        from unimumer_lib.hubfixture import build_fixture
-        from unimumer_lib.model import load_model
+        from unimumer_lib.models.hubfixture import build_fixture
+        from unimumer_lib.models.model import load_model
 
         model, _ = load_model(build_fixture(), dtype=dtype, attn_implementation=attn)
         return model.to(device)
@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list of full,lora,saveload,generate to skip")
-    ap.add_argument("--fixture", action="store_true", help="the shrunk hub fixture (unimumer_lib.hubfixture)")
+    ap.add_argument("--fixture", action="store_true", help="the shrunk hub fixture (unimumer_lib.models.hubfixture)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU (for MFU)")
     args = ap.parse_args()
@@ -246,7 +246,7 @@ def main() -> None:
         model = build(args.smoke, args.attn, device, dtype, args.fixture)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-        from unimumer_lib.sftconfig import PRESETS
+        from unimumer_lib.training.sftconfig import PRESETS
 
         spec = {**PRESETS["single-gpu-lora"]["lora"], "lora_dropout": 0.0}  # the preset's adapters: all linear
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **spec))

@@ -1,8 +1,8 @@
 """Learning is real: a tiny Qwen2.5-VL trained on 32 CROHME training images reads them back (ExpRate).
 
 The 32 images are a seeded choice among CROHME train expressions of 3-12 tokens (short captions keep the
-CPU run to minutes), rendered at height 64. Trains with the `cpu-smoke` preset of unimumer_lib.train, then
-recognises the same 32 images greedily with unimumer_lib.infer. Prints model size, steps, wall time, peak
+CPU run to minutes), rendered at height 64. Trains with the `cpu-smoke` preset of unimumer_lib.training.train, then
+recognises the same 32 images greedily with unimumer_lib.inference.infer. Prints model size, steps, wall time, peak
 memory, ExpRate and how many distinct predictions there are (a model that ignores the image emits one).
 
     python benchmarks/bench_learning.py [--n 32] [--steps 400] [--size tiny] [--threads 2]
@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 
 from peak_memory import peak_rss_mib
-from unimumer_lib.config import crohme_root
-from unimumer_lib.infer import predict
-from unimumer_lib.metrics import score
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.model import num_parameters, tiny_model
-from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import train
+from unimumer_lib.core.paths import crohme_root
+from unimumer_lib.inference.infer import predict
+from unimumer_lib.evaluation.metrics import score
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.models.model import num_parameters
+from unimumer_lib.models.tiny import tiny_model
+from unimumer_lib.tasks.build import caption_rows, write_task_files
+from unimumer_lib.training.train import train
 
 
 def main() -> None:

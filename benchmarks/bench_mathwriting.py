@@ -22,17 +22,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from peak_memory import peak_rss_mib
-from unimumer_lib import config
-from unimumer_lib.inkml import Ink, caption_of, ink_to_mathwriting_xml, read_inkml_folder
-from unimumer_lib.prepare import prepare_crohme
-from unimumer_lib.records import CAPTION_FILE, read_captions
+from unimumer_lib.core import paths
+from unimumer_lib.data.inkml import Ink, caption_of, ink_to_mathwriting_xml, read_inkml_folder
+from unimumer_lib.data.prepare import prepare_crohme
+from unimumer_lib.formats.records import CAPTION_FILE, read_captions
 
 FULL_CORPUS = 630_000
 
 
 def write_corpus(folder: Path, n: int) -> dict[str, str]:
     """n MathWriting files under folder/train/; returns {sampleId: normalizedLabel}."""
-    inks, _ = read_inkml_folder(config.crohme_root() / "test2014")
+    inks, _ = read_inkml_folder(paths.crohme_root() / "test2014")
     labels = {}
     (folder / "train").mkdir(parents=True)
     for i in range(n):
@@ -84,7 +84,7 @@ def main() -> None:
             shutil.rmtree(Path(tmp) / f"img{n}", ignore_errors=True)
             shutil.rmtree(src, ignore_errors=True)
         start = time.perf_counter()
-        crohme = prepare_crohme(config.crohme_root(), Path(tmp) / "crohme", splits=["test2014"], workers=1)
+        crohme = prepare_crohme(paths.crohme_root(), Path(tmp) / "crohme", splits=["test2014"], workers=1)
         print(f"baseline, the same ink as CROHME InkML (test2014, images): "
               f"{crohme['test2014']['read'] / (time.perf_counter() - start):,.0f} files/s")
         for (n0, c0, i0), (n1, c1, i1) in zip(rows, rows[1:]):

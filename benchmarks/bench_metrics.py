@@ -13,8 +13,9 @@ import json
 import random
 import time
 
-from unimumer_lib import analysis, config, metrics
-from unimumer_lib.predictions import Prediction
+from unimumer_lib.evaluation import analysis, metrics
+from unimumer_lib.core import paths
+from unimumer_lib.formats.predictions import Prediction
 
 VARIANTS_PER_CAPTION = 64
 EDIT_WEIGHTS = (0.55, 0.2, 0.12, 0.08, 0.05)  # P(0..4 edits): harsher than the reference model (84% exact)
@@ -36,7 +37,7 @@ def mutate(tokens: list[str], vocab: list[str], rng: random.Random) -> list[str]
 
 def synthesise(n: int, seed: int) -> tuple[list[str], list[str]]:
     rng = random.Random(seed)
-    captions = [r["gt"] for r in json.loads(config.reference_predictions().read_text(encoding="utf-8"))]
+    captions = [r["gt"] for r in json.loads(paths.reference_predictions().read_text(encoding="utf-8"))]
     vocab = sorted({t for c in captions for t in c.split()})
     pools = [[" ".join(mutate(c.split(), vocab, rng)) for _ in range(VARIANTS_PER_CAPTION)] for c in captions]
     picks = [rng.randrange(len(captions)) for _ in range(n)]

@@ -25,13 +25,15 @@ CHILD = r"""
 import json, sys
 from peak_memory import peak_rss_mib
 from pathlib import Path
-from unimumer_lib import config, hubfixture, mining
-from unimumer_lib.tasks import caption_items, caption_rows, write_task_files
-from unimumer_lib.train import train
+from unimumer_lib.core import paths
+from unimumer_lib.models import hubfixture
+from unimumer_lib.pipeline import mining
+from unimumer_lib.tasks.build import caption_items, caption_rows, write_task_files
+from unimumer_lib.training.train import train
 
 work, k, images, steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 hub = hubfixture.build_fixture()
-mining.sample_caption_set(config.crohme_root() / "train", work / "set", images, min_tokens=3, max_tokens=8, height=64)
+mining.sample_caption_set(paths.crohme_root() / "train", work / "set", images, min_tokens=3, max_tokens=8, height=64)
 opts = dict(model_path=str(hub), preset="cpu-smoke", max_steps=steps, disable_tqdm=True, save_steps=10**6)
 if k == 1:
     items, _ = caption_items(work / "set")

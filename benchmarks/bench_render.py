@@ -17,10 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-from unimumer_lib import config
-from unimumer_lib.inkml import find_inkml, read_inkml
-from unimumer_lib.prepare import prepare_split
-from unimumer_lib.render import default_workers, render_ink, render_many
+from unimumer_lib.core.paths import crohme_root
+from unimumer_lib.data.inkml import find_inkml, read_inkml
+from unimumer_lib.data.prepare import prepare_split
+from unimumer_lib.data.render import default_workers, render_ink, render_many
 
 
 def _tree_rss_bytes(root_pid: int) -> int:
@@ -74,7 +74,7 @@ def main() -> None:
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--skip-train", action="store_true")
     args = p.parse_args()
-    root = config.crohme_root()
+    root = crohme_root()
 
     paths = find_inkml(root / "test2014")
     t = time.perf_counter()

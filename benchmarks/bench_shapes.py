@@ -1,4 +1,4 @@
-"""Training-step cost of the tiny Qwen2.5-VL shapes (``unimumer_lib.model.SIZES``) against this CPU's fp32 peak.
+"""Training-step cost of the tiny Qwen2.5-VL shapes (``unimumer_lib.models.tiny.SIZES``) against this CPU's fp32 peak.
 
 For each shape: parameters, FLOPs of one training step (forward + backward, counted by torch's
 ``FlopCounterMode``), the step's median wall time (forward, backward, AdamW) on a batch of real-glyph compositions
@@ -18,10 +18,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from unimumer_lib import glyphs, synth
-from unimumer_lib.model import SIZES, fit_pixels, num_parameters, tiny_model
-from unimumer_lib.render import render_ink
-from unimumer_lib.taskspec import PROMPTS
+from unimumer_lib.data import glyphs
+from unimumer_lib.data import handwriting
+from unimumer_lib.data import captions
+from unimumer_lib.models.images import fit_pixels
+from unimumer_lib.models.model import num_parameters
+from unimumer_lib.models.tiny import SIZES, tiny_model
+from unimumer_lib.data.render import render_ink
+from unimumer_lib.tasks.spec import PROMPTS
 
 
 def matmul_peak(n: int = 1024, reps: int = 20) -> float:
@@ -43,8 +47,9 @@ def batch_of(processor, n: int, height: int, seed: int = 0) -> dict:
     images, texts = [], []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        caption = synth.sample_caption(rng)
-        images.append(fit_pixels(render_ink(synth.handwrite(caption, rng, bank=bank), height=height).convert("RGB")))
+        caption = captions.sample_caption(rng)
+        ink = handwriting.handwrite(caption, rng, bank=bank)
+        images.append(fit_pixels(render_ink(ink, height=height).convert("RGB")))
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPTS["vanilla"]}]},
                     {"role": "assistant", "content": [{"type": "text", "text": caption}]}]
         texts.append(processor.apply_chat_template(messages, tokenize=False))

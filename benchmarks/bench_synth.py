@@ -11,10 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from unimumer_lib import config, synth
-from unimumer_lib.inkml import caption_of, read_inkml_folder
-from unimumer_lib.prepare import prepare_crohme
-from unimumer_lib.records import CAPTION_FILE, read_captions
+from unimumer_lib.core import paths
+from unimumer_lib.data import synth
+from unimumer_lib.data.inkml import caption_of, read_inkml_folder
+from unimumer_lib.data.prepare import prepare_crohme
+from unimumer_lib.formats.records import CAPTION_FILE, read_captions
 
 
 def _timed(fn, *args, **kwargs):
@@ -44,9 +45,9 @@ def read_back(n: int, workers: int | None, tmp: Path) -> None:
 
 def coverage() -> None:
     captions = []
-    if config.reference_predictions().exists():
-        captions += [r["gt"] for r in json.loads(config.reference_predictions().read_text(encoding="utf-8"))]
-    train = config.crohme_root() / "train"
+    if paths.reference_predictions().exists():
+        captions += [r["gt"] for r in json.loads(paths.reference_predictions().read_text(encoding="utf-8"))]
+    train = paths.crohme_root() / "train"
     if train.is_dir():
         inks, _ = read_inkml_folder(train)
         captions += [caption_of(ink) for ink in inks]

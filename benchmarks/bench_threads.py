@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from unimumer_lib import config
-from unimumer_lib.workers import cores
+from unimumer_lib.core import paths
+from unimumer_lib.core.workers import cores
 
 
 def busy(stop) -> None:
@@ -63,8 +63,8 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=200, help="images per inference run")
     ap.add_argument("--no-load", action="store_true", help="skip the runs beside a busy process")
     args = ap.parse_args()
-    unimumer = [sys.executable, "-m", "unimumer_lib.cli"]
-    root = config.crohme_root()
+    unimumer = [sys.executable, "-m", "unimumer_lib.pipeline.cli"]
+    root = paths.crohme_root()
     print(f"{cores()} cores; load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

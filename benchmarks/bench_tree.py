@@ -15,10 +15,10 @@ import os
 import time
 from collections import Counter
 
-from unimumer_lib import config
-from unimumer_lib.inkml import caption_of, read_inkml_folder
-from unimumer_lib.tasks import caption_row
-from unimumer_lib.tree import COUNT_EXCLUDED, count_text, survey, tree_text
+from unimumer_lib.core import paths
+from unimumer_lib.data.inkml import caption_of, read_inkml_folder
+from unimumer_lib.tasks.build import caption_row
+from unimumer_lib.latex.tree import COUNT_EXCLUDED, count_text, survey, tree_text
 
 SPLITS = ("train", "test2014", "test2016")
 
@@ -27,7 +27,7 @@ def crohme_captions() -> tuple[list[str], int]:
     """All captions of SPLITS and the number of files without one."""
     captions, missing = [], 0
     for split in SPLITS:
-        inks, rejects = read_inkml_folder(config.crohme_root() / split)
+        inks, rejects = read_inkml_folder(paths.crohme_root() / split)
         missing += len(rejects)
         for ink in inks:
             try:

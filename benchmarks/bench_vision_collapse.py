@@ -14,10 +14,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from unimumer_lib import pretrain
-from unimumer_lib.model import fit_pixels, tiny_model
-from unimumer_lib.tasks import listed_task_files
-from unimumer_lib.train import train
+from unimumer_lib.training import stream
+from unimumer_lib.models.images import fit_pixels
+from unimumer_lib.models.tiny import tiny_model
+from unimumer_lib.tasks.build import listed_task_files
+from unimumer_lib.training.train import train
 
 import vision_health
 
@@ -43,7 +44,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["mix-0.1", "vanilla-0.1", "mix-0.02"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        records = pretrain.held_out_records(tmp, 6, offset=2500, glyphs="test")
+        records = stream.held_out_records(tmp, 6, offset=2500, glyphs="test")
         images = [fit_pixels(Image.open(r.image_path).convert("RGB")) for r in records]
         print("| run | image-token RMS | token-embedding RMS | cosine between images | std / RMS in an image |")
         print("| --- | --- | --- | --- | --- |", flush=True)

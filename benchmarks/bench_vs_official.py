@@ -5,7 +5,7 @@ Fetches nothing: give the official files of a checkout of https://github.com/BFl
     python benchmarks/bench_vs_official.py --official-eval UNIMUMER/scripts/eval_metrics_calculator.py \\
         --official-preprocess UNIMUMER/preprocess/make_unimumer_tree_data.py [--runs 5] [--sizes 986 200000]
 
-- **eval**: whole processes, ``python -m unimumer_lib.cli eval FILE --format json`` against the official
+- **eval**: whole processes, ``python -m unimumer_lib.pipeline.cli eval FILE --format json`` against the official
   ``evaluate_text_generation(FILE)`` (imported from the given path), the two alternating (ours first in even runs),
   each under ``/usr/bin/time -v`` (wall and peak RSS; ``os.wait4`` where GNU time is missing). Both sides run from
   compiled bytecode (``compileall`` first). Sizes: the published CROHME 2014 predictions (986 records, when the
@@ -80,10 +80,10 @@ def timed_process(cmd: list[str], env: dict | None = None) -> tuple[float, float
 
 def eval_file(folder: Path, n: int, seed: int = 0) -> Path:
     """The published CROHME 2014 predictions for n == 986 (when here), else n synthetic records."""
-    from unimumer_lib import config
+    from unimumer_lib.core import paths
 
-    if n == 986 and config.reference_predictions().exists():
-        return config.reference_predictions()
+    if n == 986 and paths.reference_predictions().exists():
+        return paths.reference_predictions()
     from bench_metrics import synthesise
 
     gts, preds = synthesise(n, seed)
@@ -96,7 +96,7 @@ def eval_file(folder: Path, n: int, seed: int = 0) -> Path:
 
 def compare_eval(official: Path, path: Path, runs: int, env: dict) -> dict:
     """Alternating whole-process runs of both; the metrics checked equal; medians and their ratios."""
-    ours_cmd = [sys.executable, "-m", "unimumer_lib.cli", "eval", str(path), "--format", "json"]
+    ours_cmd = [sys.executable, "-m", "unimumer_lib.pipeline.cli", "eval", str(path), "--format", "json"]
     official_cmd = [sys.executable, "-c", OFFICIAL_RUNNER, str(official), str(path)]
     times = {"ours": [], "official": []}
     rss = {"ours": [], "official": []}
@@ -164,7 +164,7 @@ def main() -> int:
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     compileall.compile_dir(str(REPO / "unimumer_lib"), quiet=1)
     py_compile.compile(str(args.official_eval))
-    from unimumer_lib.workers import threads
+    from unimumer_lib.core.workers import threads
 
     print(f"machine: {os.cpu_count()} cores; ours eval threads {threads(args.threads)}, official 1; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
@@ -182,7 +182,7 @@ def main() -> int:
                   f"{['%.2f' % t for t in result['runs']['official']]} s; metrics agree", flush=True)
     if args.official_preprocess:
         from bench_tree import crohme_captions
-        from unimumer_lib.tree import count_text, tree_text
+        from unimumer_lib.latex.tree import count_text, tree_text
 
         captions, _ = crohme_captions()
         fns = official_functions(args.official_preprocess, ("get_symbol_counts", "make_count_dict2str"))

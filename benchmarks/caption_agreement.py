@@ -16,10 +16,10 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from unimumer_lib import config
-from unimumer_lib.align import align
-from unimumer_lib.inkml import read_inkml_folder
-from unimumer_lib.latex import GROUP_TOKENS, SCRIPT_TOKENS, canonical_caption, mathml_tokens, normalize, tokenize
+from unimumer_lib.core import paths
+from unimumer_lib.latex.align import align
+from unimumer_lib.data.inkml import read_inkml_folder
+from unimumer_lib.latex.tokens import GROUP_TOKENS, SCRIPT_TOKENS, canonical_caption, mathml_tokens, normalize, tokenize
 
 REASONS = {
     "literature follows raw LaTeX (structure)":
@@ -151,12 +151,12 @@ def main(argv=None) -> None:
     parser.add_argument("--splits", nargs="+", default=["test2014", "test2016", "train"])
     parser.add_argument("--show", type=int, default=5, help="examples printed per disagreement class")
     args = parser.parse_args(argv)
-    root = config.crohme_root()
+    root = paths.crohme_root()
     for split in args.splits:
         inks = split_report(split, root / split, args.show)
-        if split == "test2014" and config.reference_predictions().exists():
+        if split == "test2014" and paths.reference_predictions().exists():
             print()
-            test2014_report(inks, config.reference_predictions(), args.show)
+            test2014_report(inks, paths.reference_predictions(), args.show)
 
 
 if __name__ == "__main__":

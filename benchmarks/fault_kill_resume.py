@@ -25,15 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unimumer_lib.render import render_ink  # noqa: E402
-from unimumer_lib.runfolder import checkpoint_problem, checkpoints  # noqa: E402
-from unimumer_lib.synth import synthesize  # noqa: E402
+from unimumer_lib.data.render import render_ink  # noqa: E402
+from unimumer_lib.training.runfolder import checkpoint_problem, checkpoints  # noqa: E402
+from unimumer_lib.data.synth import synthesize  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "unimumer_lib.cli", *map(str, args)]
+    return [sys.executable, "-m", "unimumer_lib.pipeline.cli", *map(str, args)]
 
 
 def make_data(work: Path, n: int) -> Path:

@@ -25,13 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unimumer_lib import config  # noqa: E402
+from unimumer_lib.core import paths  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def prepare_cmd(src, out, splits, height, workers) -> list[str]:
-    return [sys.executable, "-m", "unimumer_lib.cli", "prepare", "crohme", "--src", str(src), "--out", str(out),
+    return [sys.executable, "-m", "unimumer_lib.pipeline.cli", "prepare", "crohme", "--src", str(src),
+            "--out", str(out),
             "--splits", splits, "--height", str(height), "--workers", str(workers)]
 
 
@@ -96,7 +97,7 @@ def check(label: str, out: Path, clean: dict[str, bytes], leftovers: list[int], 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--src", default=str(config.crohme_root()))
+    ap.add_argument("--src", default=str(paths.crohme_root()))
     ap.add_argument("--splits", default="test2014,test2016")
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)

@@ -30,12 +30,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c 'import torch, transformers, trl, pyarrow; print(torch.__version__, transformers.__version__, trl.__version__, pyarrow.__version__)'
 python3 benchmarks/bench_gpu_qwen3b.py --full-batch 4 --gen-batches 1,16,64
 python3 benchmarks/bench_gpu_qwen3b.py --full-batch 8 --skip lora,saveload,generate
-python3 -m unimumer_lib.cli infer --model tiny-base --data $CARRY/crohme/test2014 --out \$OUT/tiny_base_2014.json --batch-size 64 --force
-python3 -m unimumer_lib.cli eval \$OUT/tiny_base_2014.json --format json --out \$OUT/tiny_base_2014_eval.json
+python3 -m unimumer_lib.pipeline.cli infer --model tiny-base --data $CARRY/crohme/test2014 --out \$OUT/tiny_base_2014.json --batch-size 64 --force
+python3 -m unimumer_lib.pipeline.cli eval \$OUT/tiny_base_2014.json --format json --out \$OUT/tiny_base_2014_eval.json
 python3 benchmarks/gpu_compare.py $CARRY/cpu_reference.json \$OUT/tiny_base_2014_eval.json
-python3 -m unimumer_lib.cli train --data $CARRY/tasks --model \$(python3 -c 'from unimumer_lib import hubfixture; print(hubfixture.build_fixture())') --preset single-gpu-lora --max-steps 4 --out \$OUT/sft --force
-python3 -m unimumer_lib.cli infer --model \$OUT/sft/final --data $CARRY/crohme/test_16 --out \$OUT/pred.json --force
-python3 -m unimumer_lib.cli eval \$OUT/pred.json --format md
+python3 -m unimumer_lib.pipeline.cli train --data $CARRY/tasks --model \$(python3 -c 'from unimumer_lib import hubfixture; print(hubfixture.build_fixture())') --preset single-gpu-lora --max-steps 4 --out \$OUT/sft --force
+python3 -m unimumer_lib.pipeline.cli infer --model \$OUT/sft/final --data $CARRY/crohme/test_16 --out \$OUT/pred.json --force
+python3 -m unimumer_lib.pipeline.cli eval \$OUT/pred.json --format md
 EOF
 }
 
@@ -62,8 +62,8 @@ case "${1:-}" in
   python3 - "$root" "$CARRY" <<'PY'
 import sys
 from pathlib import Path
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.tasks import caption_rows, write_task_files
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.tasks.build import caption_rows, write_task_files
 root, carry = Path(sys.argv[1]), Path(sys.argv[2])
 train = sample_caption_set(root / "train", carry / "train_16", 16, max_tokens=12, height=128)
 rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in train], ["vanilla"], progress=False)

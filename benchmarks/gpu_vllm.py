@@ -8,13 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from unimumer_lib import config, hubfixture, infer
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.model import load_processor
+from unimumer_lib.core import paths
+from unimumer_lib.models import hubfixture
+from unimumer_lib.inference import infer
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.models.model import load_processor
 
 out = Path(sys.argv[1])
 hub = hubfixture.build_fixture()
-records = sample_caption_set(config.crohme_root() / "test2014", out / "vllm_set", 256, height=128)
+records = sample_caption_set(paths.crohme_root() / "test2014", out / "vllm_set", 256, height=128)
 start = time.perf_counter()
 rows = infer.predict(infer.VllmModel(str(hub)), load_processor(hub), records, out / "vllm_pred.json",
                      max_new_tokens=64, force=True, progress=False)

@@ -13,8 +13,8 @@ import json
 import time
 from pathlib import Path
 
-from unimumer_lib import config
-from unimumer_lib.normalize import compare_with_published
+from unimumer_lib.core import paths
+from unimumer_lib.latex.published import compare_with_published
 
 # Why a disagreement is not a rule to add: the published caption holds information the raw caption lacks.
 CAUSES = (
@@ -37,7 +37,7 @@ def cause(d: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sample", type=Path, default=config.normalization_sample())
+    ap.add_argument("--sample", type=Path, default=paths.normalization_sample())
     args = ap.parse_args()
     for path in sorted(args.sample.glob("*.json")):
         items = json.loads(path.read_text(encoding="utf-8"))

@@ -12,8 +12,9 @@ import tempfile
 import torch
 from PIL import Image
 
-from unimumer_lib import pretrain
-from unimumer_lib.model import fit_pixels, load_model
+from unimumer_lib.training import stream
+from unimumer_lib.models.images import fit_pixels
+from unimumer_lib.models.model import load_model
 
 
 def health(path, images) -> str:
@@ -33,7 +34,7 @@ def health(path, images) -> str:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        records = pretrain.held_out_records(tmp, 6, offset=2500, glyphs="test")
+        records = stream.held_out_records(tmp, 6, offset=2500, glyphs="test")
         images = [fit_pixels(Image.open(r.image_path).convert("RGB")) for r in records]
         print("| checkpoint | image-token RMS | token-embedding RMS | cosine between images | std / RMS in an image |")
         print("| --- | --- | --- | --- | --- |")

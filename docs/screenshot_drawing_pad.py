@@ -44,14 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(REPO))
-    from unimumer_lib import pretrain
-    from unimumer_lib.synth import synthesize
+    from unimumer_lib.training import stream
+    from unimumer_lib.data.synth import synthesize
 
-    ink = synthesize(args.seed, pretrain.HELD_OUT_SEED)
+    ink = synthesize(args.seed, stream.HELD_OUT_SEED)
     with tempfile.TemporaryDirectory() as tmp:
         notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
                                                                      "display_name": "Python 3"}})
-        notebook.cells = [nbformat.v4.new_code_cell("from unimumer_lib import widgets\npad = widgets.draw()")]
+        code = "from unimumer_lib.evaluation import drawing\npad = drawing.draw()"
+        notebook.cells = [nbformat.v4.new_code_cell(code)]
         nbformat.write(notebook, Path(tmp) / "draw.ipynb")
         server = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={args.port}", "--allow-root",

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from unimumer_lib import config
+from unimumer_lib.core import paths
 
 
 def _require(path, what):
@@ -19,14 +19,14 @@ def _require(path, what):
 
 @pytest.fixture(scope="session")
 def crohme_root():
-    return _require(config.crohme_root(), "CROHME corpus")
+    return _require(paths.crohme_root(), "CROHME corpus")
 
 
 @pytest.fixture(scope="session")
 def reference_predictions():
-    return _require(config.reference_predictions(), "reference predictions")
+    return _require(paths.reference_predictions(), "reference predictions")
 
 
 @pytest.fixture(scope="session")
 def normalization_sample():
-    return _require(config.normalization_sample(), "published normalisation sample")
+    return _require(paths.normalization_sample(), "published normalisation sample")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from unimumer_lib import edl
-from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
-from unimumer_lib.tasks import CAPTION_TASKS, caption_rows, edl_task_rows
+from unimumer_lib.tasks import edl
+from unimumer_lib.data.inkml import caption_of, find_inkml, read_inkml
+from unimumer_lib.tasks.build import CAPTION_TASKS, caption_rows, edl_task_rows
 
 # Small made-up confusion table; the insertion always applies, so every caption yields an error record.
 CONFUSIONS = [("x", "X", 1), ("2", "z", 1), ("+", "t", 1), ("(", "", 1), ("", "1", 1)]

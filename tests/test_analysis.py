@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from unimumer_lib import analysis
-from unimumer_lib.analysis import BOTH, CORRECT, GAP, LENGTH, STRUCTURE, SYMBOL
-from unimumer_lib.predictions import Prediction, read_predictions
+from unimumer_lib.evaluation import analysis
+from unimumer_lib.evaluation.analysis import BOTH, CORRECT, GAP, LENGTH, STRUCTURE, SYMBOL
+from unimumer_lib.formats.predictions import Prediction, read_predictions
 
 from test_metrics import RESULTS_FILE, published_numbers
 
@@ -80,7 +80,7 @@ def test_tables_hand_made():
     assert by_len["bucket"].tolist() == ["1-1", "2-3", "4-100"]
     assert by_len["n"].tolist() == [1, 3, 1]
     assert by_len["exprate"].tolist() == [100.0, 0.0, 0.0]
-    counts = analysis.symbol_counts(s).set_index("token")
+    counts = analysis.symbol_error_table(s).set_index("token")
     assert counts.loc["x", "count"] == 2 and counts.loc["x", "errors"] == 2
     assert counts.loc["a", "errors"] == 0
 
@@ -120,7 +120,7 @@ def test_the_text_under_the_confusion_table_follows_its_numbers():
     ``^ → _`` and ``- → {``; the sentence is now made from the table."""
     import pandas as pd
 
-    from unimumer_lib import analysis
+    from unimumer_lib.evaluation import analysis
 
     layout = pd.DataFrame([("^", "_", 12), ("-", "{", 9), ("x", "X", 3)], columns=list(analysis.CONFUSION_COLUMNS))
     text = analysis.describe_confusions(layout)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from unimumer_lib.config import REPO_ROOT
+from unimumer_lib.core.paths import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench_gpu_qwen3b as bench  # noqa: E402

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from unimumer_lib import cli
-from unimumer_lib.cli import build_parser
+from unimumer_lib.pipeline import cli
+from unimumer_lib.pipeline.cli import build_parser
 
 
 def test_every_option_has_help_text():

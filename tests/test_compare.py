@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from unimumer_lib import cli
-from unimumer_lib.compare import align, compare, confusion_changes, mcnemar_exact, paired_bootstrap
-from unimumer_lib.predictions import read_predictions
+from unimumer_lib.pipeline import cli
+from unimumer_lib.evaluation.compare import pair_by_id, compare, confusion_changes, mcnemar_exact, paired_bootstrap
+from unimumer_lib.formats.predictions import read_predictions
 
 
 def test_mcnemar_exact_matches_the_binomial_test_by_hand():
@@ -78,9 +78,9 @@ def test_compare_cli_reports_fixed_broken_and_the_p_value(reference_predictions,
 def test_align_refuses_different_expressions():
     a = [{"img_id": "x", "gt": "a", "pred": "a"}]
     with pytest.raises(ValueError, match="different expressions"):
-        align(a, [{"img_id": "y", "gt": "a", "pred": "a"}])
+        pair_by_id(a, [{"img_id": "y", "gt": "a", "pred": "a"}])
     with pytest.raises(ValueError, match="occurs twice"):
-        align(a + a, a)
+        pair_by_id(a + a, a)
 
 
 
@@ -95,7 +95,7 @@ def test_confusion_changes_lists_the_pairs_whose_count_moved():
 
 
 def test_inspector_filters_what_b_fixed_and_broke(reference_predictions, tmp_path):
-    from unimumer_lib import widgets
+    from unimumer_lib.evaluation import widgets
 
     preds = read_predictions(reference_predictions)
     wrong = [p.img_id for p in preds if p.pred.split() != p.gt.split()][:9]
@@ -123,7 +123,7 @@ def test_mcnemar_at_100k_discordant_pairs_is_fast_and_equals_the_exact_sum(monke
     """Issue 34: term-by-term integer sums took 68 s at 20k discordant pairs and > 300 s at 100k."""
     import time
 
-    from unimumer_lib import compare as C
+    from unimumer_lib.evaluation import compare as C
 
     start = time.perf_counter()
     p = C.mcnemar_exact(49_000, 51_000)
@@ -139,7 +139,7 @@ def test_the_bootstrap_of_a_large_test_set_draws_counts_with_the_same_interval(m
     """Issue 34 (case 22): ``compare`` at 200k records took 38 s, most of it resampling 10,000 x 200k indices.
     Past ``RESAMPLE_LIMIT`` the bootstrap draws how many +1/-1/0 each sample holds (a multinomial: the same
     distribution of the mean); the interval agrees with index resampling and with the normal approximation."""
-    from unimumer_lib import compare as C
+    from unimumer_lib.evaluation import compare as C
 
     rng = np.random.default_rng(3)
     a, b = rng.random(60_000) < 0.40, rng.random(60_000) < 0.45

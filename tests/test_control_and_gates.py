@@ -11,13 +11,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from unimumer_lib import gates, report, reproduce
-from unimumer_lib.compare import compare
-from unimumer_lib.predictions import Prediction, read_predictions, write_predictions
-from unimumer_lib.records import sharegpt_row, write_sharegpt
-from unimumer_lib.synth import SYNTH_MARKER
-from unimumer_lib.taskspec import PROMPTS
-from unimumer_lib.train import epoch_steps
+from unimumer_lib.evaluation import gates, report
+from unimumer_lib.pipeline import reproduce
+from unimumer_lib.pipeline import runplan
+from unimumer_lib.pipeline import profiles
+from unimumer_lib.evaluation.compare import compare
+from unimumer_lib.formats.predictions import Prediction, read_predictions, write_predictions
+from unimumer_lib.formats.sharegpt import sharegpt_row, write_sharegpt
+from unimumer_lib.data.synth import SYNTH_MARKER
+from unimumer_lib.tasks.spec import PROMPTS
+from unimumer_lib.training.train import epoch_steps
 
 
 def _task_file(tmp_path, task: str, n: int):
@@ -37,16 +40,16 @@ def test_the_matched_arm_gets_the_all_arms_steps(tmp_path):
 
 
 def test_the_matched_arm_is_vanilla_data_with_the_all_arms_files_as_its_step_count(tmp_path):
-    assert reproduce.arm_tasks(reproduce.MATCHED_ARM) == ["vanilla"]
+    assert profiles.arm_tasks(profiles.MATCHED_ARM) == ["vanilla"]
     with pytest.raises(ValueError, match="name both"):
-        reproduce.parse_arms(["vanilla", reproduce.MATCHED_ARM])
-    arms = reproduce.parse_arms(["vanilla", reproduce.MATCHED_ARM, "all"])
-    steps = {s.key: s for s in reproduce.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], arms)}
-    matched = steps[f"03[{reproduce.MATCHED_ARM}]"].parameters
+        profiles.parse_arms(["vanilla", profiles.MATCHED_ARM])
+    arms = profiles.parse_arms(["vanilla", profiles.MATCHED_ARM, "all"])
+    steps = {s.key: s for s in runplan.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], arms)}
+    matched = steps[f"03[{profiles.MATCHED_ARM}]"].parameters
     assert [p.rsplit("/", 1)[-1] for p in matched["train_json"]] == ["vanilla.json"]
     assert matched["steps_of"] == steps["03[all]"].parameters["train_json"]
     assert "steps_of" not in steps["03[vanilla]"].parameters
-    assert reproduce.MATCHED_ARM in steps["tables"].parameters["paper_arms"]
+    assert profiles.MATCHED_ARM in steps["tables"].parameters["paper_arms"]
 
 
 def _predictions(path, gts, preds):
@@ -56,7 +59,7 @@ def _predictions(path, gts, preds):
 
 def test_paired_tables_compare_all_with_vanilla_and_with_the_matched_control(tmp_path):
     gts = [f"x ^ {i}" for i in range(10)]
-    arms = {"vanilla": gts[:4] + ["y"] * 6, reproduce.MATCHED_ARM: gts[:6] + ["y"] * 4, "all": gts[:5] + ["y"] * 5}
+    arms = {"vanilla": gts[:4] + ["y"] * 6, profiles.MATCHED_ARM: gts[:6] + ["y"] * 4, "all": gts[:5] + ["y"] * 5}
     for arm, preds in arms.items():
         (tmp_path / "preds" / arm).mkdir(parents=True)
         _predictions(tmp_path / "preds" / arm / "test.json", gts, preds)
@@ -65,9 +68,9 @@ def test_paired_tables_compare_all_with_vanilla_and_with_the_matched_control(tmp
     assert {"ablation_paired", "ablation_paired_matched"} <= set(written)
     matched = pd.read_csv(written["ablation_paired_matched"]["csv"]).set_index("metric").loc["ExpRate"]
     plain = pd.read_csv(written["ablation_paired"]["csv"]).set_index("metric").loc["ExpRate"]
-    assert matched[f"all - {reproduce.MATCHED_ARM}"] == pytest.approx(50.0 - 60.0)
+    assert matched[f"all - {profiles.MATCHED_ARM}"] == pytest.approx(50.0 - 60.0)
     assert plain["all - vanilla"] == pytest.approx(50.0 - 40.0)
-    again = compare(read_predictions(tmp_path / "preds" / reproduce.MATCHED_ARM / "test.json"),
+    again = compare(read_predictions(tmp_path / "preds" / profiles.MATCHED_ARM / "test.json"),
                     read_predictions(tmp_path / "preds" / "all" / "test.json"), "exprate").as_row()
     assert matched["95% low"] == pytest.approx(again["95% low"], abs=1e-3) and again["95% low"] < -10.0 + 1e-9
 

@@ -3,8 +3,8 @@ and sources follow the folder names; made-up files in each package's style."""
 
 from __future__ import annotations
 
-from unimumer_lib import cli
-from unimumer_lib.prepare import find_splits, load_split, prepare_crohme
+from unimumer_lib.pipeline import cli
+from unimumer_lib.data.prepare import find_splits, load_split, prepare_crohme
 
 # CROHME 2019 test style: X Y channels, $-delimited raw truth, a MathML annotation, CRLF line endings.
 UN19 = """<ink xmlns="http://www.w3.org/2003/InkML">\r
@@ -72,7 +72,8 @@ def test_crohme2023_folders(tmp_path):
 
 
 def test_paper_profile_picks_up_the_2019_and_2023_test_sets(tmp_path):
-    from unimumer_lib.reproduce import check_inputs, paper_steps
+    from unimumer_lib.pipeline.reproduce import check_inputs
+    from unimumer_lib.pipeline.runplan import paper_steps
 
     root = tmp_path / "crohme"
     for split in ("train", "test2014", "test2019", "test2023"):

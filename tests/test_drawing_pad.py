@@ -8,13 +8,13 @@ import html
 import numpy as np
 import pytest
 
-from unimumer_lib import pretrain
-from unimumer_lib.infer import load_for_inference, recognize
-from unimumer_lib.inkml import caption_of, read_inkml, write_inkml
-from unimumer_lib.render import render_ink
-from unimumer_lib.synth import synthesize
-from unimumer_lib import widgets
-from unimumer_lib.widgets import DrawingPad
+from unimumer_lib.training import stream
+from unimumer_lib.inference.infer import load_for_inference, recognize
+from unimumer_lib.data.inkml import caption_of, read_inkml, write_inkml
+from unimumer_lib.data.render import render_ink
+from unimumer_lib.data.synth import synthesize
+from unimumer_lib.evaluation import drawing
+from unimumer_lib.evaluation.drawing import DrawingPad
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +32,13 @@ def write(pad, ink):
 
 
 def test_strokes_give_the_same_prediction_as_the_rendered_inkml(base, tmp_path):
-    ink = synthesize(1500, pretrain.HELD_OUT_SEED)  # a held-out synthetic expression: strokes of a real layout
-    pad = DrawingPad(model=base, height=pretrain.HEIGHT, save_dir=tmp_path)
+    ink = synthesize(1500, stream.HELD_OUT_SEED)  # a held-out synthetic expression: strokes of a real layout
+    pad = DrawingPad(model=base, height=stream.HEIGHT, save_dir=tmp_path)
     write(pad, ink)
     assert len(pad.strokes) == len(ink.traces)
     assert all(np.array_equal(a, b) for a, b in zip(pad.ink().traces.values(), ink.traces.values()))
     path = write_inkml(tmp_path / "ref.inkml", ink)
-    reference = render_ink(read_inkml(path), height=pretrain.HEIGHT)
+    reference = render_ink(read_inkml(path), height=stream.HEIGHT)
     assert np.array_equal(np.asarray(pad.image()), np.asarray(reference))
     assert pad.recognize() == recognize([reference], model=base)[0] != ""
 
@@ -47,7 +47,7 @@ def test_undo_clear_and_save_never_overwrites(base, tmp_path):
     pad = DrawingPad(model=base, save_dir=tmp_path)
     with pytest.raises(ValueError, match="nothing drawn"):
         pad.image()
-    write(pad, synthesize(1501, pretrain.HELD_OUT_SEED))
+    write(pad, synthesize(1501, stream.HELD_OUT_SEED))
     n = len(pad.strokes)
     pad.pen_down(5, 5)
     pad.pen_move(9, 9)
@@ -72,7 +72,7 @@ def test_widget_buttons_drive_the_pad(base, tmp_path):
     recognise, undo, clear, save = buttons.children
     recognise.click()
     assert "draw a formula first" in status.value
-    write(pad, synthesize(1502, pretrain.HELD_OUT_SEED))
+    write(pad, synthesize(1502, stream.HELD_OUT_SEED))
     recognise.click()
     assert caption.value == pad.prediction != "" and html.escape(caption.value) in shown.value
     assert not confirm.value and "model's reading" in status.value  # pre-filled, not yet a ground truth
@@ -93,10 +93,10 @@ def test_widget_buttons_drive_the_pad(base, tmp_path):
 
 
 def test_a_prediction_saved_without_a_caption_is_marked_unconfirmed(base, tmp_path):
-    from unimumer_lib.widgets import UNCONFIRMED
+    from unimumer_lib.evaluation.drawing import UNCONFIRMED
 
     pad = DrawingPad(model=base, save_dir=tmp_path)
-    write(pad, synthesize(1503, pretrain.HELD_OUT_SEED))
+    write(pad, synthesize(1503, stream.HELD_OUT_SEED))
     pad.recognize()
     assert UNCONFIRMED in read_inkml(pad.save()).annotations
     assert UNCONFIRMED not in read_inkml(pad.save("x")).annotations
@@ -140,9 +140,9 @@ def test_save_into_a_file_and_a_missing_model_are_shown_not_raised(tmp_path):
 def test_the_static_copy_shows_the_strokes_and_the_reading_without_a_kernel():
     """Issue 32 item 3: a saved notebook holds no widget view; the pad's static copy draws its strokes as SVG,
     its buttons greyed out, and the last reading (escaped)."""
-    pad = widgets.DrawingPad(model="tiny-base")
+    pad = drawing.DrawingPad(model="tiny-base")
     empty = pad.static_html()
-    assert "<polyline" not in empty and empty.count("<button disabled>") == len(widgets.PAD_BUTTONS)
+    assert "<polyline" not in empty and empty.count("<button disabled>") == len(drawing.PAD_BUTTONS)
     pad.pen_down(10, 20)
     pad.pen_move(30, 40)
     pad.pen_up(50, 45)

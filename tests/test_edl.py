@@ -8,8 +8,9 @@ import random
 import pandas as pd
 import pytest
 
-from unimumer_lib.edl import (DELETE, DELETED, ERROR_END, ERROR_START, INSERT, REPLACE, SYNTHETIC, apply_corrections,
-                              edl_records, edl_targets, inject_errors, parse_log, synthetic_records)
+from unimumer_lib.tasks.edl import (DELETE, DELETED, ERROR_END, ERROR_START, INSERT, REPLACE, SYNTHETIC,
+                                     apply_corrections, edl_records, edl_targets, inject_errors, parse_log,
+                                     synthetic_records)
 
 
 @pytest.mark.parametrize("gt, pred, marked, log", [

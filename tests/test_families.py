@@ -8,13 +8,15 @@ import json
 import pytest
 from PIL import Image
 
-from unimumer_lib import cli, config, widgets
-from unimumer_lib.families import FAMILIES, LAYOUTS, dataset_label, family_of
-from unimumer_lib.hubfixture import build_fixture
-from unimumer_lib.infer import load_for_inference, predict
-from unimumer_lib.normalize import STYLES
-from unimumer_lib.predictions import Prediction, read_predictions
-from unimumer_lib.records import load_records
+from unimumer_lib.pipeline import cli
+from unimumer_lib.core import paths
+from unimumer_lib.evaluation import widgets
+from unimumer_lib.formats.families import FAMILIES, LAYOUTS, dataset_label, family_of
+from unimumer_lib.models.hubfixture import build_fixture
+from unimumer_lib.inference.infer import load_for_inference, predict
+from unimumer_lib.latex.published import STYLES
+from unimumer_lib.formats.predictions import Prediction, read_predictions
+from unimumer_lib.formats.records import load_records
 
 
 @pytest.mark.parametrize("name, label", [
@@ -33,7 +35,7 @@ def test_dataset_label(name, label):
 
 
 def test_families_are_consistent_and_documented():
-    readme = (config.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert len(FAMILIES) == 6
     for family in FAMILIES.values():
         assert set(family.layouts) <= set(LAYOUTS) and family.normalization in (None, *STYLES)

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unimumer_lib import cli
-from unimumer_lib.files import TEMP_PREFIX
-from unimumer_lib.inkml import MAX_COORD, MAX_SPREAD, Ink, InkmlError, read_inkml, write_inkml
-from unimumer_lib.outdir import LOCK_FILE, OutputLock
-from unimumer_lib.predictions import PRED_SUFFIX, read_predictions
-from unimumer_lib.prepare import JOURNAL_FILE, load_rejects, load_split, prepare_crohme
-from unimumer_lib.records import CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, read_captions
-from unimumer_lib.render import MAX_HEIGHT
-from unimumer_lib.synth import CAPTIONS_TSV, SYNTH_SPLIT
+from unimumer_lib.pipeline import cli
+from unimumer_lib.core.files import TEMP_PREFIX
+from unimumer_lib.data.inkml import MAX_COORD, MAX_SPREAD, Ink, InkmlError, read_inkml, write_inkml
+from unimumer_lib.core.outdir import LOCK_FILE, OutputLock
+from unimumer_lib.formats.predictions import PRED_SUFFIX, read_predictions
+from unimumer_lib.data.prepare import JOURNAL_FILE, load_rejects, load_split, prepare_crohme
+from unimumer_lib.formats.records import CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, read_captions
+from unimumer_lib.data.render import MAX_HEIGHT
+from unimumer_lib.data.synth import CAPTIONS_TSV, SYNTH_SPLIT
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -48,7 +48,8 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def run_cli(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unimumer_lib.cli", *map(str, args)], env=ENV, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "unimumer_lib.pipeline.cli", *map(str, args)], env=ENV,
+                          capture_output=True,
                           text=True, **kw)
 
 
@@ -201,8 +202,8 @@ def test_odd_file_names(src, tmp_path):
 
 # ---- locks, Ctrl-C, kill -9 ------------------------------------------------------------------------------------
 
-HOLD = "import sys, time; from unimumer_lib.outdir import OutputLock; OutputLock(sys.argv[1], 'holder').acquire(); " \
-       "print('held', flush=True); time.sleep(60)"
+HOLD = "import sys, time; from unimumer_lib.core.outdir import OutputLock; " \
+       "OutputLock(sys.argv[1], 'holder').acquire(); print('held', flush=True); time.sleep(60)"
 
 
 def test_second_writer_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(src, tmp_path):
@@ -230,7 +231,7 @@ def _start(args, out_glob: Path, timeout=30.0) -> subprocess.Popen:
     SIGINT starts at its default, as in a terminal: a shell running pytest in the background (``cmd &``) hands
     its children an ignored SIGINT, and the Ctrl-C tests would then test nothing but that.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "unimumer_lib.cli", *map(str, args)], env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "unimumer_lib.pipeline.cli", *map(str, args)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
@@ -379,8 +380,8 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_caption_ids_that_name_a_path_never_write_or_read_outside(tmp_path):
     """Issue 20, case 1: an HME100K caption.txt id ``../../outside/esc.jpg`` made the copy write (and replace a user
     file) outside the run folder, and ``find_image`` read an image outside the caption folder."""
-    from unimumer_lib.prepare import copy_caption_split
-    from unimumer_lib.records import read_comer, unsafe_id
+    from unimumer_lib.data.prepare import copy_caption_split
+    from unimumer_lib.formats.records import read_comer, unsafe_id
 
     src, out, outside = tmp_path / "hme" / "train", tmp_path / "run" / "prepared", tmp_path / "outside"
     (src / "images").mkdir(parents=True)
@@ -406,8 +407,8 @@ def test_caption_ids_that_name_a_path_never_write_or_read_outside(tmp_path):
 @pytest.fixture(scope="module")
 def crohme4(crohme_root, tmp_path_factory):
     """Four short real CROHME training expressions (height 64) and their finished vanilla task folder."""
-    from unimumer_lib.mining import sample_caption_set
-    from unimumer_lib.tasks import caption_rows, write_task_files
+    from unimumer_lib.pipeline.mining import sample_caption_set
+    from unimumer_lib.tasks.build import caption_rows, write_task_files
 
     folder = tmp_path_factory.mktemp("crohme4")
     records = sample_caption_set(crohme_root / "train", folder / "set", 4, min_tokens=3, max_tokens=8, height=64)
@@ -422,7 +423,7 @@ def train_args(tasks: Path, out: Path, *extra) -> list[str]:
 
 def test_temp_files_of_users_are_never_ours(src, tmp_path, capsys):
     """Case 2: a user's ``.thesis-backup.tmp`` was deleted by synth/prepare (with and without --force)."""
-    from unimumer_lib.files import atomic_write_text, is_temp_name, remove_temp_files
+    from unimumer_lib.core.files import atomic_write_text, is_temp_name, remove_temp_files
 
     for cmd in (["synth", "--n", "2", "--workers", "1"], ["prepare", "crohme", "--src", str(src), "--workers", "1"]):
         out = tmp_path / cmd[0]
@@ -492,8 +493,8 @@ def test_resume_skips_a_checkpoint_torn_by_a_kill_and_ends_equal(crohme4, tmp_pa
     and the final weights equal an uninterrupted run."""
     from safetensors.torch import load_file
 
-    from unimumer_lib.runfolder import checkpoint_problem
-    from unimumer_lib.train import train
+    from unimumer_lib.training.runfolder import checkpoint_problem
+    from unimumer_lib.training.train import train
 
     _, tasks = crohme4
     common = dict(max_steps=4, save_steps=2, per_device_train_batch_size=2, disable_tqdm=True, logging_steps=1)
@@ -519,9 +520,9 @@ def torch_equal(x, y) -> bool:
 
 def test_train_guards_test_images_empty_answers_and_twice_given_files(crohme4, tmp_path, capsys):
     """Case 10: train had no leak guard, trained empty answers and a file given twice without a word."""
-    from unimumer_lib.records import read_sharegpt, write_sharegpt
-    from unimumer_lib.splits import HeldOutImageLeak
-    from unimumer_lib.sftdata import load_sharegpt_dataset
+    from unimumer_lib.formats.sharegpt import read_sharegpt, write_sharegpt
+    from unimumer_lib.data.splits import HeldOutImageLeak
+    from unimumer_lib.training.sftdata import load_sharegpt_dataset
 
     _, tasks = crohme4
     rows = read_sharegpt(tasks / "vanilla.json")
@@ -554,8 +555,8 @@ def test_tabs_inside_a_caption_are_one_separator(tmp_path):
 
 def test_a_task_build_cut_short_is_never_trained_on_in_part(crohme4, tmp_path, monkeypatch):
     """Case 9: ``tasks`` on a full disk left vanilla.json without tree.json/dataset_info.json and no marker."""
-    from unimumer_lib import tasks as T
-    from unimumer_lib.sftdata import task_files
+    from unimumer_lib.tasks import build as T
+    from unimumer_lib.training.sftdata import task_files
 
     records, _ = crohme4
     captions = tmp_path / "split"
@@ -584,7 +585,7 @@ def test_a_task_build_cut_short_is_never_trained_on_in_part(crohme4, tmp_path, m
 
 def test_eval_out_is_atomic_and_a_full_disk_names_the_file(tmp_path, monkeypatch, capsys):
     """Case 9/10: ``eval --out`` on a full disk left a 0-byte file; ``[Errno 28]`` named no file."""
-    from unimumer_lib import files
+    from unimumer_lib.core import files
 
     preds = tmp_path / "a_pred.json"
     preds.write_text(json.dumps(RECORDS))
@@ -660,7 +661,7 @@ def test_stale_predictions_are_never_reused(bad_images, tmp_path, capsys):
 
 def test_prompt_json_paths_may_not_leave_their_root(tmp_path):
     """Case 7: infer/tasks followed prompt-JSON image paths such as ../../../../etc/passwd."""
-    from unimumer_lib.records import read_prompt_json
+    from unimumer_lib.formats.records import read_prompt_json
 
     root = tmp_path / "repo"
     (root / "data").mkdir(parents=True)
@@ -679,7 +680,7 @@ def test_prompt_json_paths_may_not_leave_their_root(tmp_path):
 @pytest.mark.parametrize("command", ["train", "infer", "tasks", "reproduce"])
 def test_a_second_writer_is_refused_naming_the_holder(command, crohme4, bad_images, tmp_path):
     """Case 8: two runs into one --out both did all the work and raced on the same files."""
-    from unimumer_lib.reproduce import REPRODUCE_LOCK
+    from unimumer_lib.pipeline.reproduce import REPRODUCE_LOCK
 
     out = tmp_path / "out"
     args, lock = {
@@ -704,7 +705,7 @@ def test_ctrl_c_stops_infer_within_a_second_and_resumes_to_the_same_file(bad_ima
     for i in range(400):
         (images / f"i{i:03d}.png").write_bytes((bad_images / ("a.png" if i % 2 else "b.png")).read_bytes())
     out = tmp_path / "p.json"
-    cmd = [sys.executable, "-c", "from unimumer_lib.cli import console; raise SystemExit(console())", "infer",
+    cmd = [sys.executable, "-c", "from unimumer_lib.pipeline.cli import console; raise SystemExit(console())", "infer",
            "--model", "tiny-base", "--data", str(images), "--out", str(out), "--batch-size", "2",
            "--max-new-tokens", "8"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -732,7 +733,7 @@ def test_ctrl_c_stops_train_and_reproduce_within_a_second_leaving_no_process(com
     args = {"train": [*train_args(crohme4[1], out)[:-2], "--max-steps", "2000"],
             "reproduce": ["reproduce", "--profile", "ci", "--out", str(out)]}[command]
     started = {"train": out / "run_config.json", "reproduce": out / "notebooks"}[command]
-    cmd = [sys.executable, "-c", "from unimumer_lib.cli import console; raise SystemExit(console())", *args]
+    cmd = [sys.executable, "-c", "from unimumer_lib.pipeline.cli import console; raise SystemExit(console())", *args]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_sigint_default)  # as a terminal starts it, even under `pytest &`
     deadline = time.time() + 120
@@ -752,8 +753,8 @@ def test_ctrl_c_stops_train_and_reproduce_within_a_second_leaving_no_process(com
 
 def test_ids_with_tabs_and_newlines_stay_one_line_in_side_files_and_output(tmp_path, capsys):
     """Issue 34 (item 17): an id holding a tab or a newline went raw into the rejects TSV and --image's stdout."""
-    from unimumer_lib.files import tsv_field, tsv_line
-    from unimumer_lib.infer import REJECTS_SUFFIX, side_file
+    from unimumer_lib.core.files import tsv_field, tsv_line
+    from unimumer_lib.inference.resume import REJECTS_SUFFIX, side_file
 
     assert tsv_line("a\tb", "c\nd", "e\\f") == "a\\tb\tc\\nd\te\\\\f\n"
     assert tsv_field("plain") == "plain"
@@ -801,7 +802,7 @@ def test_normalize_on_a_full_disk_replaces_neither_file(tmp_path, monkeypatch, c
 
 def test_a_rerun_of_normalize_removes_what_a_killed_one_left(tmp_path):
     """Round 3, case 33: ``normalize`` killed mid-write left a ``.unimumer-tmp-*`` a successful rerun kept."""
-    from unimumer_lib.files import TEMP_PREFIX
+    from unimumer_lib.core.files import TEMP_PREFIX
 
     src, out = _norm_input(tmp_path), tmp_path / "norm.json"
     left = tmp_path / f"{TEMP_PREFIX}ab12cd34.norm.json.tmp"
@@ -872,7 +873,7 @@ def test_a_dataset_info_entry_pointing_out_of_its_folder_is_refused(crohme4, tmp
 def test_a_prompt_json_without_root_reads_no_absolute_path_outside_its_folder(tmp_path):
     """Round 3, case 21: a prompt JSON given to ``infer --data`` without ``--root`` read an absolute path outside
     its folder (the ``..`` form was refused)."""
-    from unimumer_lib.records import read_prompt_json
+    from unimumer_lib.formats.records import read_prompt_json
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -946,7 +947,7 @@ def test_a_full_disk_during_infer_or_train_names_the_file_or_the_output(tmp_path
     assert capsys.readouterr().err.endswith(f"{out}.partial.jsonl: No space left on device\n")
     monkeypatch.setattr(pathlib.Path, "open", real_open)
 
-    from unimumer_lib.errors import naming_output  # a saver's error without a path: the output is named
+    from unimumer_lib.core.errors import naming_output  # a saver's error without a path: the output is named
 
     text = "Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })"
     assert naming_output(text, "runs/x") == f"runs/x: {text} (writing this command's output)"
@@ -958,7 +959,7 @@ def test_pretrain_refuses_a_bad_shape_or_a_reused_work_folder_before_any_work(tm
     and a message suggested a ``--force`` that pretrain does not have."""
     from dataclasses import asdict
 
-    from unimumer_lib import pretrain
+    from unimumer_lib.training import pretrain
 
     args = ["pretrain", "--n", "10", "--steps", "2", "--out", str(tmp_path / "o")]
     assert cli.main([*args, "--size", "nosuch", "--work", str(tmp_path / "w")]) == 2
@@ -982,7 +983,7 @@ def test_export_parquet_leaves_out_unreadable_images_and_lists_them(tmp_path):
     without a word; reading it back failed naming no id."""
     from datasets import Dataset
 
-    from unimumer_lib import records as R
+    from unimumer_lib.formats import records as R
 
     Image.new("L", (30, 12), 200).save(tmp_path / "good.png")
     (tmp_path / "empty.png").write_bytes(b"")

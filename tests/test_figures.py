@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from unimumer_lib import config, figures
-from unimumer_lib.explore import stats_frame, symbol_counts
-from unimumer_lib.records import Record
+from unimumer_lib.core import paths
+from unimumer_lib.evaluation import figures
+from unimumer_lib.data.explore import stats_frame, token_frequencies
+from unimumer_lib.formats.records import Record
 
 
 @pytest.fixture
@@ -32,12 +33,11 @@ def test_exploration_charts_carry_their_own_labels(records):
     counts = pd.DataFrame({"split": ["train", "test"], "source": ["s", "s"], "expressions": [2, 2]})
     # drawn in notebook order: a chart must not inherit the previous one's axes, labels or legend
     length = figures.caption_length_figure(stats)
-    freq = figures.symbol_frequency_figure(symbol_counts(r.caption for r in records))
+    symbols = len(token_frequencies(r.caption for r in records))
+    freq = figures.symbol_frequency_figure(token_frequencies(r.caption for r in records))
     assert labels(length) == [("caption length (tokens)", "share", "Caption length per split")]
     assert [t.get_text() for t in length.axes[0].get_legend().get_texts()] == ["test", "train"]
-    assert labels(freq) == [("symbol", "occurrences", f"{len(symbol_counts(r.caption for r in records))} most "
-                                                      f"frequent of {len(symbol_counts(r.caption for r in records))} "
-                                                      "symbols")]
+    assert labels(freq) == [("symbol", "occurrences", f"{symbols} most frequent of {symbols} symbols")]
     assert freq.axes[0].get_legend() is None and freq is not length
     assert labels(figures.counts_figure(counts)) == [("split", "expressions", "Expressions per split and source")]
     structure = figures.structure_figure(stats)
@@ -62,4 +62,4 @@ def test_save_figure_writes_and_closes(tmp_path):
 def test_default_figures_folder_is_not_the_readme_one(monkeypatch, tmp_path):
     monkeypatch.delenv("UNIMUMER_FIGURES", raising=False)
     monkeypatch.setenv("UNIMUMER_RUNS", str(tmp_path))
-    assert config.figures_dir() == tmp_path / "figures" != config.README_FIGURES
+    assert paths.figures_dir() == tmp_path / "figures" != paths.README_FIGURES

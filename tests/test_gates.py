@@ -9,12 +9,16 @@ from dataclasses import replace
 
 import pytest
 
-from unimumer_lib import edl, gates, pretrain, synth
-from unimumer_lib.infer import exprate, predict
-from unimumer_lib.model import load_model
-from unimumer_lib.taskspec import TASKS
+from unimumer_lib.tasks import edl
+from unimumer_lib.evaluation import gates
+from unimumer_lib.training import pretrain
+from unimumer_lib.training import stream
+from unimumer_lib.data import captions
+from unimumer_lib.inference.infer import exprate, predict
+from unimumer_lib.models.model import load_model
+from unimumer_lib.tasks.spec import TASKS
 
-CAPTIONS = synth.sample_captions(200, seed=3)
+CAPTIONS = captions.sample_captions(200, seed=3)
 
 
 @pytest.mark.parametrize("task", ["tree", "can"])
@@ -58,8 +62,8 @@ def test_the_latex_read_from_each_format_is_its_caption():
 
 def test_check_names_each_missed_bar():
     ok = gates.Gate("tree", 100, 95.0, 30.0, 35.0)
-    assert gates.check({"tree": ok}) == []
-    misses = gates.check({"tree": gates.Gate("tree", 100, 50.0, 10.0, 35.0),
+    assert gates.misses({"tree": ok}) == []
+    misses = gates.misses({"tree": gates.Gate("tree", 100, 50.0, 10.0, 35.0),
                           "error_fix": gates.Gate("error_fix", 80, 99.0, 20.0, 25.0, 20.0)})
     assert len(misses) == 3 and misses[0].startswith("tree: 50.0 % well-formed")
     assert "error_fix: 20.0 % exact" in misses[2]
@@ -67,13 +71,13 @@ def test_check_names_each_missed_bar():
 
 def test_a_vanilla_only_base_fails_the_auxiliary_gates(tmp_path):
     model, processor = load_model(pretrain.BASE_NAME, dtype="float32")
-    records = pretrain.held_out_records(tmp_path / "img", 24, offset=2000)
+    records = stream.held_out_records(tmp_path / "img", 24, offset=2000)
     result = gates.measure(model, processor, records, out=tmp_path / "gates.json", batch_size=12)
     assert set(result) == set(gates.AUX_TASKS)
     preds = predict(model, processor, records, tmp_path / "pred.json", batch_size=12, progress=False)
     assert result["tree"].vanilla_exprate == pytest.approx(100 * exprate(preds))
     assert result["tree"].well_formed < 50 and result["can"].well_formed < 50
-    assert any(m.startswith("tree:") for m in gates.check(result))
+    assert any(m.startswith("tree:") for m in gates.misses(result))
     saved = json.loads((tmp_path / "gates.json").read_text())
     assert len(saved["outputs"]["tree"]) == 24 and len(saved["outputs"]["error_fix"]) == result["error_fix"].n
 
@@ -83,9 +87,9 @@ def test_gates_of_a_prepared_split_are_written_and_read_back(tmp_path):
     written beside its results and read back for the gates table."""
     from PIL import Image
 
-    from unimumer_lib.records import write_comer
+    from unimumer_lib.formats.records import write_comer
 
-    records = pretrain.held_out_records(tmp_path / "img", 10, offset=2100)
+    records = stream.held_out_records(tmp_path / "img", 10, offset=2100)
     split = write_comer(tmp_path / "split", [replace(r, image=Image.open(r.image_path)) for r in records]).parent
     measured = gates.measure_split(pretrain.BASE_NAME, split, tmp_path / gates.GATES_FILE, n=6, batch_size=6)
     assert gates.read_gates(tmp_path / gates.GATES_FILE) == measured and measured["tree"].n == 6
@@ -94,12 +98,12 @@ def test_gates_of_a_prepared_split_are_written_and_read_back(tmp_path):
 def test_a_capped_run_scales_each_tasks_budget_and_its_outputs_stay_within_it(tmp_path):
     """The CPU profiles cap vanilla at 96 new tokens; a gate's looping Tree-CoT stops at the same multiple of its
     task's length instead of running to the GPU budget (2,048)."""
-    from unimumer_lib.taskspec import MAX_NEW_TOKENS, token_budget
+    from unimumer_lib.tasks.spec import MAX_NEW_TOKENS, token_budget
 
     assert token_budget("tree") == MAX_NEW_TOKENS["tree"]
     assert token_budget("vanilla", 96) == 96 and token_budget("tree", 96) == 96 * 4 and token_budget("can", 8) == 16
     model, processor = load_model(pretrain.BASE_NAME, dtype="float32")
-    records = pretrain.held_out_records(tmp_path / "img", 4, offset=2200)
+    records = stream.held_out_records(tmp_path / "img", 4, offset=2200)
     gates.measure(model, processor, records, out=tmp_path / "gates.json", batch_size=4, max_new_tokens=6)
     outputs = json.loads((tmp_path / "gates.json").read_text())["outputs"]
     for task, texts in outputs.items():

@@ -11,14 +11,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from unimumer_lib.infer import exprate, predict
-from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
-from unimumer_lib.model import tiny_model
-from unimumer_lib.pretrain import RECIPE
-from unimumer_lib.reproduce import synthetic_root
-from unimumer_lib.synth import DIGITS, LETTERS, glyph_images, sample_captions
-from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import train
+from unimumer_lib.inference.infer import exprate, predict
+from unimumer_lib.data.inkml import caption_of, find_inkml, read_inkml
+from unimumer_lib.models.tiny import tiny_model
+from unimumer_lib.training.pretrain import RECIPE
+from unimumer_lib.pipeline.reproduce import synthetic_root
+from unimumer_lib.data.captions import DIGITS, LETTERS, sample_captions
+from unimumer_lib.data.synth import glyph_images
+from unimumer_lib.tasks.build import caption_rows, write_task_files
+from unimumer_lib.training.train import train
 
 SYMBOLS = LETTERS[0][:10] + DIGITS[0]  # the ten most frequent letters and the ten digits
 

@@ -10,13 +10,15 @@ import subprocess
 import pytest
 import torch
 
-from unimumer_lib import glyphs, pretrain, synth
-from unimumer_lib.config import REPO_ROOT
-from unimumer_lib.infer import exprate, predict
-from unimumer_lib.inkml import caption_of
-from unimumer_lib.model import SHIPPED, load_model, read_input_spec
-from unimumer_lib.records import Record
-from unimumer_lib.render import render_ink
+from unimumer_lib.data import glyphs, synth
+from unimumer_lib.training import pretrain
+from unimumer_lib.training import stream
+from unimumer_lib.core.paths import REPO_ROOT
+from unimumer_lib.inference.infer import exprate, predict
+from unimumer_lib.data.inkml import caption_of
+from unimumer_lib.models.model import SHIPPED, load_model, read_input_spec
+from unimumer_lib.formats.records import Record
+from unimumer_lib.data.render import render_ink
 
 NAME = pretrain.GLYPH_BASE_NAME
 BASE = SHIPPED[NAME]
@@ -34,7 +36,7 @@ def base():
 def fresh(tmp_path_factory):
     """100 expressions composed now from the shipped bank's test writers (never in pretraining), captions not
     trained on, rendered as the profiles render."""
-    pretrain.check_seed(FRESH_SEED)
+    stream.check_seed(FRESH_SEED)
     folder, bank = tmp_path_factory.mktemp("fresh"), glyphs.bank_for(glyphs.SHIPPED_NAME, "test")
     seen, out, i = pretrain.read_caption_list(BASE), [], 0
     while len(out) < 100:
@@ -44,7 +46,7 @@ def fresh(tmp_path_factory):
         if caption in seen:
             continue
         path = folder / f"{ink.id}.png"
-        render_ink(ink, height=pretrain.HEIGHT).save(path)
+        render_ink(ink, height=stream.HEIGHT).save(path)
         out.append(Record(id=path.stem, caption=caption, image_path=str(path)))
     return out
 
@@ -69,7 +71,7 @@ def test_every_segment_names_a_commit_of_this_repository_holding_the_pretraining
         tree = subprocess.run(["git", "ls-tree", "-r", "--name-only", segment["commit"]], cwd=REPO_ROOT,
                               capture_output=True, text=True)
         assert tree.returncode == 0, (segment, tree.stderr)
-        assert "unimumer_lib/pretrain.py" in tree.stdout.split()
+        assert {"unimumer_lib/pretrain.py", "unimumer_lib/training/pretrain.py"} & set(tree.stdout.split())
     first, *later = RUN_CONFIG["segments"][1:]  # tiny-base continued, then glyph-base continued
     assert first["init"] == pretrain.BASE_NAME and all(g["init"] == NAME for g in later)
     from dataclasses import asdict  # each glyph segment recorded the recipe it ran: the code's glyph segments, in order
@@ -86,12 +88,12 @@ def test_every_segment_names_a_commit_of_this_repository_holding_the_pretraining
 def test_its_captions_are_disjoint_from_every_test_set(crohme_root):
     trained = pretrain.read_caption_list(BASE)
     assert len(trained) > 10_000
-    assert not trained & pretrain.held_out_captions()
-    assert not trained & pretrain.crohme_test_captions(crohme_root)
+    assert not trained & stream.held_out_captions()
+    assert not trained & stream.crohme_test_captions(crohme_root)
 
 
 def test_the_folder_carries_the_crohme_licence_and_its_input():
     card = (BASE / "README.md").read_text(encoding="utf-8")
     assert "license: cc-by-nc-sa-3.0" in card and "CC BY-NC-SA 3.0" in card
-    assert read_input_spec(NAME) == {"height": pretrain.HEIGHT, "ink": "dark-on-light"}
+    assert read_input_spec(NAME) == {"height": stream.HEIGHT, "ink": "dark-on-light"}
     assert RUN_CONFIG["glyphs"]["writer_group"] == "pretrain"

@@ -12,10 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unimumer_lib import cli, glyphs, synth
-from unimumer_lib.inkml import find_inkml, read_inkml
-from unimumer_lib.render import render_ink
-from unimumer_lib.splits import TEST_SPLIT_NAME
+from unimumer_lib.pipeline import cli
+from unimumer_lib.data import glyphs, synth
+from unimumer_lib.data import handwriting
+from unimumer_lib.data import captions
+from unimumer_lib.data.inkml import find_inkml, read_inkml
+from unimumer_lib.data.render import render_ink
+from unimumer_lib.data.splits import TEST_SPLIT_NAME
 
 TRAIN_SAMPLE = ("HAMEX/formulaire001-equation000.inkml", "KAIST/KME1G3_0_sub_21.inkml", "MfrDB/MfrDB0104.inkml")
 
@@ -41,7 +44,7 @@ def test_bank_counts_reconcile_and_name_every_reject(small_train, tmp_path):
     src, picked = small_train
     summary = glyphs.build_bank(src, tmp_path / "bank", roots=[], progress=False)
     assert (summary["read"], summary["written"], summary["rejected"]) == (6, 4, 2)
-    rejects = (tmp_path / "bank" / glyphs.REJECTS_FILE).read_text().splitlines()
+    rejects = (tmp_path / "bank" / glyphs.BANK_REJECTS_FILE).read_text().splitlines()
     assert rejects[0] == "file\treason"
     assert sorted(rejects[1:]) == ["MfrDB/MfrDB3088.inkml\tempty file",
                                    "MfrDB/unsegmented.inkml\tno symbol segmentation (no labelled traceGroup)"]
@@ -131,9 +134,9 @@ def test_real_glyph_composition_keeps_the_caption_and_one_writer():
     bank = glyphs.load_bank().subset(group="test")
     for i in range(20):
         rng = np.random.default_rng([5, i])
-        caption = synth.sample_caption(rng)
+        caption = captions.sample_caption(rng)
         try:
-            ink = synth.handwrite(caption, rng, bank=bank)
+            ink = handwriting.handwrite(caption, rng, bank=bank)
         except ValueError:
             continue
         assert ink.latex == f"${caption}$"
@@ -172,4 +175,4 @@ def test_glyphs_cli_builds_a_bank(small_train, tmp_path, capsys):
     assert cli.main(["glyphs", "--src", str(src), "--out", str(tmp_path / "bank")]) == 0
     out = capsys.readouterr().out
     assert "read 6 = used 4 + rejected 2" in out and (tmp_path / "bank" / glyphs.BANK_FILE).exists()
-    assert Path(tmp_path / "bank" / glyphs.REJECTS_FILE).exists()
+    assert Path(tmp_path / "bank" / glyphs.BANK_REJECTS_FILE).exists()

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 from PIL import Image
 
-from unimumer_lib import infer, workers
+from unimumer_lib.inference import shards
+from unimumer_lib.core import workers
 
 
 def test_shards_run_on_the_devices_this_process_was_given(monkeypatch, tmp_path):
@@ -29,7 +30,7 @@ def test_shards_run_on_the_devices_this_process_was_given(monkeypatch, tmp_path)
     for path in images:
         Image.new("RGB", (64, 32), "white").save(path)
     with pytest.raises(RuntimeError, match="shard"):
-        infer._run_shards("tiny", images, tmp_path / "out.json", 2, [], None, False)  # (rows, records)
+        shards._run_shards("tiny", images, tmp_path / "out.json", 2, [], None, False)  # (rows, records)
     assert started == ["2", "3"]
 
 
@@ -41,7 +42,7 @@ def test_shard_device(visible, gpus, expected):
 
 
 def _vanilla_file(folder):
-    from unimumer_lib.tasks import caption_rows, write_task_files
+    from unimumer_lib.tasks.build import caption_rows, write_task_files
 
     folder.mkdir(parents=True, exist_ok=True)
     items = []
@@ -53,8 +54,9 @@ def _vanilla_file(folder):
 
 
 def test_a_real_model_without_a_preset_is_refused_before_any_download(tmp_path, capsys, monkeypatch):
-    from unimumer_lib import cli, model
-    from unimumer_lib.sftconfig import CPU_PRESET, default_preset
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.models import model
+    from unimumer_lib.training.sftconfig import CPU_PRESET, default_preset
 
     monkeypatch.setattr(model, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     data = _vanilla_file(tmp_path / "d")
@@ -73,7 +75,7 @@ def test_a_real_model_without_a_preset_is_refused_before_any_download(tmp_path, 
 
 
 def test_full_is_the_paper_recipe():
-    from unimumer_lib.sftconfig import PRESETS, resolve_settings
+    from unimumer_lib.training.sftconfig import PRESETS, resolve_settings
 
     assert resolve_settings("full") == resolve_settings("paper") and not resolve_settings("full").get("use_cpu")
     assert "freeze_vision" in PRESETS["paper"]  # the choice is stated where the recipe is
@@ -84,10 +86,10 @@ def test_freeze_vision_flag_freezes_the_tower_and_reaches_run_config(tmp_path):
 
     import torch
 
-    from unimumer_lib import cli
-    from unimumer_lib.model import load_model
-    from unimumer_lib.sftconfig import Recipe
-    from unimumer_lib.train import add_train_arguments, launch_command
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.models.model import load_model
+    from unimumer_lib.training.sftconfig import Recipe
+    from unimumer_lib.training.launch import add_train_arguments, launch_command
 
     data = _vanilla_file(tmp_path / "d")
     assert cli.main(["train", "--data", str(data), "--model", "tiny", "--out", str(tmp_path / "run"),
@@ -110,12 +112,13 @@ def test_a_transparent_image_is_read_on_white_paper(tmp_path):
     """A canvas export (black ink, alpha 0 elsewhere) reads as its opaque copy, in inference and training alike."""
     import numpy as np
 
-    from unimumer_lib import pretrain
-    from unimumer_lib.infer import _open_image, predict
-    from unimumer_lib.model import fit_pixels, load_model
-    from unimumer_lib.records import Record
+    from unimumer_lib.training import stream
+    from unimumer_lib.inference.infer import _open_image, predict
+    from unimumer_lib.models.images import fit_pixels
+    from unimumer_lib.models.model import load_model
+    from unimumer_lib.formats.records import Record
 
-    records = pretrain.held_out_records(tmp_path / "img", 6, offset=2100)
+    records = stream.held_out_records(tmp_path / "img", 6, offset=2100)
     clear = []
     for r in records:
         grey = np.asarray(Image.open(r.image_path).convert("L"))
@@ -138,8 +141,8 @@ def test_vllm_gets_bf16_a_bounded_context_and_a_seed(monkeypatch):
     import sys
     import types
 
-    from unimumer_lib.infer import _vllm_runner, decoding
-    from unimumer_lib.model import load_model
+    from unimumer_lib.inference.infer import _vllm_runner, decoding
+    from unimumer_lib.models.model import load_model
 
     made = {}
 
@@ -160,8 +163,8 @@ def test_vllm_gets_bf16_a_bounded_context_and_a_seed(monkeypatch):
 def test_the_paper_recipe_checkpoints_by_fraction_and_loads_data_in_workers(tmp_path):
     """save_steps 500 never saved an arm of 17-86 steps; data prepared in the training process starves the GPU.
     The preset's data-loader settings run here on CPU, and a fraction gives a checkpoint per tenth of the run."""
-    from unimumer_lib.sftconfig import PRESETS
-    from unimumer_lib.train import train
+    from unimumer_lib.training.sftconfig import PRESETS
+    from unimumer_lib.training.train import train
 
     paper = PRESETS["paper"]
     assert 0 < paper["save_steps"] < 1 and paper["dataloader_num_workers"] >= 2
@@ -177,8 +180,8 @@ def test_flash_attention_where_it_imports_on_a_gpu_else_sdpa(monkeypatch, tmp_pa
     import importlib.util
     import json
 
-    from unimumer_lib.model import attention_implementation
-    from unimumer_lib.train import train
+    from unimumer_lib.models.model import attention_implementation
+    from unimumer_lib.training.train import train
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else
@@ -199,8 +202,8 @@ def test_vllm_runs_a_lora_final_folder_as_base_plus_adapter(monkeypatch, tmp_pat
     import sys
     import types
 
-    from unimumer_lib.infer import _vllm_runner, decoding
-    from unimumer_lib.model import load_model
+    from unimumer_lib.inference.infer import _vllm_runner, decoding
+    from unimumer_lib.models.model import load_model
 
     _, processor = load_model("tiny")
     made, asked = {}, []
@@ -239,8 +242,8 @@ def test_vllm_runs_a_lora_final_folder_as_base_plus_adapter(monkeypatch, tmp_pat
 def test_official_sizing_is_qwen_vl_utils_smart_resize(tmp_path):
     """Official inference resizes with qwen_vl_utils (multiples of 28, 3,136-12,845,056 pixels, no 262,144 cap);
     `infer --sizing official` does the same, and the default stays the training fit."""
-    from unimumer_lib import cli
-    from unimumer_lib.model import fit_pixels, official_size
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.models.images import fit_pixels, official_size
 
     # smart_resize by hand: 1000 x 700 -> round to 28: 1008 x 700 (25 x 36 patches), no cap
     assert official_size(Image.new("RGB", (1000, 700))).size == (1008, 700)
@@ -266,14 +269,14 @@ def test_official_sizing_is_qwen_vl_utils_smart_resize(tmp_path):
 def test_notebook_04_inference_shards_over_the_gpus(tmp_path):
     """Issue 31: notebook 04 recognised every split on one GPU of a multi-GPU box. predict_splits runs one shard
     process per GPU (here 2 processes on CPU) and its files equal the one-process run's."""
-    from unimumer_lib import pretrain
-    from unimumer_lib.infer import predict_splits
-    from unimumer_lib.predictions import read_rows
-    from unimumer_lib.records import write_comer
+    from unimumer_lib.inference.shards import predict_splits
+    from unimumer_lib.formats.predictions import read_rows
+    from unimumer_lib.formats.records import write_comer
+    from unimumer_lib.training import stream
 
     from dataclasses import replace
 
-    records = pretrain.held_out_records(tmp_path / "img", 6, offset=2200)
+    records = stream.held_out_records(tmp_path / "img", 6, offset=2200)
     split = write_comer(tmp_path / "split", [replace(r, image=Image.open(r.image_path)) for r in records]).parent
     one = predict_splits("tiny-base", {"t": (split, tmp_path / "one.json")}, batch_size=4, max_new_tokens=48,
                          processes=1)
@@ -293,7 +296,7 @@ def test_notebook_04_inference_shards_over_the_gpus(tmp_path):
 def test_a_bad_trl_option_is_one_line_naming_it(argv, says, tmp_path, capsys):
     """Issue 34 (items 10, 26): lr 1e400 trained every weight to NaN with exit 0; batch 0 died of a division by
     zero; a bad value printed ~140 lines of usage first."""
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     code = cli.main(["train", "--data", str(_vanilla_file(tmp_path / "d")), "--model", "tiny", "--out",
                      str(tmp_path / "run"), *argv])

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from unimumer_lib.config import REPO_ROOT
+from unimumer_lib.core.paths import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_acceptance.sh"
 VLLM_STEP = REPO_ROOT / "benchmarks" / "gpu_vllm.py"

@@ -9,9 +9,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from unimumer_lib.hubfixture import ADDED_TOKENS, FIRST_ADDED_ID, PREPROCESSOR, build_fixture
-from unimumer_lib.model import ImageOnlyQwen2_5_VLProcessor, load_model, save
-from unimumer_lib.tasks import TASKS
+from unimumer_lib.models.hubfixture import ADDED_TOKENS, FIRST_ADDED_ID, PREPROCESSOR, build_fixture
+from unimumer_lib.models.model import load_model, save
+from unimumer_lib.models.processor import ImageOnlyQwen2_5_VLProcessor
+from unimumer_lib.tasks.build import TASKS
 from crohme_tasks import task_rows
 
 

@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from unimumer_lib.infer import PARTIAL_SUFFIX, RUN_SUFFIX, decoding, exprate, generate, predict, run_settings
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.model import tiny_model
-from unimumer_lib.predictions import Prediction, read_predictions
-from unimumer_lib.records import Record
-from unimumer_lib.tasks import PROMPTS
+from unimumer_lib.inference.infer import RUN_SUFFIX, decoding, exprate, generate, predict
+from unimumer_lib.inference.resume import PARTIAL_SUFFIX, run_settings
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.models.tiny import tiny_model
+from unimumer_lib.formats.predictions import Prediction, read_predictions
+from unimumer_lib.formats.records import Record
+from unimumer_lib.tasks.build import PROMPTS
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_exprate_counts_exact_token_matches():
 
 def test_vllm_gets_the_test_set_in_one_call_not_per_batch(setup, tmp_path, monkeypatch):
     """Issue 21: vLLM was called once per batch of 8, so it never batched across the test set."""
-    from unimumer_lib import infer
+    from unimumer_lib.inference import infer
 
     records, _, model, processor = setup
     calls = []
@@ -97,7 +98,8 @@ def test_inference_keeps_a_model_that_fits_on_one_gpu(monkeypatch, tmp_path):
     """Issue 21: device_map="auto" spread the 3B model over every visible GPU (slower than one GPU)."""
     from types import SimpleNamespace
 
-    from unimumer_lib import infer, model as M
+    from unimumer_lib.inference import infer
+    from unimumer_lib.models import model as M
 
     placed = []
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
@@ -115,9 +117,9 @@ def test_inference_keeps_a_model_that_fits_on_one_gpu(monkeypatch, tmp_path):
 
 def test_two_inference_processes_merge_to_the_one_process_file(tmp_path):
     """Issue 21: one process per GPU (data-parallel shards merged in order) instead of device_map="auto"."""
-    from unimumer_lib import cli
-    from unimumer_lib.synth import synthesize
-    from unimumer_lib.render import render_ink
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.data.synth import synthesize
+    from unimumer_lib.data.render import render_ink
 
     images = tmp_path / "images"
     images.mkdir()
@@ -142,7 +144,7 @@ def test_a_users_files_named_like_the_side_files_are_never_replaced(tmp_path, ca
     ``p.json.run.json``."""
     from PIL import Image
 
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     Image.new("L", (60, 24), 255).save(tmp_path / "a.png")
     for suffix in (".rejects.tsv", ".run.json"):
@@ -164,9 +166,9 @@ def test_a_rerun_over_replaced_image_bytes_does_not_reuse_the_old_predictions(tm
 
     from PIL import Image
 
-    from unimumer_lib.infer import StaleOutput
-    from unimumer_lib.model import load_model
-    from unimumer_lib.records import Record
+    from unimumer_lib.inference.resume import StaleOutput
+    from unimumer_lib.models.model import load_model
+    from unimumer_lib.formats.records import Record
 
     model, processor = load_model("tiny-base", dtype="float32")
     records = []
@@ -187,8 +189,8 @@ def test_a_rerun_over_replaced_image_bytes_does_not_reuse_the_old_predictions(tm
 def test_an_unknown_task_is_an_error_never_the_vanilla_prompt_in_silence(setup, tmp_path):
     """Issue 33 item 3: decoding, predict, recognize and extract looked an unknown task up with a vanilla
     fallback (its prompt, its budget, the whole output); each now names the task and the known ones."""
-    from unimumer_lib import infer
-    from unimumer_lib.taskspec import BASE_TASK, names
+    from unimumer_lib.inference import infer
+    from unimumer_lib.tasks.spec import BASE_TASK, names
 
     records, folder, model, processor = setup
     calls = {"decoding": lambda: decoding(processor.tokenizer, task="vanila"),

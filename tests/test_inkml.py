@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unimumer_lib import inkml, latex
-from unimumer_lib.inkml import (LATIN1_NOTE, Ink, InkmlError, SymbolGroup, ink_from_xml, ink_to_xml, read_inkml,
+from unimumer_lib.data import inkml
+from unimumer_lib.latex import tokens as latex
+from unimumer_lib.data.inkml import (LATIN1_NOTE, Ink, InkmlError, SymbolGroup, ink_from_xml, ink_to_xml, read_inkml,
                                 read_inkml_folder, write_inkml)
 
 MATH = ('<math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><msup><mi xml:id="x_1">x</mi>'

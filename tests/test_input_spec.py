@@ -9,11 +9,12 @@ import json
 import pytest
 from PIL import Image, ImageOps
 
-from unimumer_lib import pretrain
-from unimumer_lib.infer import recognize
-from unimumer_lib.metrics import score
-from unimumer_lib.model import (DARK_INK, INPUT_SPEC_FILE, input_spec_of_images, load_model, read_input_spec,
-                                save_processor, to_model_input)
+from unimumer_lib.training import stream
+from unimumer_lib.inference.infer import recognize
+from unimumer_lib.evaluation.metrics import score
+from unimumer_lib.models.images import DARK_INK, INPUT_SPEC_FILE, input_spec_of_images, to_model_input
+from unimumer_lib.models.model import load_model, read_input_spec
+from unimumer_lib.models.processor import save_processor
 
 N = 40
 ONE = 100 / N + 1e-9  # one image of N, in ExpRate points
@@ -27,7 +28,7 @@ def base():
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
     work = tmp_path_factory.mktemp("held_out")
-    return {h: pretrain.held_out_records(work / str(h), N, height=h, offset=2000) for h in (64, 128, 256)}
+    return {h: stream.held_out_records(work / str(h), N, height=h, offset=2000) for h in (64, 128, 256)}
 
 
 def _rate(base, records, transform=lambda im: im):
@@ -36,7 +37,7 @@ def _rate(base, records, transform=lambda im: im):
 
 
 def test_the_shipped_base_records_its_input():
-    assert read_input_spec("tiny-base") == {"height": pretrain.HEIGHT, "ink": DARK_INK}
+    assert read_input_spec("tiny-base") == {"height": stream.HEIGHT, "ink": DARK_INK}
 
 
 def test_the_base_reads_the_same_at_64_128_and_256_pixels(base, held_out):

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unimumer_lib.inkml import read_inkml_folder
-from unimumer_lib.latex import (BIG_OPERATORS, SPACING, canonical_caption, mathml_tokens, normalize,
+from unimumer_lib.data.inkml import read_inkml_folder
+from unimumer_lib.latex.tokens import (BIG_OPERATORS, SPACING, canonical_caption, mathml_tokens, normalize,
                                 tokenize)
 
 AGREEMENT_TARGET = 0.99

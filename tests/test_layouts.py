@@ -8,9 +8,10 @@ import shutil
 import pytest
 from PIL import Image
 
-from unimumer_lib import cli
-from unimumer_lib.prepare import prepare_split
-from unimumer_lib.records import CAPTION_FILE, load_records, read_captions, read_sharegpt
+from unimumer_lib.pipeline import cli
+from unimumer_lib.data.prepare import prepare_split
+from unimumer_lib.formats.records import CAPTION_FILE, load_records, read_captions
+from unimumer_lib.formats.sharegpt import read_sharegpt
 
 OFFICIAL_PROMPT = ("I have an image of a handwritten mathematical expression. Please write out the expression of "
                    "the formula in the image using LaTeX format.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from unimumer_lib.config import REPO_ROOT
+from unimumer_lib.core.paths import REPO_ROOT
 
 
 def test_ruff_finds_nothing():

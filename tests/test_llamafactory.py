@@ -13,13 +13,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from unimumer_lib.config import REPO_ROOT
-from unimumer_lib.hubfixture import build_fixture
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.model import PAPER_MAX_PIXELS, load_model
-from unimumer_lib.tasks import TASKS, write_task_files
-from unimumer_lib.train import make_trainer
-from unimumer_lib.sftdata import load_sharegpt_dataset
+from unimumer_lib.core.paths import REPO_ROOT
+from unimumer_lib.models.hubfixture import build_fixture
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.models.images import PAPER_MAX_PIXELS
+from unimumer_lib.models.model import load_model
+from unimumer_lib.tasks.build import TASKS, write_task_files
+from unimumer_lib.training.train import make_trainer
+from unimumer_lib.training.sftdata import load_sharegpt_dataset
 from crohme_tasks import rows_of
 
 LLAMAFACTORY = "llamafactory==0.9.3"

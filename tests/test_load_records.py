@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from unimumer_lib.records import CAPTION_FILE, IMAGES_DIR, load_records
+from unimumer_lib.formats.records import CAPTION_FILE, IMAGES_DIR, load_records
 
 
 def _image(path):

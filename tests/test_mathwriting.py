@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from unimumer_lib import cli
-from unimumer_lib.inkml import (Ink, caption_of, ink_from_xml, ink_to_mathwriting_xml, mathwriting_caption,
+from unimumer_lib.pipeline import cli
+from unimumer_lib.data.inkml import (Ink, caption_of, ink_from_xml, ink_to_mathwriting_xml, mathwriting_caption,
                                 read_inkml)
-from unimumer_lib.prepare import load_rejects
-from unimumer_lib.records import CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, read_captions
+from unimumer_lib.data.prepare import load_rejects
+from unimumer_lib.formats.records import CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, read_captions
 
 SPLITS = ("train", "valid", "test", "synthetic", "symbols")
 FILE = """<ink xmlns="http://www.w3.org/2003/InkML">

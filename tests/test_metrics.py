@@ -12,8 +12,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 
-from unimumer_lib import align, metrics, taskspec
-from unimumer_lib.latex import STRUCTURE_TOKENS
+from unimumer_lib.latex import align
+from unimumer_lib.evaluation import metrics
+from unimumer_lib.tasks import spec as taskspec
+from unimumer_lib.latex.tokens import STRUCTURE_TOKENS
 
 RESULTS_FILE = "crohme_2014_results.txt"
 PUBLISHED_LINES = {"edit_score": "Mean Edit Score", "bleu4": "BLEU-4 Score", "exprate": "Exact Match Rate",
@@ -169,7 +171,7 @@ def test_extract_vanilla_strips_fences_and_dollars():
 
 
 def test_extract_cot_and_counting_take_the_last_line():
-    from unimumer_lib import tree
+    from unimumer_lib.latex import tree
 
     toks = "\\frac { 1 } { x ^ { 2 } } + y".split()
     cot = tree.tree_text(toks) + "\n" + " ".join(toks)
@@ -181,23 +183,23 @@ def test_extract_cot_and_counting_take_the_last_line():
 
 
 def test_extract_tree_only_output_uses_tree_inverse(monkeypatch):
-    fake = types.ModuleType("unimumer_lib.tree")
+    fake = types.ModuleType("unimumer_lib.latex.tree")
     fake.tree_text_to_tokens = lambda text: ["FROM", "TREE"]
-    monkeypatch.setitem(sys.modules, "unimumer_lib.tree", fake)
+    monkeypatch.setitem(sys.modules, "unimumer_lib.latex.tree", fake)
     assert taskspec.extract_answer("x\n\t2 (sup)", "tree") == "FROM TREE"
     assert taskspec.extract_answer("x\ny (right)", "auto") == "FROM TREE"
     assert taskspec.extract_answer("x\ny (right)", "can") == "y (right)"
 
 
 def test_extract_tree_only_output_round_trips_with_real_tree():
-    from unimumer_lib import tree
+    from unimumer_lib.latex import tree
 
     toks = "\\sqrt { a } + b _ { 1 }".split()
     assert taskspec.extract_answer(tree.tree_text(toks), "tree") == " ".join(toks)
 
 
 def test_extract_normalize_only_when_asked(monkeypatch):
-    from unimumer_lib import latex
+    from unimumer_lib.latex import tokens as latex
 
     monkeypatch.setattr(latex, "normalize", lambda s: "NORMALISED " + s, raising=False)
     assert taskspec.extract_answer("$x$") == "x"

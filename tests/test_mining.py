@@ -7,12 +7,12 @@ import subprocess
 
 import pytest
 
-from unimumer_lib.edl import apply_corrections
-from unimumer_lib.mining import (MINED_PREDICTIONS, Mining, distinct_errors, kfold, mine_errors,
+from unimumer_lib.tasks.edl import apply_corrections
+from unimumer_lib.pipeline.mining import (MINED_PREDICTIONS, Mining, distinct_errors, kfold, mine_errors,
                                  sample_caption_set)
-from unimumer_lib.predictions import Prediction, read_rows
-from unimumer_lib.records import read_sharegpt
-from unimumer_lib.tasks import PROMPTS, split_answer
+from unimumer_lib.formats.predictions import Prediction, read_rows
+from unimumer_lib.formats.sharegpt import read_sharegpt
+from unimumer_lib.tasks.build import PROMPTS, split_answer
 
 
 def test_kfold_is_a_seeded_partition():
@@ -63,9 +63,9 @@ def test_each_fold_frees_its_model_before_the_next_fold(crohme_root, tmp_path, m
     import gc
     import weakref
 
-    from unimumer_lib import mining
-    from unimumer_lib.model import tiny_model
-    from unimumer_lib.train import train as real_train
+    from unimumer_lib.pipeline import mining
+    from unimumer_lib.models.tiny import tiny_model
+    from unimumer_lib.training.train import train as real_train
 
     sample_caption_set(crohme_root / "train", tmp_path / "set", 6, min_tokens=3, max_tokens=8, height=64)
     made, live_at_train = [], []
@@ -80,7 +80,7 @@ def test_each_fold_frees_its_model_before_the_next_fold(crohme_root, tmp_path, m
         live_at_train.append(sum(ref() is not None for ref in made))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr("unimumer_lib.train.train", counting_train)
+    monkeypatch.setattr("unimumer_lib.training.train.train", counting_train)
     mining.mine_errors(tmp_path / "set", tmp_path / "out", Mining(k=3, samples=1, max_steps=2, max_new_tokens=8),
                        make_model=make_model, progress=False, disable_tqdm=True, save_steps=10**6)
     gc.collect()
@@ -94,8 +94,8 @@ def test_each_fold_samples_from_its_saved_model_with_the_trainer_gone(crohme_roo
     import gc
     import weakref
 
-    from unimumer_lib import mining
-    from unimumer_lib.model import tiny_model
+    from unimumer_lib.pipeline import mining
+    from unimumer_lib.models.tiny import tiny_model
 
     sample_caption_set(crohme_root / "train", tmp_path / "set", 6, min_tokens=3, max_tokens=8, height=64)
     made, live_at_sampling, real_sample = [], [], mining.sample_outputs
@@ -119,7 +119,7 @@ def test_each_fold_samples_from_its_saved_model_with_the_trainer_gone(crohme_roo
 def test_folds_run_side_by_side_in_their_own_processes(crohme_root, tmp_path, monkeypatch):
     """Issue 31: the k folds used one GPU of a multi-GPU box. With processes=2 each fold runs in its own process
     (here on CPU: no GPU to give it), and the mined data equals the in-process run's."""
-    from unimumer_lib import mining
+    from unimumer_lib.pipeline import mining
 
     sample_caption_set(crohme_root / "train", tmp_path / "set", 6, min_tokens=3, max_tokens=8, height=64)
     settings = Mining(k=2, samples=1, max_steps=2, max_new_tokens=8)
@@ -127,7 +127,7 @@ def test_folds_run_side_by_side_in_their_own_processes(crohme_root, tmp_path, mo
     real_popen = subprocess.Popen
 
     def spy(cmd, env):
-        started.append(cmd[cmd.index("unimumer_lib.mining") + 3])
+        started.append(cmd[cmd.index("unimumer_lib.pipeline.mining") + 3])
         return real_popen(cmd, env=env)
 
     monkeypatch.setattr("subprocess.Popen", spy)

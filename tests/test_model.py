@@ -7,10 +7,12 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor
 
-from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
-from unimumer_lib.model import (PAPER_MAX_PIXELS, QWEN_SPECIAL_TOKENS, SIZES, ImageOnlyQwen2_5_VLProcessor, fit_pixels,
-                                load_model, num_parameters, save, set_pixel_bounds, tiny_model)
-from unimumer_lib.tasks import PROMPTS
+from unimumer_lib.data.inkml import caption_of, find_inkml, read_inkml
+from unimumer_lib.models.images import PAPER_MAX_PIXELS, fit_pixels, set_pixel_bounds
+from unimumer_lib.models.model import load_model, num_parameters, save
+from unimumer_lib.models.processor import QWEN_SPECIAL_TOKENS, ImageOnlyQwen2_5_VLProcessor
+from unimumer_lib.models.tiny import SIZES, tiny_model
+from unimumer_lib.tasks.build import PROMPTS
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,7 @@ def test_unknown_size_is_rejected():
 
 
 def test_grow_adds_depth_and_keeps_what_the_model_computes(tmp_path):
-    from unimumer_lib.model import grow, grow_sources
+    from unimumer_lib.models.tiny import grow, grow_sources
 
     assert grow_sources(2, 4) == [0, 0, 1, 1] and grow_sources(2, 3) == [0, 0, 1] and grow_sources(3, 3) == [0, 1, 2]
     with pytest.raises(ValueError, match="only adds"):

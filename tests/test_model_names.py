@@ -8,8 +8,8 @@ import huggingface_hub
 import pytest
 from PIL import Image
 
-from unimumer_lib import cli
-from unimumer_lib.model import ModelNotFound, check_model
+from unimumer_lib.pipeline import cli
+from unimumer_lib.models.model import ModelNotFound, check_model
 
 
 @pytest.fixture

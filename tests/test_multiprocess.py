@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 
-from unimumer_lib.config import REPO_ROOT
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import FINAL_DIR, RUN_CONFIG_FILE
+from unimumer_lib.core.paths import REPO_ROOT
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.tasks.build import caption_rows, write_task_files
+from unimumer_lib.training.train import FINAL_DIR, RUN_CONFIG_FILE
 
 
 def test_two_process_training(crohme_root, tmp_path):
@@ -23,7 +23,8 @@ def test_two_process_training(crohme_root, tmp_path):
     config.write_text("per_device_train_batch_size: 2\neffective_batch: 8\nsave_steps: 1\nsave_total_limit: 2\n")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "unimumer_lib.cli",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "unimumer_lib.pipeline.cli",
            "train", "--data", str(tmp_path / "tasks"), "--model", "tiny", "--preset", "cpu-smoke", "--config",
            str(config), "--max-steps", "3", "--out", str(run)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CUDA_VISIBLE_DEVICES": ""}
@@ -41,8 +42,8 @@ def test_two_process_training(crohme_root, tmp_path):
 
 def test_notebook_03_trains_in_two_processes_at_the_same_effective_batch(crohme_root, tmp_path):
     """Issue 21: the paper profile trained on one GPU only (notebook 03 trained in-process)."""
-    from unimumer_lib import reproduce
-    from unimumer_lib.sftconfig import PRESETS
+    from unimumer_lib.pipeline import reproduce
+    from unimumer_lib.training.sftconfig import PRESETS
 
     records = sample_caption_set(crohme_root / "train", tmp_path / "set", 8, max_tokens=10, height=48, seed=2)
     rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in records], ["vanilla"], progress=False)

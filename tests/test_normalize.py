@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from unimumer_lib import cli, report
-from unimumer_lib.normalize import (ARGUMENT, BRACES, DELIMITER, DEPTH, OOV, Removed, compare_with_published,
+from unimumer_lib.pipeline import cli
+from unimumer_lib.evaluation import report
+from unimumer_lib.latex.published import (ARGUMENT, BRACES, DELIMITER, DEPTH, OOV, Removed, compare_with_published,
                                     normalize_caption, normalize_prediction, normalize_predictions, removed_path)
-from unimumer_lib.predictions import Prediction, read_predictions, write_predictions
+from unimumer_lib.formats.predictions import Prediction, read_predictions, write_predictions
 
 SAMPLE_FILES = ("crohme2023_test.json", "mathwriting_test.json")
 AGREEMENT_TARGET = 99.0

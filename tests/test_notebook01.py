@@ -6,10 +6,10 @@ import nbformat
 import numpy as np
 from PIL import Image
 
-from unimumer_lib import config
-from unimumer_lib.reproduce import run_notebook
+from unimumer_lib.core import paths
+from unimumer_lib.pipeline.reproduce import run_notebook
 
-NOTEBOOK = config.REPO_ROOT / "notebooks" / "01_data_exploration.ipynb"
+NOTEBOOK = paths.REPO_ROOT / "notebooks" / "01_data_exploration.ipynb"
 FIGURES = ("01_counts.png", "01_caption_length.png", "01_symbol_frequency.png", "01_structure.png",
            "01_gallery.png")
 

@@ -7,12 +7,12 @@ import json
 
 import nbformat
 
-from unimumer_lib import config
-from unimumer_lib.records import read_sharegpt
-from unimumer_lib.reproduce import run_notebook
-from unimumer_lib.tasks import CAPTION_TASKS, DATASET_INFO, EDL_TASKS
+from unimumer_lib.core import paths
+from unimumer_lib.formats.sharegpt import read_sharegpt
+from unimumer_lib.pipeline.reproduce import run_notebook
+from unimumer_lib.tasks.build import CAPTION_TASKS, DATASET_INFO, EDL_TASKS
 
-NOTEBOOK = config.REPO_ROOT / "notebooks" / "02_task_synthesis.ipynb"
+NOTEBOOK = paths.REPO_ROOT / "notebooks" / "02_task_synthesis.ipynb"
 
 
 def test_notebook_runs_on_a_sample(crohme_root, reference_predictions, tmp_path):

@@ -7,10 +7,10 @@ import os
 
 from PIL import Image
 
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.reproduce import run_notebook
-from unimumer_lib.tasks import build_task_files
-from unimumer_lib.train import LOSS_HISTORY_FILE, FINAL_DIR
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.pipeline.reproduce import run_notebook
+from unimumer_lib.tasks.build import build_task_files
+from unimumer_lib.training.train import LOSS_HISTORY_FILE, FINAL_DIR
 
 
 def test_notebook03_trains_and_plots(crohme_root, tmp_path):

@@ -8,8 +8,8 @@ import ast
 
 import nbformat
 
-from unimumer_lib import config
-from unimumer_lib.reproduce import NOTEBOOKS_DIR, run_notebook
+from unimumer_lib.core import paths
+from unimumer_lib.pipeline.reproduce import NOTEBOOKS_DIR, run_notebook
 
 NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -34,10 +34,10 @@ def test_every_notebook_runs_from_its_defaults(tmp_path, monkeypatch, crohme_roo
     assert len(NOTEBOOKS) == 5
     texts = {name: outputs_text(run_notebook(name, tmp_path / "executed", {})) for name in NOTEBOOKS}
     assert sorted(p.name for p in NOTEBOOKS_DIR.iterdir()) == before  # nothing written beside the notebooks
-    assert config.runs_dir() == runs
+    assert paths.runs_dir() == runs
     assert (runs / "crohme_prepared" / "train" / "caption.txt").is_file()  # 01
     assert (runs / "02_task_synthesis" / "tasks" / "vanilla.json").is_file()  # 02
-    assert (runs / "sft" / "final" / "config.json").is_file()  # 03 trained on 02's tasks
+    assert (runs / "sft" / "final" / "paths.json").is_file()  # 03 trained on 02's tasks
     shown = texts["02_task_synthesis.ipynb"].split("mixture notebook 03 trains: ", 1)[1].splitlines()[0]
     trained = cell_result(tmp_path / "executed" / "notebooks" / "03_sft_trl.ipynb", "sftdata.mixture_counts(dataset)")
     assert ast.literal_eval(shown) == ast.literal_eval(trained) != {}  # 02 shows the mixture 03 trains

@@ -6,8 +6,8 @@ import json
 
 import nbformat
 
-from unimumer_lib import analysis
-from unimumer_lib.reproduce import run_notebook
+from unimumer_lib.evaluation import analysis
+from unimumer_lib.pipeline.reproduce import run_notebook
 
 from test_metrics import RESULTS_FILE, published_numbers
 

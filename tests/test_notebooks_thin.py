@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from unimumer_lib.config import REPO_ROOT
+from unimumer_lib.core.paths import REPO_ROOT
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 MAX_CODE_LINES = 60
@@ -47,7 +47,7 @@ def test_every_backticked_name_in_the_text_exists(path):
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    library = "".join(p.read_text(encoding="utf-8") for p in (REPO_ROOT / "unimumer_lib").glob("*.py"))
+    library = "".join(p.read_text(encoding="utf-8") for p in (REPO_ROOT / "unimumer_lib").rglob("*.py"))
     names = set(re.findall(r"`([a-z][a-z0-9]*_[a-z0-9_]+)`", text))
     missing = sorted(n for n in names if not re.search(rf"\b{n}\b", code + library))
     assert not missing, f"{path.name} names what neither it nor unimumer_lib holds: {missing}"

@@ -15,14 +15,17 @@ import shutil
 
 import pytest
 
-from unimumer_lib import cli, metrics, reproduce
-from unimumer_lib.families import FAMILIES
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.predictions import read_predictions
-from unimumer_lib.records import read_captions, read_sharegpt
-from unimumer_lib.report import HEADERS, prediction_path, read_table_csv
-from unimumer_lib.splits import held_out_index
-from unimumer_lib.tasks import EDL_TASKS
+from unimumer_lib.pipeline import cli, reproduce
+from unimumer_lib.pipeline import profiles
+from unimumer_lib.evaluation import metrics
+from unimumer_lib.formats.families import FAMILIES
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.formats.predictions import read_predictions
+from unimumer_lib.formats.records import read_captions
+from unimumer_lib.formats.sharegpt import read_sharegpt
+from unimumer_lib.evaluation.report import HEADERS, prediction_path, read_table_csv
+from unimumer_lib.data.splits import held_out_index
+from unimumer_lib.tasks.build import EDL_TASKS
 
 PROFILE = "paper-dry"
 TESTS = {"test2014": "CROHME 2014", "test2016": "CROHME 2016"}
@@ -68,12 +71,12 @@ def scores(path):
 
 
 def test_every_arm_predicted_every_test_split(run_dir):
-    for arm in reproduce.ARMS:
+    for arm in profiles.ARMS:
         for test in TESTS:
             preds = read_predictions(prediction_path(run_dir / "predictions", arm, test))
             ids = read_captions(run_dir / "prepared" / test / "caption.txt")
             assert sorted(p.img_id for p in preds) == sorted(ids)
-            assert len(ids) == reproduce.PROFILES[PROFILE].sample_size
+            assert len(ids) == profiles.PROFILES[PROFILE].sample_size
 
 
 def test_main_table_agrees_with_the_prediction_files(run_dir):
@@ -81,8 +84,8 @@ def test_main_table_agrees_with_the_prediction_files(run_dir):
     for label in TESTS.values():
         assert {f"{label} {HEADERS[k]}" for k in ("exprate", "le1", "le2")} <= set(main.columns)
     assert "Uni-MuMER-3B" in main.index  # published rows come first
-    for arm in reproduce.ARMS:
-        row = main.loc[reproduce.arm_model_name(PROFILE, arm)]
+    for arm in profiles.ARMS:
+        row = main.loc[profiles.arm_model_name(PROFILE, arm)]
         for test, label in TESTS.items():
             expected = scores(prediction_path(run_dir / "predictions", arm, test))
             for key in ("exprate", "le1", "le2"):
@@ -92,17 +95,17 @@ def test_main_table_agrees_with_the_prediction_files(run_dir):
 
 
 def test_main_table_has_the_hme100k_column_of_the_main_arm(run_dir, hme100k_root):
-    preds = read_predictions(prediction_path(run_dir / "predictions", reproduce.MAIN_ARM, reproduce.HME100K_SPLIT))
+    preds = read_predictions(prediction_path(run_dir / "predictions", profiles.MAIN_ARM, profiles.HME100K_SPLIT))
     ids = [line.split("\t")[0].removesuffix(".jpg")
            for line in (hme100k_root / "test" / "caption.txt").read_text().splitlines()]
     assert sorted(p.img_id for p in preds) == sorted(ids)
     main = read_table_csv(run_dir / "tables" / "main.csv")
-    expected = scores(prediction_path(run_dir / "predictions", reproduce.MAIN_ARM, reproduce.HME100K_SPLIT))
-    row = main.loc[reproduce.arm_model_name(PROFILE, reproduce.MAIN_ARM)]
+    expected = scores(prediction_path(run_dir / "predictions", profiles.MAIN_ARM, profiles.HME100K_SPLIT))
+    row = main.loc[profiles.arm_model_name(PROFILE, profiles.MAIN_ARM)]
     for key in ("exprate", "le1", "le2"):
         assert row[f"{HME100K} {HEADERS[key]}"] == pytest.approx(expected[key], abs=1e-4)
-    assert main.loc[reproduce.arm_model_name(PROFILE, "vanilla"), f"{HME100K} ExpRate"] != \
-        main.loc[reproduce.arm_model_name(PROFILE, "vanilla"), f"{HME100K} ExpRate"]  # NaN: CROHME arms only
+    assert main.loc[profiles.arm_model_name(PROFILE, "vanilla"), f"{HME100K} ExpRate"] != \
+        main.loc[profiles.arm_model_name(PROFILE, "vanilla"), f"{HME100K} ExpRate"]  # NaN: CROHME arms only
     assert main.loc["Uni-MuMER-3B", f"{HME100K} ExpRate"] > 0  # the published row fills the same column
 
 
@@ -112,9 +115,9 @@ def test_hme100k_model_trained_on_hme100k_train_only(run_dir, hme100k_root):
     book = json.loads((run_dir / "notebooks" / "03_sft_trl.hme100k-all.ipynb").read_text())
     cell = next(c for c in book["cells"] if "mixture_counts" in "".join(c["source"]))
     counts = ast.literal_eval("".join(cell["outputs"][-1]["data"]["text/plain"]))
-    assert set(counts) == set(reproduce.arm_tasks(reproduce.MAIN_ARM)) and all(counts.values())
-    for task in reproduce.arm_tasks(reproduce.MAIN_ARM):
-        rows = read_sharegpt(run_dir / reproduce.HME100K_SPLIT / "tasks" / f"{task}.json")
+    assert set(counts) == set(profiles.arm_tasks(profiles.MAIN_ARM)) and all(counts.values())
+    for task in profiles.arm_tasks(profiles.MAIN_ARM):
+        rows = read_sharegpt(run_dir / profiles.HME100K_SPLIT / "tasks" / f"{task}.json")
         assert rows and {img for r in rows for img in r["images"]} <= train_images
 
 
@@ -127,10 +130,10 @@ def test_hme100k_root_without_test_captions_is_refused(tmp_path, crohme_root, hm
 
 def test_ablation_table_has_the_five_arms(run_dir):
     ablation = read_table_csv(run_dir / "tables" / "ablation.csv")
-    assert list(ablation.index) == list(reproduce.ARMS)
+    assert list(ablation.index) == list(profiles.ARMS)
     metrics = ("exprate", "le1", "le2")
     assert list(ablation.columns) == [f"{label} {HEADERS[k]}" for label in TESTS.values() for k in metrics]
-    for arm in reproduce.ARMS:
+    for arm in profiles.ARMS:
         for test, label in TESTS.items():
             expected = scores(prediction_path(run_dir / "predictions", arm, test))
             for key in metrics:
@@ -147,36 +150,36 @@ def test_edl_rows_are_mined_from_training_images_only(run_dir, crohme_root):
         assert images and set(images) <= train_images
         assert not any(part.startswith("test") for img in images for part in img.split("/")[-3:-1])
     mined = json.loads((run_dir / "mining" / "mined_predictions.json").read_text())
-    assert {row["fold"] for row in mined} == set(range(reproduce.PROFILES[PROFILE].paper.mining.k))
+    assert {row["fold"] for row in mined} == set(range(profiles.PROFILES[PROFILE].paper.mining.k))
     assert not {row["img_id"] for row in mined} & set(test_ids)
 
 
 def test_each_arm_trained_on_its_tasks(run_dir):
-    for arm in reproduce.ARMS:
+    for arm in profiles.ARMS:
         book = json.loads((run_dir / "notebooks" / f"03_sft_trl.{arm}.ipynb").read_text())
         cell = next(c for c in book["cells"] if "mixture_counts" in "".join(c["source"]))
         counts = ast.literal_eval("".join(cell["outputs"][-1]["data"]["text/plain"]))
-        assert set(counts) == set(reproduce.arm_tasks(arm)) and all(counts.values())
+        assert set(counts) == set(profiles.arm_tasks(arm)) and all(counts.values())
     assert (run_dir / "figures" / "all" / "test2016" / "exprate_by_structure.png").stat().st_size > 2000
     assert (run_dir / "figures" / "all" / "test2014" / "exprate_by_length.png").stat().st_size > 2000
 
 
 def test_rerun_retrains_nothing_and_resumes_at_the_first_unfinished_step(run_dir, crohme_root, hme100k_root, capsys):
     finals = {arm: (run_dir / "sft" / arm / "final" / "model.safetensors").stat().st_mtime_ns
-              for arm in reproduce.ARMS}
+              for arm in profiles.ARMS}
     state = json.loads((run_dir / reproduce.RUN_FILE).read_text())
     del state["done"]["tables"]  # as if the run had been interrupted while writing the tables
     (run_dir / reproduce.RUN_FILE).write_text(json.dumps(state))
     code, log = run(run_dir, crohme_root, capsys, hme100k=hme100k_root)
     assert code == 0
-    for arm in reproduce.ARMS:
+    for arm in profiles.ARMS:
         assert f"03_sft_trl.ipynb [{arm}]: finished earlier with the same parameters, not retrained" in log
     assert "03_sft_trl.ipynb [hme100k-all]: finished earlier with the same parameters, not retrained" in log
     ran = [line for line in log.splitlines() if line.startswith("[reproduce:") and "finished earlier" not in line]
     assert ran == ["[reproduce:paper-dry] 04_inference_evaluation.ipynb [tables]",
                    f"[reproduce:paper-dry] done: tables in {run_dir / 'tables'}, figures in {run_dir / 'figures'}"]
     assert finals == {arm: (run_dir / "sft" / arm / "final" / "model.safetensors").stat().st_mtime_ns
-                      for arm in reproduce.ARMS}
+                      for arm in profiles.ARMS}
 
 
 def test_another_profile_into_the_same_folder_is_refused(run_dir, crohme_root, hme100k_root, capsys):
@@ -202,20 +205,20 @@ def test_per_length_exprate_is_written_for_every_test_split(run_dir):
     for test in TESTS:
         table = pd.read_csv(run_dir / "analysis" / test / "exprate_by_length.csv")
         assert list(table.columns) == ["bucket", "n", "exprate"]
-        assert table["n"].sum() == reproduce.PROFILES[PROFILE].sample_size
+        assert table["n"].sum() == profiles.PROFILES[PROFILE].sample_size
 
 
 def test_notebook05_compares_the_main_arm_with_vanilla(run_dir):
     import nbformat
 
-    from unimumer_lib.compare import compare
-    from unimumer_lib.predictions import read_predictions
+    from unimumer_lib.evaluation.compare import compare
+    from unimumer_lib.formats.predictions import read_predictions
 
     for test in TESTS:
         nb = nbformat.read(run_dir / "notebooks" / f"05_error_analysis.{test}.ipynb", as_version=4)
         printed = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
         preds = run_dir / "predictions"
         result = compare(read_predictions(preds / "vanilla" / f"{test}.json"),
-                         read_predictions(preds / reproduce.MAIN_ARM / f"{test}.json"))
+                         read_predictions(preds / profiles.MAIN_ARM / f"{test}.json"))
         shown = next(line for line in printed.splitlines() if line.endswith("fixed by B"))
         assert shown.startswith(f"{result.fixed} samples")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from unimumer_lib.predictions import (KNOWN_KEYS, Prediction, duplicate_ids, missing_ids, read_columns,
+from unimumer_lib.formats.predictions import (KNOWN_KEYS, Prediction, duplicate_ids, missing_ids, read_columns,
                                       read_predictions, write_predictions)
 
 
@@ -123,8 +123,8 @@ def test_a_dataset_that_is_not_a_string_is_named_with_its_record(tmp_path):
     """Issue 34 (item 28): "dataset": ["l"] failed later with "unhashable type: 'list'", naming nothing."""
     import json
 
-    from unimumer_lib.predictions import read_columns, read_predictions
-    from unimumer_lib.report import evaluate_files
+    from unimumer_lib.formats.predictions import read_columns, read_predictions
+    from unimumer_lib.evaluation.report import evaluate_files
 
     path = tmp_path / "p.json"
     path.write_text(json.dumps([{"img_id": "a", "gt": "x", "pred": "x", "dataset": "d"},
@@ -138,8 +138,8 @@ def test_a_dataset_that_is_not_a_string_is_named_with_its_record(tmp_path):
 def test_eval_reads_the_projects_own_prediction_files_in_a_folder(tmp_path, capsys):
     """``unimumer eval FOLDER`` on predictions/<arm>/: the ``<split>.json`` files infer wrote (beside their
     ``.run.json``), not only the official ``*_pred.json`` ones; side files are not taken for predictions."""
-    from unimumer_lib import cli
-    from unimumer_lib.predictions import RUN_SUFFIX, prediction_files
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.formats.predictions import RUN_SUFFIX, prediction_files
 
     arm = tmp_path / "predictions" / "all"
     arm.mkdir(parents=True)
@@ -155,7 +155,7 @@ def test_eval_reads_the_projects_own_prediction_files_in_a_folder(tmp_path, caps
 
 
 def test_predictions_without_any_ground_truth_are_refused_by_eval(tmp_path, capsys):
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     write_predictions(tmp_path / "unlabelled.json", [Prediction("a", "", "x + 1"), Prediction("b", "", "y")])
     assert cli.main(["eval", str(tmp_path / "unlabelled.json")]) == 2
@@ -166,8 +166,9 @@ def test_predictions_without_any_ground_truth_are_refused_by_eval(tmp_path, caps
 def test_unreadable_images_are_never_scored_as_read(tmp_path, capsys):
     """Issue 34 (item 13): rejected rows (error set, pred "") of unlabelled images were exact matches: 44.44 %
     from nothing. They count as wrong in eval and compare."""
-    from unimumer_lib import cli, report
-    from unimumer_lib.compare import compare
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.evaluation import report
+    from unimumer_lib.evaluation.compare import compare
 
     rows = [Prediction(f"r{i}", "", "", "", {"error": f"r{i}.png: not an image file"}) for i in range(4)]
     rows += [Prediction(f"o{i}", "x + 1", "x + 1" if i < 3 else "x", "") for i in range(5)]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unimumer_lib import cli
-from unimumer_lib.inkml import Ink, write_inkml
-from unimumer_lib.explore import brace_depth, caption_stats, symbol_counts
-from unimumer_lib.prepare import find_splits, load_rejects, load_split, prepare_crohme
-from unimumer_lib.records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE,
+from unimumer_lib.pipeline import cli
+from unimumer_lib.data.inkml import Ink, write_inkml
+from unimumer_lib.data.explore import brace_depth, caption_stats, token_frequencies
+from unimumer_lib.data.prepare import find_splits, load_rejects, load_split, prepare_crohme
+from unimumer_lib.formats.records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE,
                                   REJECTS_HEADER, read_captions)
 
 
@@ -119,7 +119,7 @@ def test_caption_statistics():
     assert stats["length"] == len(caption.split())
     assert (stats["depth"], stats["frac"], stats["sqrt"], stats["sup"], stats["sub"]) == (3, 1, 1, 1, 1)
     assert brace_depth("x + 1".split()) == 0 and brace_depth("} { {".split()) == 2
-    assert symbol_counts(["x ^ { 2 }", "x + 2"]) == {"x": 2, "2": 2, "^": 1, "+": 1}
+    assert token_frequencies(["x ^ { 2 }", "x + 2"]) == {"x": 2, "2": 2, "^": 1, "+": 1}
 
 
 # ---- real CROHME -------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_crohme_images_sample(crohme_root, tmp_path):
 
 
 def test_frames_for_the_notebook(src, tmp_path):
-    from unimumer_lib.explore import counts_frame, describe_rejects, reconcile_frame, rejects_frame, stats_frame
+    from unimumer_lib.data.explore import counts_frame, describe_rejects, reconcile_frame, rejects_frame, stats_frame
 
     out = tmp_path / "out"
     prepare_crohme(src, out, images=False, workers=1)
@@ -171,7 +171,7 @@ def test_frames_for_the_notebook(src, tmp_path):
 
 
 def test_inventory_counts_files_without_parsing(src):
-    from unimumer_lib.explore import describe_inventory, inventory_frame
+    from unimumer_lib.data.explore import describe_inventory, inventory_frame
 
     inv = inventory_frame(src)
     assert inv.to_dict("records") == [{"split": "synthetic", "source": "synthetic", "files": 1},
@@ -184,8 +184,8 @@ def test_inventory_counts_files_without_parsing(src):
 
 def test_progress_bar_reaches_its_total(tmp_path, capsys):
     # zip(jobs, tqdm(results)) stopped one short of the bar's end: it stayed at n-1/n and red in JupyterLab
-    from unimumer_lib.prepare import prepare_split
-    from unimumer_lib.synth import synthesize_dataset
+    from unimumer_lib.data.prepare import prepare_split
+    from unimumer_lib.data.synth import synthesize_dataset
 
     synthesize_dataset(n=3, seed=0, out=tmp_path / "raw", workers=1)
     capsys.readouterr()
@@ -198,8 +198,8 @@ def test_a_sample_represents_every_source(crohme_root, tmp_path):
     # The first 300 files of CROHME train are all HAMEX: a sample takes files from each source in turn.
     from collections import Counter
 
-    from unimumer_lib.inkml import find_inkml
-    from unimumer_lib.prepare import source_of
+    from unimumer_lib.data.inkml import find_inkml
+    from unimumer_lib.data.prepare import source_of
 
     first = Counter(source_of(p, crohme_root / "train") for p in find_inkml(crohme_root / "train")[:300])
     assert list(first) == ["HAMEX"]

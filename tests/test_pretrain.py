@@ -12,14 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from unimumer_lib import cli, pretrain, reproduce
-from unimumer_lib.config import REPO_ROOT
-from unimumer_lib.infer import exprate, predict, recognize
-from unimumer_lib.inkml import caption_of, find_inkml, read_inkml
-from unimumer_lib.mining import MINED_PREDICTIONS, Mining, mine_with_model
-from unimumer_lib.model import SHIPPED, load_model
-from unimumer_lib.predictions import read_predictions
-from unimumer_lib.records import write_comer
+from unimumer_lib.pipeline import cli, reproduce
+from unimumer_lib.pipeline import runplan
+from unimumer_lib.pipeline import profiles
+from unimumer_lib.training import pretrain
+from unimumer_lib.training import stream
+from unimumer_lib.core.paths import REPO_ROOT
+from unimumer_lib.inference.infer import exprate, predict, recognize
+from unimumer_lib.data.inkml import caption_of, find_inkml, read_inkml
+from unimumer_lib.pipeline.mining import MINED_PREDICTIONS, Mining, mine_with_model
+from unimumer_lib.models.model import SHIPPED, load_model
+from unimumer_lib.formats.predictions import read_predictions
+from unimumer_lib.formats.records import write_comer
 
 BASE = SHIPPED[pretrain.BASE_NAME]
 RUN_CONFIG = json.loads((BASE / "run_config.json").read_text(encoding="utf-8"))
@@ -34,7 +38,7 @@ def base():
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     """100 freshly synthesised held-out expressions (the held-out pool, past the learning curve's 200)."""
-    return pretrain.held_out_records(tmp_path_factory.mktemp("fresh"), 100, offset=1000)
+    return stream.held_out_records(tmp_path_factory.mktemp("fresh"), 100, offset=1000)
 
 
 def as_split(folder, records):
@@ -68,24 +72,24 @@ def test_run_config_names_the_profile_and_the_commit_that_made_it():
     tree = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit], cwd=REPO_ROOT, capture_output=True,
                           text=True)
     assert tree.returncode == 0, tree.stderr
-    assert "unimumer_lib/pretrain.py" in tree.stdout.split()
+    assert {"unimumer_lib/pretrain.py", "unimumer_lib/training/pretrain.py"} & set(tree.stdout.split())
     assert RUN_CONFIG["steps"] >= 10_000 and RUN_CONFIG["learning_curve"]
-    assert RUN_CONFIG["pretrain_seeds"] == pretrain.shard_seeds(RUN_CONFIG["stream"]["settings"]["n"])
+    assert RUN_CONFIG["pretrain_seeds"] == stream.shard_seeds(RUN_CONFIG["stream"]["settings"]["n"])
 
 
 def test_pretraining_seeds_are_disjoint_from_every_profile_seed(tmp_path):
-    assert min(RUN_CONFIG["pretrain_seeds"]) >= pretrain.PRETRAIN_SEED
+    assert min(RUN_CONFIG["pretrain_seeds"]) >= stream.PRETRAIN_SEED
     with pytest.raises(ValueError, match="pretraining range"):
-        pretrain.check_seed(pretrain.PRETRAIN_SEED + 3)
+        stream.check_seed(stream.PRETRAIN_SEED + 3)
     with pytest.raises(ValueError, match="pretraining range"):
-        reproduce.synthetic_root(tmp_path, n_train=10, n_test=5, seed=pretrain.PRETRAIN_SEED)
+        reproduce.synthetic_root(tmp_path, n_train=10, n_test=5, seed=stream.PRETRAIN_SEED)
     with pytest.raises(ValueError, match="held-out pool"):
         reproduce.synthetic_root(tmp_path, n_train=10, n_test=5, seed=4)  # test seed 5 is not the pool's
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_synthetic_test_sets_share_no_caption_with_pretraining(tmp_path, profile):
-    p = reproduce.PROFILES[profile]
+    p = profiles.PROFILES[profile]
     trained = pretrain.read_caption_list(SHIPPED[p.model])  # the base the profile fine-tunes
     assert len(trained) > 10_000
     n_test = p.synth_test
@@ -96,10 +100,10 @@ def test_synthetic_test_sets_share_no_caption_with_pretraining(tmp_path, profile
 
 
 def test_stream_leaves_out_excluded_captions(tmp_path):
-    first = pretrain.make_stream(tmp_path / "a", 12, progress=False, workers=1)
+    first = stream.make_stream(tmp_path / "a", 12, progress=False, workers=1)
     captions = [line.split("\t")[1] for line in (tmp_path / "a" / "caption.txt").read_text().splitlines()]
-    assert first["written"] == 12 and first["settings"]["seeds"] == [pretrain.PRETRAIN_SEED]
-    second = pretrain.make_stream(tmp_path / "b", 12, exclude={captions[0], captions[5]}, progress=False, workers=1)
+    assert first["written"] == 12 and first["settings"]["seeds"] == [stream.PRETRAIN_SEED]
+    second = stream.make_stream(tmp_path / "b", 12, exclude={captions[0], captions[5]}, progress=False, workers=1)
     assert second["read"] == 12 == second["written"] + second["excluded_held_out"] + second["rejected"]
     assert second["excluded_held_out"] >= 2
     kept = (tmp_path / "b" / "caption.txt").read_text()
@@ -150,24 +154,24 @@ def test_base_mining_samples_errors_on_training_images(fresh, tmp_path):
 
 
 def test_smoke_profile_is_the_ablation_from_the_base(tmp_path):
-    p = reproduce.PROFILES["smoke"]
-    steps = reproduce.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], list(p.paper.arms))
+    p = profiles.PROFILES["smoke"]
+    steps = runplan.paper_steps("smoke", tmp_path, tmp_path / "raw", ["test"], list(p.paper.arms))
     by_key = {key: params for key, _, params, _, _ in steps}
-    assert {"03[vanilla]", "03[all]", f"04[{reproduce.ZERO_SHOT}]", "tables"} <= set(by_key)
+    assert {"03[vanilla]", "03[all]", f"04[{profiles.ZERO_SHOT}]", "tables"} <= set(by_key)
     base = pretrain.GLYPH_BASE_NAME  # the real-glyph base, fine-tuned on other writers' compositions
     assert p.model == base and p.writers == ("finetune", "test") and p.synth_test >= 1000
-    assert by_key[f"04[{reproduce.ZERO_SHOT}]"]["model_path"] == base  # no SFT
+    assert by_key[f"04[{profiles.ZERO_SHOT}]"]["model_path"] == base  # no SFT
     assert by_key["03[vanilla]"]["model_path"] == by_key["03[all]"]["model_path"] == base
     assert by_key["03[vanilla]"]["preset"] == by_key["03[all]"]["preset"]  # the same recipe
     assert by_key["02"]["mining"]["from_model"] == base and by_key["02"]["mining"]["k"] == 0
     assert by_key["02"]["mining"]["temperature"] < 1.0  # near misses, as a trained model's errors are
     assert by_key["04[all]"]["gate_images"] >= 200 and list(by_key["tables"]["gate_paths"]) == ["all"]
     assert "gate_images" not in by_key["04[vanilla]"]  # smoke gates the all arm; smoke-full every arm
-    full = reproduce.PROFILES["smoke-full"]
-    steps = reproduce.paper_steps("smoke-full", tmp_path, tmp_path / "raw", ["test"], list(full.paper.arms))
+    full = profiles.PROFILES["smoke-full"]
+    steps = runplan.paper_steps("smoke-full", tmp_path, tmp_path / "raw", ["test"], list(full.paper.arms))
     assert set({key: params for key, _, params, _, _ in steps}["tables"]["gate_paths"]) == {
-        reproduce.ZERO_SHOT, "vanilla", "vanilla-matched", "all"}
+        profiles.ZERO_SHOT, "vanilla", "vanilla-matched", "all"}
     # the fine-tuning domain is new to the base: other writers, with a pen twice as broad as pretraining's
     assert p.stroke == 2.0 and by_key["01"]["stroke"] == 2.0
-    assert by_key["tables"]["paper_arms"] == [reproduce.ZERO_SHOT, "vanilla", "all"]
-    assert len(by_key["03[all]"]["train_json"]) == len(reproduce.arm_tasks("all")) == 5
+    assert by_key["tables"]["paper_arms"] == [profiles.ZERO_SHOT, "vanilla", "all"]
+    assert len(by_key["03[all]"]["train_json"]) == len(profiles.arm_tasks("all")) == 5

@@ -9,9 +9,11 @@ from dataclasses import replace
 
 import pytest
 
-from unimumer_lib import cli, pretrain
-from unimumer_lib.model import load_model
-from unimumer_lib.records import read_captions
+from unimumer_lib.pipeline import cli
+from unimumer_lib.training import pretrain
+from unimumer_lib.training import stream
+from unimumer_lib.models.model import load_model
+from unimumer_lib.formats.records import read_captions
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +72,9 @@ def test_a_checkpoint_is_published_and_a_second_segment_continues_from_it(run):
 
 
 def test_a_segment_drawing_new_shards_trains_on_new_samples(tmp_path):
-    old = pretrain.make_stream(tmp_path / "a", 12, workers=1, progress=False)
-    new = pretrain.make_stream(tmp_path / "b", 12, workers=1, progress=False, first_shard=6)
-    assert new["settings"]["seeds"] == [pretrain.PRETRAIN_SEED + 6] != old["settings"]["seeds"]
+    old = stream.make_stream(tmp_path / "a", 12, workers=1, progress=False)
+    new = stream.make_stream(tmp_path / "b", 12, workers=1, progress=False, first_shard=6)
+    assert new["settings"]["seeds"] == [stream.PRETRAIN_SEED + 6] != old["settings"]["seeds"]
     captions = [set(read_captions(tmp_path / k / "caption.txt").values()) for k in ("a", "b")]
     assert captions[0] and captions[1] and captions[0] != captions[1]
-    assert pretrain.GLYPH_RECIPE.first_shard * pretrain.SHARD_SIZE >= pretrain.GLYPH_SEGMENTS[0].n  # no repeat
+    assert pretrain.GLYPH_RECIPE.first_shard * stream.SHARD_SIZE >= pretrain.GLYPH_SEGMENTS[0].n  # no repeat

@@ -6,10 +6,10 @@ import re
 
 import pandas as pd
 
-from unimumer_lib import config
-from unimumer_lib.prepare import prepare_crohme
+from unimumer_lib.core import paths
+from unimumer_lib.data.prepare import prepare_crohme
 
-README = (config.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+README = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def python_block(heading: str) -> str:

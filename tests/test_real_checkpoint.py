@@ -9,16 +9,17 @@ import stat
 import pytest
 import torch
 
-from unimumer_lib import cli
-from unimumer_lib.hubfixture import build_fixture
-from unimumer_lib.infer import OFFICIAL_MAX_TOKENS, OFFICIAL_SAMPLING, decoding, generate
-from unimumer_lib.taskspec import MAX_NEW_TOKENS
-from unimumer_lib.mining import mining_decoding, sample_caption_set
-from unimumer_lib.model import load_model, stop_token_ids
-from unimumer_lib.predictions import REQUIRED_KEYS
-from unimumer_lib.tasks import caption_rows, write_task_files
-from unimumer_lib.train import FINAL_DIR, train
-from unimumer_lib.sftconfig import PRESETS
+from unimumer_lib.pipeline import cli
+from unimumer_lib.models.hubfixture import build_fixture
+from unimumer_lib.inference.infer import OFFICIAL_MAX_TOKENS, OFFICIAL_SAMPLING, decoding, generate
+from unimumer_lib.tasks.spec import MAX_NEW_TOKENS
+from unimumer_lib.pipeline.mining import mining_decoding, sample_caption_set
+from unimumer_lib.models.model import load_model
+from unimumer_lib.models.processor import stop_token_ids
+from unimumer_lib.formats.predictions import REQUIRED_KEYS
+from unimumer_lib.tasks.build import caption_rows, write_task_files
+from unimumer_lib.training.train import FINAL_DIR, train
+from unimumer_lib.training.sftconfig import PRESETS
 
 ONE_STEP = dict(max_steps=1, use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=1,
                 warmup_steps=0, save_steps=10**6, disable_tqdm=True)

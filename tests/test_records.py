@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unimumer_lib import files as F, records as R
-from unimumer_lib.records import Record
+from unimumer_lib.core import files as F
+from unimumer_lib.formats import records as R
+from unimumer_lib.formats import sharegpt
+from unimumer_lib.formats.records import Record
 
 
 def tiny_image(shade: int, width: int = 20) -> Image.Image:
@@ -70,21 +72,22 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
 # ---- sharegpt ----------------------------------------------------------------------------------
 
 def test_sharegpt_round_trip(tmp_path):
-    rows = [R.sharegpt_row("Recognise the expression.", "x ^ { 2 }", ["images/a.png"]),
-            {R.SHAREGPT_MESSAGES: [{R.ROLE_KEY: R.ROLE_SYSTEM, R.CONTENT_KEY: "You read maths."},
-                                   {R.ROLE_KEY: R.ROLE_USER, R.CONTENT_KEY: f"{R.IMAGE_TOKEN}Find the error."},
-                                   {R.ROLE_KEY: R.ROLE_ASSISTANT, R.CONTENT_KEY: "none"}],
-             R.SHAREGPT_IMAGES: ["images/b.png"]}]
-    assert rows[0][R.SHAREGPT_MESSAGES][0][R.CONTENT_KEY] == f"{R.IMAGE_TOKEN}Recognise the expression."
-    path = R.write_sharegpt(tmp_path / "train.json", rows)
+    s = sharegpt
+    rows = [s.sharegpt_row("Recognise the expression.", "x ^ { 2 }", ["images/a.png"]),
+            {s.SHAREGPT_MESSAGES: [{s.ROLE_KEY: s.ROLE_SYSTEM, s.CONTENT_KEY: "You read maths."},
+                                   {s.ROLE_KEY: s.ROLE_USER, s.CONTENT_KEY: f"{s.IMAGE_TOKEN}Find the error."},
+                                   {s.ROLE_KEY: s.ROLE_ASSISTANT, s.CONTENT_KEY: "none"}],
+             s.SHAREGPT_IMAGES: ["images/b.png"]}]
+    assert rows[0][s.SHAREGPT_MESSAGES][0][s.CONTENT_KEY] == f"{s.IMAGE_TOKEN}Recognise the expression."
+    path = sharegpt.write_sharegpt(tmp_path / "train.json", rows)
     raw = json.loads(path.read_text(encoding="utf-8"))
     assert raw[0] == {"messages": [{"from": "human", "value": "<image>Recognise the expression."},
                                    {"from": "gpt", "value": "x ^ { 2 }"}], "images": ["images/a.png"]}
-    assert R.read_sharegpt(path) == rows
+    assert sharegpt.read_sharegpt(path) == rows
 
 
 def good_row():
-    return R.sharegpt_row("Read it.", "1", ["i.png"])
+    return sharegpt.sharegpt_row("Read it.", "1", ["i.png"])
 
 
 @pytest.mark.parametrize("mutate, reason", [
@@ -102,12 +105,12 @@ def test_sharegpt_validation_names_index_and_reason(tmp_path, mutate, reason):
     mutate(bad)
     target = tmp_path / "out.json"
     with pytest.raises(ValueError, match="sharegpt record 1: ") as err:
-        R.write_sharegpt(target, [good_row(), bad])
+        sharegpt.write_sharegpt(target, [good_row(), bad])
     assert reason in str(err.value)
     assert not target.exists()
     target.write_text(json.dumps([good_row(), bad]))
     with pytest.raises(ValueError, match="record 1") as err:
-        R.read_sharegpt(target)
+        sharegpt.read_sharegpt(target)
     assert str(target) in str(err.value)
 
 
@@ -115,10 +118,10 @@ def test_sharegpt_reader_rejects_non_json(tmp_path):
     path = tmp_path / "x.json"
     path.write_text("[{")
     with pytest.raises(ValueError, match="malformed JSON at line 1"):
-        R.read_sharegpt(path)
+        sharegpt.read_sharegpt(path)
     path.write_text("{}")
     with pytest.raises(ValueError, match="JSON list"):
-        R.read_sharegpt(path)
+        sharegpt.read_sharegpt(path)
 
 
 # ---- Hugging Face ------------------------------------------------------------------------------
@@ -166,7 +169,7 @@ def test_two_images_with_one_name_in_two_folders_are_two_records(tmp_path):
     """Issue 34 (item 30): `infer --image d1/a.png d2/a.png` said "image 'a.png' given twice" (two different files)."""
     from PIL import Image
 
-    from unimumer_lib.records import image_records
+    from unimumer_lib.formats.records import image_records
 
     for folder in ("d1", "d2"):
         (tmp_path / folder).mkdir()

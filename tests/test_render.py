@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unimumer_lib.inkml import find_inkml, read_inkml
-from unimumer_lib.render import BACKGROUND, MAX_ASPECT, render_ink, render_many, render_traces
+from unimumer_lib.data.inkml import find_inkml, read_inkml
+from unimumer_lib.data.render import BACKGROUND, MAX_ASPECT, render_ink, render_many, render_traces
 
 BOX = [np.array([[0, 0], [300, 0], [300, 100], [0, 100], [0, 0]], np.float32)]  # 3:1 rectangle outline
 

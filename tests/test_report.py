@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from unimumer_lib import cli, metrics, report
-from unimumer_lib.predictions import Prediction, write_predictions
+from unimumer_lib.pipeline import cli
+from unimumer_lib.evaluation import metrics, report
+from unimumer_lib.formats.predictions import Prediction, write_predictions
 
 from test_metrics import PUBLISHED_LINES, RESULTS_FILE, published_numbers
 
@@ -55,7 +56,7 @@ def test_eval_reports_bad_file_as_error(tmp_path, capsys):
 
 
 def test_normalize_flag_uses_latex_normalize(tmp_path, monkeypatch):
-    from unimumer_lib import latex
+    from unimumer_lib.latex import tokens as latex
 
     monkeypatch.setattr(latex, "normalize", lambda s: s.replace("\\le", "\\leq").replace("\\leqq", "\\leq"))
     path = write_predictions(tmp_path / "a.json", [Prediction("1", "x \\leq 1", "x \\le 1")])
@@ -193,7 +194,7 @@ def test_normalize_never_invents_tokens(tmp_path, capsys):
 
 
 def test_structure_classes_and_exprate_by_structure():
-    from unimumer_lib.report import structure_classes, structure_table
+    from unimumer_lib.evaluation.by_structure import structure_classes, structure_table
 
     assert structure_classes(r"\frac { x ^ { 2 } } { \sqrt { y } }") == ["fraction", "root", "script", "depth 2"]
     assert structure_classes("x + 1") == ["depth 0"]
@@ -241,7 +242,7 @@ def test_two_prediction_files_of_one_name_never_share_a_results_file(tmp_path, c
     "wrote res/test_results.txt" twice and one arm's results were lost."""
     import json
 
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     for arm in ("vanilla", "all"):
         (tmp_path / "runs" / arm).mkdir(parents=True)

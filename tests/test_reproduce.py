@@ -9,9 +9,12 @@ import nbformat
 import pandas as pd
 import pytest
 
-from unimumer_lib import cli, metrics, reproduce
-from unimumer_lib.predictions import read_predictions
-from unimumer_lib.records import read_captions
+from unimumer_lib.pipeline import cli, reproduce
+from unimumer_lib.pipeline import runplan
+from unimumer_lib.pipeline import profiles
+from unimumer_lib.evaluation import metrics
+from unimumer_lib.formats.predictions import read_predictions
+from unimumer_lib.formats.records import read_captions
 
 
 @pytest.mark.parametrize("path", sorted(reproduce.NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)
@@ -32,7 +35,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_every_notebook_was_executed(run_dir):
-    for name, _ in reproduce.notebook_parameters("ci", run_dir, run_dir / "raw", "test", run_dir / "figures"):
+    for name, _ in runplan.notebook_parameters("ci", run_dir, run_dir / "raw", "test", run_dir / "figures"):
         book = json.loads((run_dir / "notebooks" / name).read_text())
         assert any(c.get("outputs") for c in book["cells"] if c["cell_type"] == "code"), name
 
@@ -72,7 +75,7 @@ def test_tables_parse_and_agree_with_the_predictions(run_dir):
     preds = read_predictions(tables / "predictions.json")
     test_ids = list(read_captions(run_dir / "prepared" / "test" / "caption.txt"))
     assert sorted(p.img_id for p in preds) == sorted(test_ids)
-    assert rows[0]["n"] == len(test_ids) == reproduce.PROFILES["ci"].synth_test
+    assert rows[0]["n"] == len(test_ids) == profiles.PROFILES["ci"].synth_test
     expected = metrics.score([p.gt for p in preds], [p.pred for p in preds]).as_dict()
     assert rows[0]["exprate"] == pytest.approx(expected["exprate"])
     assert len(pd.read_csv(tables / "results.csv")) == 1
@@ -114,15 +117,15 @@ def test_a_foreign_folder_is_not_taken_over(tmp_path, capsys):
 
 
 def test_arms_are_vanilla_plus_their_auxiliary_tasks():
-    assert reproduce.arm_tasks("vanilla") == ["vanilla"]
-    assert reproduce.arm_tasks("edl") == ["vanilla", "error_find", "error_fix"]
-    assert reproduce.arm_tasks("edl+tree") == reproduce.arm_tasks("tree+edl") == ["vanilla", "tree", "error_find",
+    assert profiles.arm_tasks("vanilla") == ["vanilla"]
+    assert profiles.arm_tasks("edl") == ["vanilla", "error_find", "error_fix"]
+    assert profiles.arm_tasks("edl+tree") == profiles.arm_tasks("tree+edl") == ["vanilla", "tree", "error_find",
                                                                                    "error_fix"]
-    assert reproduce.arm_tasks("all") == ["vanilla", "tree", "error_find", "error_fix", "can"]
-    assert reproduce.parse_arms(None) == ["vanilla", "tree", "edl", "can", "all"]
+    assert profiles.arm_tasks("all") == ["vanilla", "tree", "error_find", "error_fix", "can"]
+    assert profiles.parse_arms(None) == ["vanilla", "tree", "edl", "can", "all"]
     for bad in ("tree+cot", "", "vanilla,vanilla"):
         with pytest.raises(ValueError):
-            reproduce.parse_arms(bad if "," in bad else [bad])
+            profiles.parse_arms(bad if "," in bad else [bad])
 
 
 def declared_parameters(notebook: str) -> set[str]:
@@ -135,11 +138,11 @@ def declared_parameters(notebook: str) -> set[str]:
 
 
 def test_every_parameter_reproduce_passes_is_declared_in_the_notebook(tmp_path):
-    steps = list(reproduce.basic_steps("ci", tmp_path, tmp_path / "raw", ["test"]))
-    for name, profile in reproduce.PROFILES.items():
+    steps = list(runplan.basic_steps("ci", tmp_path, tmp_path / "raw", ["test"]))
+    for name, profile in profiles.PROFILES.items():
         if profile.paper is not None:
-            arms = list(profile.paper.arms or reproduce.ARMS)
-            steps += reproduce.paper_steps(name, tmp_path, tmp_path / "raw", ["test2014", "test2016"], arms,
+            arms = list(profile.paper.arms or profiles.ARMS)
+            steps += runplan.paper_steps(name, tmp_path, tmp_path / "raw", ["test2014", "test2016"], arms,
                                            hme100k=tmp_path / "hme", processes=2)
     assert {s.notebook for s in steps} == {p.name for p in reproduce.NOTEBOOKS_DIR.glob("0[1-5]_*.ipynb")}
     for step in steps:
@@ -150,7 +153,7 @@ def test_every_parameter_reproduce_passes_is_declared_in_the_notebook(tmp_path):
 
 def test_run_json_records_the_profile_and_its_seed(run_dir):
     held = json.loads((run_dir / reproduce.RUN_FILE).read_text())
-    assert held["parameters"]["seed"] == reproduce.PROFILES["ci"].seed and held["parameters"]["name"] == "ci"
+    assert held["parameters"]["seed"] == profiles.PROFILES["ci"].seed and held["parameters"]["name"] == "ci"
 
 
 def test_papermill_reads_every_parameter_of_every_notebook():

@@ -10,7 +10,7 @@ import re
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from unimumer_lib.config import REPO_ROOT
+from unimumer_lib.core.paths import REPO_ROOT
 
 
 def floors() -> dict[str, Version]:

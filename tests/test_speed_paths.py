@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz.distance import Levenshtein
 
-from unimumer_lib import metrics, workers
-from unimumer_lib.inkml import find_inkml, inkml_listing, listing_path
+from unimumer_lib.evaluation import metrics
+from unimumer_lib.core import workers
+from unimumer_lib.data.inkml import find_inkml, inkml_listing, listing_path
 
 HEAVY = ("pandas", "torch", "transformers", "PIL", "matplotlib", "datasets", "trl")
 

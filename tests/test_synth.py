@@ -8,30 +8,32 @@ import os
 import numpy as np
 import pytest
 
-from unimumer_lib import cli, latex, synth
-from unimumer_lib.inkml import caption_of, read_inkml, read_inkml_folder, write_inkml
-from unimumer_lib.records import CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, read_captions
+from unimumer_lib.pipeline import cli
+from unimumer_lib.latex import tokens as latex
+from unimumer_lib.data import captions as sampler, handwriting, synth
+from unimumer_lib.data.inkml import caption_of, read_inkml, read_inkml_folder, write_inkml
+from unimumer_lib.formats.records import CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, read_captions
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def test_sampler_is_deterministic_per_seed():
-    assert synth.sample_captions(50, seed=3) == synth.sample_captions(50, seed=3)
-    assert synth.sample_captions(50, seed=3) != synth.sample_captions(50, seed=4)
+    assert sampler.sample_captions(50, seed=3) == sampler.sample_captions(50, seed=3)
+    assert sampler.sample_captions(50, seed=3) != sampler.sample_captions(50, seed=4)
 
 
 def test_captions_are_already_canonical():
-    captions = synth.sample_captions(500, seed=1)
+    captions = sampler.sample_captions(500, seed=1)
     assert [latex.normalize(f"${c}$") for c in captions] == captions
 
 
 def test_sampled_tokens_are_in_the_declared_vocabulary():
-    tokens = {t for c in synth.sample_captions(2000, seed=2) for t in c.split()}
-    assert tokens <= synth.sampler_vocabulary()
+    tokens = {t for c in sampler.sample_captions(2000, seed=2) for t in c.split()}
+    assert tokens <= sampler.sampler_vocabulary()
 
 
 def test_layout_labels_symbols_and_rules():
-    glyphs, rules = synth.layout(r"\frac { 1 } { 2 } + \sqrt [ 3 ] { x } - \sin \alpha")
+    glyphs, rules = handwriting.layout(r"\frac { 1 } { 2 } + \sqrt [ 3 ] { x } - \sin \alpha")
     assert sorted(g.label for g in glyphs) == sorted(
         ["1", "2", "+", "3", "\\sqrt", "x", "-", "\\sin", "\\sin", "\\sin", "\\alpha"])
     owners = [owner for owner, _ in rules]
@@ -46,9 +48,9 @@ def test_layout_labels_symbols_and_rules():
 
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="caption"):
-        synth.layout(r"\frac { 1 }")
+        handwriting.layout(r"\frac { 1 }")
     with pytest.raises(ValueError, match="U\\+20AC"):
-        synth.glyph_strokes("\u20ac")
+        handwriting.glyph_strokes("\u20ac")
 
 
 def test_inks_read_back_with_their_caption(tmp_path):
@@ -98,7 +100,7 @@ def test_sampler_covers_crohme_tokens(crohme_root, reference_predictions):
 
 def test_length_distribution_is_like_crohme(reference_predictions):
     real = [len(r["gt"].split()) for r in json.loads(reference_predictions.read_text(encoding="utf-8"))]
-    fake = [len(c.split()) for c in synth.sample_captions(3000, seed=0)]
+    fake = [len(c.split()) for c in sampler.sample_captions(3000, seed=0)]
     assert abs(np.median(fake) - np.median(real)) <= 3
     assert abs(np.percentile(fake, 95) - np.percentile(real, 95)) <= 0.25 * np.percentile(real, 95)
     assert abs(np.mean(fake) - np.mean(real)) <= 0.2 * np.mean(real)
@@ -111,15 +113,15 @@ def test_figure_is_written(tmp_path, crohme_root):
 
 
 def _cached_fonts(_):
-    return synth._font.cache_info().currsize
+    return handwriting._font.cache_info().currsize
 
 
 def test_forked_workers_open_their_own_fonts():
     # Inherited font files share one file offset between workers: concurrent glyph reads then fail.
     import multiprocessing
 
-    synth.layout("x ^ { 2 } + \\alpha")
-    assert synth._font.cache_info().currsize > 0
+    handwriting.layout("x ^ { 2 } + \\alpha")
+    assert handwriting._font.cache_info().currsize > 0
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.map(_cached_fonts, [0]) == [0]
 
@@ -128,7 +130,7 @@ def test_glyph_vocabulary_is_the_drawable_single_symbols(tmp_path):
     glyphs = synth.glyph_vocabulary()
     assert {"x", "2", "\\alpha", "+", "\\infty", "("} <= set(glyphs)
     assert not {"{", "}", "^", "_", "\\frac", "\\sqrt", "\\limits"} & set(glyphs)
-    assert set(glyphs) < synth.sampler_vocabulary()
+    assert set(glyphs) < sampler.sampler_vocabulary()
     records = synth.glyph_images(tmp_path, glyphs, 30, seed=3, height=48)
     again = synth.glyph_images(tmp_path / "again", glyphs, 30, seed=3, height=48)
     assert [r.caption for r in records] == [r.caption for r in again]  # one writer per index, reproducible

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from unimumer_lib import cli
-from unimumer_lib.edl import apply_corrections
-from unimumer_lib.records import IMAGE_TOKEN, read_sharegpt
-from unimumer_lib.tasks import (DATASET_INFO, FORMULA_SEPARATOR, PROMPTS, TASK_REJECTS, TASKS, build_task_files,
-                                caption_row, caption_rows, dataset_info, mixture, read_task_rejects, split_answer,
-                                HeldOutImageLeak, target_lengths, task_of, to_dataset)
+from unimumer_lib.pipeline import cli
+from unimumer_lib.tasks.edl import apply_corrections
+from unimumer_lib.formats.sharegpt import IMAGE_TOKEN, read_sharegpt
+from unimumer_lib.tasks.build import (DATASET_INFO, FORMULA_SEPARATOR, PROMPTS, TASK_REJECTS, TASKS, build_task_files,
+                                     caption_row, caption_rows, dataset_info, mixture, read_task_rejects,
+                                     split_answer, target_lengths, task_of, to_dataset)
+from unimumer_lib.data.splits import HeldOutImageLeak
 
 # Pasted from issue 4 ("…" stands for this opening in the first three).
 OPENING = "I have an image of a handwritten mathematical expression"
@@ -179,7 +180,7 @@ def test_training_rows_from_test_predictions_are_refused(reference_predictions, 
 
 def test_a_task_named_twice_is_refused_before_anything_is_written(tmp_path, capsys):
     """Issue 34 (item 12): vanilla,vanilla wrote every row twice, failed its own count check, and train used it."""
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     split = tmp_path / "split"
     (split / "images").mkdir(parents=True)
@@ -206,7 +207,7 @@ def test_tasks_never_replaces_a_users_files_in_its_out(tmp_path):
 
     from PIL import Image
 
-    from unimumer_lib.tasks import build_task_files
+    from unimumer_lib.tasks.build import build_task_files
 
     split = tmp_path / "split"
     (split / "images").mkdir(parents=True)

@@ -8,14 +8,15 @@ import json
 
 import pytest
 
-from unimumer_lib import reproduce, taskspec
-from unimumer_lib.infer import predict
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.report import evaluate_files
-from unimumer_lib.records import read_sharegpt
-from unimumer_lib.tasks import build_task_files
-from unimumer_lib.train import train
-from unimumer_lib.sftdata import load_sharegpt_dataset, mixture_counts, task_files
+from unimumer_lib.pipeline import profiles
+from unimumer_lib.tasks import spec as taskspec
+from unimumer_lib.inference.infer import predict
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.evaluation.report import evaluate_files
+from unimumer_lib.formats.sharegpt import read_sharegpt
+from unimumer_lib.tasks.build import build_task_files
+from unimumer_lib.training.train import train
+from unimumer_lib.training.sftdata import load_sharegpt_dataset, mixture_counts, task_files
 
 TOY = taskspec.TaskSpec(
     "reverse", taskspec.PROMPT_PREFIX + ". Please list its symbols from right to left, and then provide its "
@@ -51,7 +52,7 @@ def test_a_registered_toy_task_runs_through_tasks_train_infer_eval(toy_task, cro
     assert settings["decoding"]["max_new_tokens"] == TOY.max_new_tokens
     assert len(preds) == 6 and all("\n" not in p.pred for p in preds)  # the last line, as its spec reads it
     assert evaluate_files([tmp_path / "pred.json"])[0]["n"] == 6
-    assert reproduce.arm_tasks("rev") == ["vanilla", "reverse"]
+    assert profiles.arm_tasks("rev") == ["vanilla", "reverse"]
     assert taskspec.extract_answer("x y\nz", "reverse") == "z"
 
 

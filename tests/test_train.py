@@ -12,15 +12,16 @@ import torch
 from PIL import Image
 from transformers import TrainerCallback
 
-from unimumer_lib.infer import exprate, predict
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.model import INPUT_SPEC_FILE, tiny_model
-from unimumer_lib.records import sharegpt_row
-from unimumer_lib.tasks import PROMPTS, caption_rows, write_task_files
-from unimumer_lib.train import LOSS_HISTORY_FILE, one_gpu_unless_launched, plot_loss, read_loss_history, train
-from unimumer_lib.sftconfig import (PAPER_EFFECTIVE_BATCH, PRESET_DIR, PRESETS, known_settings, make_config,
+from unimumer_lib.inference.infer import exprate, predict
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.models.images import INPUT_SPEC_FILE
+from unimumer_lib.models.tiny import tiny_model
+from unimumer_lib.formats.sharegpt import sharegpt_row
+from unimumer_lib.tasks.build import PROMPTS, caption_rows, write_task_files
+from unimumer_lib.training.train import LOSS_HISTORY_FILE, one_gpu_unless_launched, plot_loss, read_loss_history, train
+from unimumer_lib.training.sftconfig import (PAPER_EFFECTIVE_BATCH, PRESET_DIR, PRESETS, known_settings, make_config,
                                     read_config_file)
-from unimumer_lib.sftdata import load_sharegpt_dataset, sharegpt_to_trl
+from unimumer_lib.training.sftdata import load_sharegpt_dataset, sharegpt_to_trl
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 QUIET = dict(disable_tqdm=True, save_steps=10**6)
@@ -157,7 +158,7 @@ def test_a_bf16_run_saves_final_in_bf16(crohme6, tmp_path):
     with safe_open(str(final / "model.safetensors"), "pt") as f:
         dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
     assert dtypes == {"BF16"} and json.loads((final / "config.json").read_text())["dtype"] == "bfloat16"
-    from unimumer_lib.model import load_model
+    from unimumer_lib.models.model import load_model
 
     model, _ = load_model(final, dtype="auto")
     assert model.dtype == torch.bfloat16
@@ -169,8 +170,9 @@ def test_a_tied_output_layer_saved_twice_is_stored_once(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from unimumer_lib.model import load_model, save, tiny_model
-    from unimumer_lib.train import TIED_OUTPUT, drop_tied_duplicate
+    from unimumer_lib.models.model import load_model, save
+    from unimumer_lib.models.tiny import tiny_model
+    from unimumer_lib.training.saving import TIED_OUTPUT, drop_tied_duplicate
 
     model, processor = tiny_model()
     folder = save(model, processor, tmp_path / "m")
@@ -190,7 +192,7 @@ def test_a_tied_output_layer_saved_twice_is_stored_once(tmp_path):
 def test_every_sft_field_and_the_mixture_are_settable_from_the_command_line(crohme6, tmp_path, capsys):
     """Issue 23: any SFTConfig field through TRL's own parser (no hand-kept list), the mixture through ``--ratio``,
     and run_config.json records the files trained on (not ``<dataset>``)."""
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     _, path = crohme6
     run = tmp_path / "run"
@@ -203,7 +205,7 @@ def test_every_sft_field_and_the_mixture_are_settable_from_the_command_line(croh
 
 
 def test_lora_from_trl_model_options_trains_adapters(crohme6, tmp_path):
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     _, path = crohme6
     run = tmp_path / "run"
@@ -212,7 +214,7 @@ def test_lora_from_trl_model_options_trains_adapters(crohme6, tmp_path):
     adapter = json.loads((run / "final" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and adapter["lora_alpha"] == 8  # over the cpu-smoke preset, which has no LoRA
     # Issue 34 (item 18): the adapter names a base it can be loaded on again (it was null on the random 'tiny')
-    from unimumer_lib.model import SHIPPED
+    from unimumer_lib.models.model import SHIPPED
 
     assert Path(adapter["base_model_name_or_path"]).resolve() == Path(SHIPPED["tiny-base"]).resolve()
 
@@ -220,7 +222,7 @@ def test_lora_from_trl_model_options_trains_adapters(crohme6, tmp_path):
 def test_lora_on_a_fresh_random_shape_is_refused_before_anything_is_written(crohme6, tmp_path, capsys):
     """Issue 34 (item 18): ``train --use_peft`` on the default random tiny model wrote an adapter whose
     ``base_model_name_or_path`` was null; ``infer`` on it then tried the hub."""
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     _, path = crohme6
     assert cli.main(["train", "--data", str(path), "--out", str(tmp_path / "run"), "--max-steps", "1",
@@ -229,8 +231,8 @@ def test_lora_on_a_fresh_random_shape_is_refused_before_anything_is_written(croh
 
 
 def test_command_line_settings_are_refused_with_the_reason(capsys):
-    from unimumer_lib import cli
-    from unimumer_lib.sftconfig import LORA_BASE, lora_config, parse_ratios, parse_trl_options
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.training.sftconfig import LORA_BASE, lora_config, parse_ratios, parse_trl_options
 
     overrides, lora = parse_trl_options(["--learning-rate", "2e-5", "--gradient_checkpointing", "false",
                                          "--load_in_4bit", "--lora_r", "8", "--hub_model_id", "a"])
@@ -252,8 +254,8 @@ def test_command_line_settings_are_refused_with_the_reason(capsys):
 
 
 def test_a_recipe_splits_its_own_fields_from_sft_overrides_and_launch_passes_the_mixture(tmp_path):
-    from unimumer_lib.train import launch_command
-    from unimumer_lib.sftconfig import Recipe, parse_ratios
+    from unimumer_lib.training.launch import launch_command
+    from unimumer_lib.training.sftconfig import Recipe, parse_ratios
 
     recipe = Recipe.of(model_path="small", max_steps=4, seed=2, ratios={"tree": 0.5}, learning_rate=1e-4)
     assert (recipe.model_path, recipe.max_steps, recipe.seed, recipe.ratios) == ("small", 4, 2, {"tree": 0.5})
@@ -266,8 +268,8 @@ def test_a_recipe_splits_its_own_fields_from_sft_overrides_and_launch_passes_the
 
 def test_a_run_with_a_frozen_vision_tower_is_not_the_same_run(crohme6):
     """A rerun must never resume a run made with other settings: freezing the vision tower is one of them."""
-    from unimumer_lib.sftconfig import Recipe
-    from unimumer_lib.train import run_fingerprint
+    from unimumer_lib.training.sftconfig import Recipe
+    from unimumer_lib.training.train import run_fingerprint
 
     _, path = crohme6
     plain = run_fingerprint(Recipe(), "tiny", path)
@@ -278,8 +280,8 @@ def test_a_run_with_a_frozen_vision_tower_is_not_the_same_run(crohme6):
 def test_validation_exprate_is_logged_during_training(crohme6, tmp_path):
     """Issue 32 (item 8): ``train --eval-data SPLIT --eval-every N`` reads the split greedily every N steps: its
     points land in eval_curve/points.jsonl and in the loss history beside the training loss."""
-    from unimumer_lib import cli
-    from unimumer_lib.train import CURVE_POINTS, EVAL_CURVE_DIR
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.training.callbacks import CURVE_POINTS, EVAL_CURVE_DIR
 
     records, path = crohme6
     split = tmp_path / "set"  # sample_caption_set's layout: caption.txt + images/
@@ -302,7 +304,7 @@ def test_validation_exprate_is_logged_during_training(crohme6, tmp_path):
 def test_report_to_tensorboard_writes_event_files(crohme6, tmp_path):
     """Issue 32 (item 8): ``--report-to tensorboard`` writes TensorBoard events of the loss (the ``tracking`` extra
     installs tensorboard; tensorboardX, in requirements.txt, is the writer transformers falls back on)."""
-    from unimumer_lib import cli
+    from unimumer_lib.pipeline import cli
 
     _, path = crohme6
     run = tmp_path / "run"
@@ -326,9 +328,9 @@ def test_report_to_tensorboard_writes_event_files(crohme6, tmp_path):
 def test_each_tasks_loss_is_logged_on_its_probe(crohme6, tmp_path):
     """Issue 32 (item 8): one overall loss curve, no per-task loss. ``task_loss_every`` logs ``loss_<task>`` for
     every task of the mixture on a fixed probe of its rows; the curve shows them and the CLI flag passes it on."""
-    from unimumer_lib import cli
-    from unimumer_lib.tasks import caption_rows, write_task_files
-    from unimumer_lib.train import read_task_losses
+    from unimumer_lib.pipeline import cli
+    from unimumer_lib.tasks.build import caption_rows, write_task_files
+    from unimumer_lib.training.train import read_task_losses
 
     records, _ = crohme6
     rows, _ = caption_rows([(r.id, r.caption, r.image_path) for r in records], ["vanilla", "can"], progress=False)

@@ -15,13 +15,13 @@ import sys
 import pytest
 import torch
 
-from unimumer_lib.config import REPO_ROOT
-from unimumer_lib.hubfixture import build_fixture
-from unimumer_lib.infer import _open_image, chat
-from unimumer_lib.mining import sample_caption_set
-from unimumer_lib.model import load_processor
-from unimumer_lib.tasks import PROMPTS, caption_rows, write_task_files
-from unimumer_lib.train import FINAL_DIR, train
+from unimumer_lib.core.paths import REPO_ROOT
+from unimumer_lib.models.hubfixture import build_fixture
+from unimumer_lib.inference.infer import _open_image, chat
+from unimumer_lib.pipeline.mining import sample_caption_set
+from unimumer_lib.models.model import load_processor
+from unimumer_lib.tasks.build import PROMPTS, caption_rows, write_task_files
+from unimumer_lib.training.train import FINAL_DIR, train
 
 OLD = ("transformers==4.57.6", "huggingface_hub==0.36.2", "tokenizers==0.22.2")
 TARGET = REPO_ROOT / ".fixtures" / "transformers-4.57.6"

@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from unimumer_lib import cli
-from unimumer_lib.inkml import caption_of, read_inkml_folder
-from unimumer_lib.latex import ACCENTS, BIG_OPERATORS, FRAC_LIKE, LIMIT_OPERATORS
-from unimumer_lib.records import read_sharegpt
-from unimumer_lib.tasks import split_answer
-from unimumer_lib.tree import (TreeError, count_text, depth, parse, survey, symbol_counts, tree_text,
+from unimumer_lib.pipeline import cli
+from unimumer_lib.data.inkml import caption_of, read_inkml_folder
+from unimumer_lib.latex.tokens import ACCENTS, BIG_OPERATORS, FRAC_LIKE, LIMIT_OPERATORS
+from unimumer_lib.formats.sharegpt import read_sharegpt
+from unimumer_lib.tasks.build import split_answer
+from unimumer_lib.latex.tree import (TreeError, count_text, depth, parse, survey, symbol_counts, tree_text,
                                tree_text_to_tokens)
 
 # The two published examples, pasted JSON-escaped from issue 4 (tree text, a newline, the caption).

@@ -7,8 +7,8 @@ import ipywidgets as w
 import pytest
 from PIL import Image
 
-from unimumer_lib import analysis, widgets
-from unimumer_lib.predictions import Prediction, read_predictions
+from unimumer_lib.evaluation import analysis, widgets
+from unimumer_lib.formats.predictions import Prediction, read_predictions
 
 
 @pytest.fixture

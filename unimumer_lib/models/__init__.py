@@ -1,0 +1,5 @@
+"""The vision-language models: loading a checkpoint by shipped name, folder or hub id and saving one (``model``),
+tokenizer and processor (``processor``), how an image becomes model input (``images``), the tiny offline Qwen2.5-VL
+shapes and their growth (``tiny``), and the hub-faithful fixture that stands in for Qwen2.5-VL-3B offline
+(``hubfixture``).
+"""

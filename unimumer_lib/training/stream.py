@@ -1,0 +1,192 @@
+"""The pretraining sample stream: unique synthetic expressions drawn from seeded shards (``PRETRAIN_SEED`` + i), in
+Hershey or real glyphs, leaving out every caption of the held-out pool (the synthetic test sets) and of the CROHME
+test splits; and the record sets a pretraining curve reads (held-out compositions, Hershey, CROHME 2014).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from ..core.files import atomic_write_text
+
+
+PRETRAIN_SEED = 1_000_000  # shard i of the pretraining stream: seed PRETRAIN_SEED + i
+SHARD_SIZE = 10_000
+HELD_OUT_SEED = 1  # the synthetic test seed of every profile (train uses seed 0)
+HELD_OUT_POOL = 3_000  # samples 0..HELD_OUT_POOL-1 of HELD_OUT_SEED: the held-out pool
+HEIGHT = 64  # what the smoke/cpu profiles prepare their images at (``prepare --height 64``)
+
+
+def check_seed(seed: int, what: str = "a synthetic split") -> int:
+    """Raise unless ``seed`` is outside the pretraining seed range (so no sample is trained on twice)."""
+    if seed >= PRETRAIN_SEED:
+        raise ValueError(f"seed {seed} of {what} lies in the pretraining range (>= {PRETRAIN_SEED}): its samples "
+                         f"would be the tiny base's pretraining samples")
+    return seed
+
+
+def shard_seeds(n: int, first: int = 0) -> list[int]:
+    """Seeds of the shards holding ``n`` pretraining samples, from shard ``first`` on."""
+    return [PRETRAIN_SEED + first + i for i in range((n + SHARD_SIZE - 1) // SHARD_SIZE)]
+
+
+def held_out_captions(n: int = HELD_OUT_POOL, workers: int | None = None) -> frozenset[str]:
+    """Captions of the held-out pool (the synthetic test sets of every profile are drawn from it); computed once
+    per process."""
+    return _held_out_captions(n, workers)
+
+
+@lru_cache(maxsize=2)
+def _held_out_captions(n: int, workers: int | None) -> frozenset[str]:
+    from ..data.render import default_workers
+    from ..core.workers import imap_ordered
+
+    jobs = [(HELD_OUT_SEED, i) for i in range(n)]
+    return frozenset(c for c in imap_ordered(_caption_job, jobs, workers or default_workers(), chunksize=32) if c)
+
+
+def _caption_job(job: tuple[int, int]) -> str:
+    from ..data.synth import synthesize
+
+    seed, index = job
+    try:
+        return synthesize(index, seed).latex.strip("$")
+    except ValueError:
+        return ""
+
+
+def crohme_test_captions(root: Path | None = None) -> set[str]:
+    """Captions of the CROHME test splits under ``root`` (default ``paths.crohme_root()``); empty if absent."""
+    from ..core.paths import crohme_root
+    from ..data.inkml import InkmlError, caption_of, find_inkml, read_inkml
+
+    root = Path(root) if root else crohme_root()
+    out = set()
+    for split in sorted(root.glob("test*")) if root.is_dir() else []:
+        for path in find_inkml(split):
+            try:
+                out.add(caption_of(read_inkml(path)))
+            except (InkmlError, ValueError, RecursionError):
+                continue
+    return out
+
+
+def uses_glyphs(seed: int, index: int, share: float) -> bool:
+    """Whether sample ``index`` of ``seed`` is written with real glyphs (a draw of its own, so the same whatever
+    the order or the workers)."""
+    import numpy as np
+
+    return share > 0 and np.random.default_rng([seed, index, 7]).random() < share
+
+
+def _sample_job(job: tuple) -> tuple[str, str, str | None]:
+    """(seed, index, folder, height[, glyph share, writer group]) -> (id, caption, None) with the PNG written, or
+    (id, "", reason).
+
+    The ink goes through InkML text and back, as ``synth`` + ``prepare`` do, so images equal the pipeline's."""
+    from ..data.inkml import caption_of, ink_from_xml, ink_to_xml
+    from ..data.prepare import PNG_OPTIONS
+    from ..data.render import render_ink
+    from ..data.glyphs import SHIPPED_NAME, bank_for
+    from ..data.synth import synth_id, synthesize
+
+    seed, index, folder, height, share, group = (*job, 0.0, None)[:6]
+    key = synth_id(seed, index)
+    try:
+        bank = bank_for(SHIPPED_NAME, group) if uses_glyphs(seed, index, share) else None
+        ink = ink_from_xml(ink_to_xml(synthesize(index, seed, bank=bank)).encode(), key)
+        buf = io.BytesIO()
+        render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
+    except ValueError as err:
+        return key, "", str(err)
+    (Path(folder) / f"{key}.png").write_bytes(buf.getvalue())
+    return key, caption_of(ink), None
+
+
+def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = frozenset(),
+                workers: int | None = None, progress: bool = True, glyph_share: float = 0.0,
+                writer_group: str = "pretrain", first_shard: int = 0) -> dict:
+    """Render ``n`` pretraining samples into ``out/images`` and write ``out/caption.txt`` (samples whose caption
+    is in ``exclude`` are left out and counted); ``glyph_share`` of them in real glyphs of the shipped bank's
+    ``writer_group``; shards from ``first_shard`` on. A finished stream (its ``stream.json``) is reused."""
+    from contextlib import closing
+
+    from tqdm.auto import tqdm
+
+    from ..data.render import default_workers
+    from ..core.workers import imap_ordered
+
+    out = Path(out)
+    marker = out / "stream.json"
+    settings = {"n": n, "height": height, "seeds": shard_seeds(n, first_shard), "shard_size": SHARD_SIZE}
+    if glyph_share:
+        settings.update(glyph_share=glyph_share, writer_group=writer_group)
+    if marker.exists():
+        done = json.loads(marker.read_text(encoding="utf-8"))
+        if done["settings"] == settings:
+            return done
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, i, str(images), height, glyph_share, writer_group) for k, seed in enumerate(settings["seeds"])
+            for i in range(min(SHARD_SIZE, n - k * SHARD_SIZE))]
+    kept, excluded, rejects = [], 0, []
+    with closing(imap_ordered(_sample_job, jobs, workers or default_workers(), chunksize=32)) as results:
+        for key, caption, reason in tqdm(results, total=len(jobs), desc="pretraining stream", unit="sample",
+                                         mininterval=2.0, disable=not progress):
+            if reason is not None:
+                rejects.append((key, reason))
+            elif caption in exclude:
+                excluded += 1
+                (images / f"{key}.png").unlink()
+            else:
+                kept.append((key, caption))
+    atomic_write_text(out / "caption.txt", "".join(f"{k}\t{c}\n" for k, c in kept))
+    summary = {"settings": settings, "read": len(jobs), "written": len(kept), "excluded_held_out": excluded,
+               "rejected": len(rejects), "rejects": rejects[:50]}
+    assert summary["read"] == summary["written"] + excluded + len(rejects)
+    atomic_write_text(marker, json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0, glyphs: str | None = None) -> list:
+    """``n`` records of the held-out pool (samples ``offset``.. of ``HELD_OUT_SEED``), rendered into ``work``;
+    ``glyphs``: written with real glyphs of that writer group of the shipped bank (e.g. ``"test"``)."""
+    from ..formats.records import Record
+
+    folder = Path(work) / (f"held_out_h{height}" + (f"_{glyphs}" if glyphs else ""))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(offset, offset + n):
+        key, caption, reason = _sample_job((HELD_OUT_SEED, i, str(folder), height, 1.0 if glyphs else 0.0, glyphs))
+        if reason is None:
+            out.append(Record(id=key, caption=caption, image_path=str(folder / f"{key}.png")))
+    return out
+
+
+def crohme_records(work: Path, split: str, n: int, height: int = HEIGHT, seed: int = 0) -> list:
+    """``n`` expressions of a CROHME split (a seeded choice; all if fewer), rendered into ``work`` as
+    ``prepare`` renders them: the curve's real-handwriting yardstick (never trained on, never used to choose)."""
+    import random
+
+    from ..core.paths import crohme_root
+    from ..data.inkml import InkmlError, caption_of, find_inkml, read_inkml
+    from ..formats.records import Record
+    from ..data.render import render_ink
+
+    files = find_inkml(crohme_root() / split) if (crohme_root() / split).is_dir() else []
+    picked = sorted(random.Random(seed).sample(files, min(n, len(files))))
+    folder = Path(work) / f"{split}_h{height}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in picked:
+        try:
+            ink = read_inkml(path)
+            image = folder / f"{ink.id}.png"
+            render_ink(ink, height=height).save(image)
+            out.append(Record(id=ink.id, caption=caption_of(ink), image_path=str(image)))
+        except (InkmlError, ValueError):
+            continue
+    return out
