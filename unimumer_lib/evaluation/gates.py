@@ -24,7 +24,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..tasks.spec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, extract_answer, token_budget
+from ..tasks.spec import ANSWER_SEPARATOR, BASE_TASK, FORMULA_SEPARATOR, PROMPTS, extract_answer, token_budget
 
 AUX_TASKS = ("tree", "can", "error_find", "error_fix")
 BARS = {"well_formed": 90.0, "exprate_gap": 10.0, "error_fix_exact": 30.0}  # percent / points
@@ -91,7 +91,7 @@ def reading(task: str, text: str) -> str:
     """The LaTeX an output of ``task`` ends with: error_fix's corrected formula is its last line (the registry reads
     error_fix's whole output, log included); the others as ``taskspec.extract_answer`` reads them."""
     if task == "error_fix":
-        return extract_answer(text.strip().rpartition(ANSWER_SEPARATOR)[2], "vanilla")
+        return extract_answer(text.strip().rpartition(ANSWER_SEPARATOR)[2], BASE_TASK)
     return extract_answer(text, task)
 
 
@@ -128,9 +128,9 @@ def measure(model, processor, records: list, out: str | Path | None = None, task
 
     opened = [(r, im) for r in records for im, why in [open_checked(r)] if not why]
     images, gts = [im for _, im in opened], [r.caption for r, _ in opened]
-    outputs = {"vanilla": _outputs(model, processor, images, [PROMPTS["vanilla"]] * len(images), "vanilla",
+    outputs = {BASE_TASK: _outputs(model, processor, images, [PROMPTS[BASE_TASK]] * len(images), BASE_TASK,
                                    batch_size, max_new_tokens)}
-    vanilla = score(gts, [extract_answer(t, "vanilla") for t in outputs["vanilla"]]).exprate
+    vanilla = score(gts, [extract_answer(t, BASE_TASK) for t in outputs[BASE_TASK]]).exprate
     wrong = wrong_transcriptions(gts, seed)
     edl_idx = [i for i, w in enumerate(wrong) if w is not None]
     gates = {}

@@ -18,6 +18,8 @@ from pathlib import Path
 from ..formats.predictions import Prediction, read_rows, write_predictions
 from ..formats.records import IMAGES_DIR, IMAGE_SUFFIX, Record
 from ..tasks.build import EDL_TASKS, build_task_files, caption_items, caption_rows, write_task_files
+from ..tasks.spec import BASE_TASK
+
 
 MINED_PREDICTIONS = "mined_predictions.json"
 FOLD_SAMPLES = "samples.json"
@@ -102,7 +104,7 @@ def sample_outputs(model, processor, items: list[tuple[str, str, str]], settings
         batch = items[i:i + step]
         outs = generate(model, processor, [img for _, _, img in batch], settings=decoding)
         for (key, caption, image), texts in zip(batch, outs):
-            rows += [Prediction(key, caption, extract(t, "vanilla"), image, {"raw": t, "fold": fold, "sample": j})
+            rows += [Prediction(key, caption, extract(t, BASE_TASK), image, {"raw": t, "fold": fold, "sample": j})
                      for j, t in enumerate(texts)]
     return rows
 
@@ -155,10 +157,10 @@ def run_fold(captions, out, settings: Mining, seed: int, fold: int, make_model=N
     held_out = kfold(list(by_id), settings.k, seed)[fold]
     held = set(held_out)
     fold_dir = Path(out) / f"fold{fold}"
-    rows, rejects = caption_rows([by_id[i] for i in sorted(by_id) if i not in held], ["vanilla"], progress=False)
+    rows, rejects = caption_rows([by_id[i] for i in sorted(by_id) if i not in held], [BASE_TASK], progress=False)
     paths = write_task_files(fold_dir / "data", rows, rejects)
     model, processor = make_model() if make_model else (None, None)
-    result = train(paths["vanilla"], model_path=settings.model, preset=settings.preset, out_dir=fold_dir / "sft",
+    result = train(paths[BASE_TASK], model_path=settings.model, preset=settings.preset, out_dir=fold_dir / "sft",
                    max_steps=settings.max_steps, seed=seed + fold, model=model, processor=processor, force=True,
                    **train_kwargs)  # force: a fold cut short starts again
     final = result.final_dir

@@ -159,7 +159,7 @@ def add_infer(sub, debug) -> argparse.ArgumentParser:
     """``unimumer infer``."""
     from ..inference.infer import SAMPLING
     from ..models.images import SIZINGS
-    from ..tasks.spec import TASKS
+    from ..tasks.spec import BASE_TASK, TASKS
 
     s = sub.add_parser("infer", parents=[debug], help="recognise images with a checkpoint -> Uni-MuMER prediction JSON")
     s.add_argument("--model", required=True,
@@ -184,7 +184,7 @@ def add_infer(sub, debug) -> argparse.ArgumentParser:
                    help="data-parallel processes, each on its "
                    "own GPU, merged in record order (default: one per visible GPU; 1 on CPU)")
     s.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # I/N: one process of --processes
-    s.add_argument("--task", choices=TASKS, default="vanilla", help="prompt and answer extraction")
+    s.add_argument("--task", choices=TASKS, default=BASE_TASK, help="prompt and answer extraction")
     s.add_argument("--max-new-tokens", type=at_least(1), default=None, help="default: per task (official: 2048)")
     s.add_argument("--num-beams", type=at_least(1), default=1, help="beam search width with greedy (default 1)")
     s.add_argument("--sampling", choices=[m for m in SAMPLING if m != "sample"], default="greedy",

@@ -118,14 +118,14 @@ def arm_tasks(arm: str) -> list[str]:
     """Training tasks of an arm: vanilla plus the tasks of the named auxiliary arms (``taskspec.arms``: an arm name
     adds its tasks to vanilla; ``all`` = every one; ``tree+edl`` = vanilla + tree + EDL)."""
     if arm == MATCHED_ARM:
-        return ["vanilla"]
+        return [taskspec.BASE_TASK]
     aux = taskspec.arms()
-    names = list(aux) if arm == MAIN_ARM else [n for n in arm.split("+") if n != "vanilla"]
+    names = list(aux) if arm == MAIN_ARM else [n for n in arm.split("+") if n != taskspec.BASE_TASK]
     unknown = [n for n in names if n not in aux]
     if unknown or not arm:
         raise ValueError(f"unknown arm {arm!r}: use vanilla, all, {MATCHED_ARM} (vanilla for as many steps as "
                          f"all), or auxiliary tasks {'+'.join(aux)} joined with '+'")
-    return ["vanilla"] + [t for n in aux if n in names for t in aux[n]]
+    return [taskspec.BASE_TASK] + [t for n in aux if n in names for t in aux[n]]
 
 
 def parse_arms(text: str | list[str] | None) -> list[str]:

@@ -22,7 +22,7 @@ from ..formats.records import (IMAGE_SUFFIX, IMAGES_DIR, TASKS_MARKER, inside_ro
 from ..formats.sharegpt import IMAGE_TOKEN, read_sharegpt, sharegpt_row, write_sharegpt
 from ..data.splits import check_no_test_images, held_out_index
 from ..core.tally import Tally
-from .spec import ANSWER_SEPARATOR, FORMULA_SEPARATOR, PROMPTS, TASKS, get as task_spec, names as task_names
+from .spec import ANSWER_SEPARATOR, BASE_TASK, FORMULA_SEPARATOR, PROMPTS, TASKS, get as task_spec, names as task_names
 from ..latex.tree import TreeError
 
 DATASET_INFO = "dataset_info.json"
@@ -37,7 +37,7 @@ SHAREGPT_INFO = {"formatting": "sharegpt", "columns": {"messages": "messages", "
 def dataset_name(task: str, prefix: str = "crohme_train") -> str:
     """The released dataset_info name: ``crohme_train`` for vanilla, ``crohme_train_<task>`` otherwise."""
     _check_tasks([task])
-    return prefix if task == "vanilla" else f"{prefix}_{task}"
+    return prefix if task == BASE_TASK else f"{prefix}_{task}"
 
 
 def _check_tasks(tasks: Iterable[str]) -> list[str]:

@@ -23,9 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.files import atomic_write_text
+from ..tasks.spec import BASE_TASK
 from .cards import glyph_model_card, model_card
 from .stream import (HEIGHT, HELD_OUT_POOL, HELD_OUT_SEED, crohme_records, crohme_test_captions, held_out_captions,
                      held_out_records, make_stream, shard_seeds)
+
 
 BASE_NAME = "tiny-base"  # its folder: model.SHIPPED[BASE_NAME]
 PROFILE = "pretrain"
@@ -133,8 +135,8 @@ def stream_rows(items: list, recipe: Pretraining) -> tuple[dict[str, list[dict]]
         for key, caption, image in part:
             pred = edl.inject_errors(caption, edl.LOOKALIKES, rng, max_edits=2)
             if pred is None:
-                rows.setdefault("vanilla", []).extend(caption_rows([(key, caption, image)], ["vanilla"],
-                                                                   progress=False)[0]["vanilla"])
+                rows.setdefault(BASE_TASK, []).extend(caption_rows([(key, caption, image)], [BASE_TASK],
+                                                                   progress=False)[0][BASE_TASK])
             else:
                 records += edl.edl_records([(image, caption, pred)], source=edl.SYNTHETIC)
         rows.setdefault(task, []).extend(edl_task_rows(records, [task])[task])
