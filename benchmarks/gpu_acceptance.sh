@@ -33,7 +33,7 @@ python3 benchmarks/bench_gpu_qwen3b.py --full-batch 8 --skip lora,saveload,gener
 python3 -m unimumer_lib.pipeline.cli infer --model tiny-base --data $CARRY/crohme/test2014 --out \$OUT/tiny_base_2014.json --batch-size 64 --force
 python3 -m unimumer_lib.pipeline.cli eval \$OUT/tiny_base_2014.json --format json --out \$OUT/tiny_base_2014_eval.json
 python3 benchmarks/gpu_compare.py $CARRY/cpu_reference.json \$OUT/tiny_base_2014_eval.json
-python3 -m unimumer_lib.pipeline.cli train --data $CARRY/tasks --model \$(python3 -c 'from unimumer_lib import hubfixture; print(hubfixture.build_fixture())') --preset single-gpu-lora --max-steps 4 --out \$OUT/sft --force
+python3 -m unimumer_lib.pipeline.cli train --data $CARRY/tasks --model \$(python3 -c 'from unimumer_lib.models import hubfixture; print(hubfixture.build_fixture())') --preset single-gpu-lora --max-steps 4 --out \$OUT/sft --force
 python3 -m unimumer_lib.pipeline.cli infer --model \$OUT/sft/final --data $CARRY/crohme/test_16 --out \$OUT/pred.json --force
 python3 -m unimumer_lib.pipeline.cli eval \$OUT/pred.json --format md
 EOF

@@ -5,6 +5,7 @@ folder (here a temporary one), never beside the notebooks."""
 from __future__ import annotations
 
 import ast
+import json
 
 import nbformat
 
@@ -37,16 +38,18 @@ def test_every_notebook_runs_from_its_defaults(tmp_path, monkeypatch, crohme_roo
     assert paths.runs_dir() == runs
     assert (runs / "crohme_prepared" / "train" / "caption.txt").is_file()  # 01
     assert (runs / "02_task_synthesis" / "tasks" / "vanilla.json").is_file()  # 02
-    assert (runs / "sft" / "final" / "paths.json").is_file()  # 03 trained on 02's tasks
+    assert (runs / "sft" / "final" / "config.json").is_file()  # 03 trained on 02's tasks
     shown = texts["02_task_synthesis.ipynb"].split("mixture notebook 03 trains: ", 1)[1].splitlines()[0]
     trained = cell_result(tmp_path / "executed" / "notebooks" / "03_sft_trl.ipynb", "sftdata.mixture_counts(dataset)")
     assert ast.literal_eval(shown) == ast.literal_eval(trained) != {}  # 02 shows the mixture 03 trains
     # 02 with other ratios: 03, run again by hand, trains the mixture 02 now shows
-    again = outputs_text(run_notebook("02_task_synthesis.ipynb", tmp_path / "again", {"ratios": {"tree": 0.5}}))
+    again = outputs_text(run_notebook("02_task_synthesis.ipynb", tmp_path / "again", {"ratios": {"tree": 0.5},
+                                                                                      "seed": 7}))
     shown = ast.literal_eval(again.split("mixture notebook 03 trains: ", 1)[1].splitlines()[0])
     run_notebook("03_sft_trl.ipynb", tmp_path / "again", {})
     trained = cell_result(tmp_path / "again" / "notebooks" / "03_sft_trl.ipynb", "sftdata.mixture_counts(dataset)")
     assert shown == ast.literal_eval(trained) and shown["tree"] == shown["vanilla"] // 2
+    assert json.loads((runs / "sft" / "run_config.json").read_text())["sft_config"]["seed"] == 7  # and its seed
     assert "83.8742" in texts["04_inference_evaluation.ipynb"]  # the released predictions' ExpRate
     assert "no baseline_path" in texts["05_error_analysis.ipynb"]
     assert (runs / "05_error_analysis" / "confusions.csv").is_file()

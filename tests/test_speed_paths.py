@@ -19,7 +19,7 @@ HEAVY = ("pandas", "torch", "transformers", "PIL", "matplotlib", "datasets", "tr
 
 
 def test_eval_starts_without_the_heavy_libraries(reference_predictions):
-    code = ("import sys; from unimumer_lib import cli; cli.main(['eval', sys.argv[1]]); "
+    code = ("import sys; from unimumer_lib.pipeline import cli; cli.main(['eval', sys.argv[1]]); "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code, str(reference_predictions)], capture_output=True, text=True,
                           check=True)

@@ -230,3 +230,13 @@ def test_tasks_never_replaces_a_users_files_in_its_out(tmp_path):
     with pytest.raises(FileExistsError, match="tree.json: a file `unimumer tasks` did not write"):
         build_task_files(out, ["tree"], captions=split, test_roots=[], progress=False)
     assert (out / "tree.json").read_text() == "edited by hand"
+
+
+def test_notebook_03_trains_the_mixture_and_seed_notebook_02_recorded(tmp_path):
+    from unimumer_lib.tasks.build import mixture_settings, write_mixture
+
+    assert mixture_settings(tmp_path) == ({}, 0)  # nothing recorded: every row, seed 0
+    write_mixture(tmp_path, {"tree": 0.5}, 7)
+    assert mixture_settings(tmp_path) == ({"tree": 0.5}, 7)
+    assert mixture_settings(tmp_path, {"can": 1.0}, 3) == ({"can": 1.0}, 3)  # given ones win
+    assert mixture_settings(tmp_path, None, 0) == ({"tree": 0.5}, 0)

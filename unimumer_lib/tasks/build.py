@@ -430,8 +430,18 @@ def write_mixture(folder, ratios: dict[str, float], seed: int) -> Path:
     return atomic_write_text(Path(folder) / MIXTURE_FILE, json.dumps({"ratios": ratios, "seed": seed}, indent=1))
 
 
-def read_mixture(folder) -> dict[str, float]:
-    """The ratios ``write_mixture`` recorded in ``folder`` ({} when none: every row once)."""
+def read_mixture(folder) -> tuple[dict[str, float], int | None]:
+    """(ratios, seed) ``write_mixture`` recorded in ``folder`` (({}, None) when none: every row once)."""
     path = Path(folder) / MIXTURE_FILE
-    return json.loads(path.read_text(encoding="utf-8"))["ratios"] if path.is_file() else {}
+    if not path.is_file():
+        return {}, None
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return recorded["ratios"], recorded.get("seed")
 
+
+def mixture_settings(folder, ratios: dict | None = None, seed: int | None = None) -> tuple[dict, int]:
+    """(ratios, seed) notebook 03 trains with: each as given, else as notebook 02 recorded it with the mixture in
+    ``folder`` (``read_mixture``; every row and seed 0 when nothing is recorded)."""
+    recorded_ratios, recorded_seed = read_mixture(folder)
+    return (recorded_ratios if ratios is None else ratios,
+            (recorded_seed if recorded_seed is not None else 0) if seed is None else seed)
