@@ -5,6 +5,7 @@ included) climbs from a lower layer to a higher one, and modules import one anot
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -197,3 +198,17 @@ def test_modules_and_functions_stay_short():
     long_functions = {f"{module_name(p)}.{name}" for p in SOURCES
                       for name, n in function_lengths(p.read_text(encoding="utf-8")).items() if n > MAX_FUNCTION_LINES}
     assert long_modules == set() and long_functions == set()
+
+
+def test_the_readme_module_table_matches_the_folders():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines()
+            if line.startswith("| `") and line.split("|")[1].strip().endswith("/`")]
+    listed = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        folder = cells[0].strip("`/")
+        listed[folder] = set(re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", cells[1])))
+    assert list(listed) == list(LAYERS)  # every folder, in layer order
+    for folder in LAYERS:
+        assert listed[folder] == {m.split(".")[1] for m in MODULES if m.startswith(folder + ".")}, folder

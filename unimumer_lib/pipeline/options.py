@@ -123,7 +123,6 @@ def add_tasks(sub, debug) -> argparse.ArgumentParser:
                    help="folder whose test*/ splits must never enter training (repeatable; default: the CROHME root)")
     s.add_argument("--allow-test-images", action="store_true",
                    help="build rows from test-split images anyway (warns loudly; the test set is then not held out)")
-
     return s
 
 

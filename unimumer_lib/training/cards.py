@@ -7,6 +7,20 @@ from __future__ import annotations
 
 
 
+def _head(record: dict, licence: str, tag: str, name: str) -> str:
+    """A card's front matter (licence, library, task, tags), title and first words: the model's size and shape."""
+    return f"""---
+license: {licence}
+library_name: transformers
+pipeline_tag: image-text-to-text
+tags: [handwritten-mathematical-expression-recognition, qwen2_5_vl, unimumer, {tag}]
+---
+# unimumer {name}
+
+A {record['parameters'] / 1e6:.2f} M-parameter Qwen2.5-VL (the `{record['size']}` shape of
+`unimumer_lib.models.tiny.SIZES`)"""
+
+
 def model_card(record: dict) -> str:
     """The base's model card: data, recipe, steps, held-out numbers, how to rebuild it, licence."""
     last = record["learning_curve"][-1] if record["learning_curve"] else {}
@@ -15,16 +29,7 @@ def model_card(record: dict) -> str:
     s = record["stream"]
     data_min = (record.get("stream_wall_s", 0) + record["data_wall_s"]) / 60  # a reused stream: its first run's time
     notes = f" (and `notes`: {record['notes']})" if record.get("notes") else ""
-    return f"""---
-license: apache-2.0
-library_name: transformers
-pipeline_tag: image-text-to-text
-tags: [handwritten-mathematical-expression-recognition, qwen2_5_vl, unimumer, synthetic]
----
-# unimumer tiny-base
-
-A {record['parameters'] / 1e6:.2f} M-parameter Qwen2.5-VL (the `{record['size']}` shape of
-`unimumer_lib.models.tiny.SIZES`)
+    return f"""{_head(record, "apache-2.0", "synthetic", "tiny-base")}
 pretrained on CPU to read synthetic handwritten expressions: image -> LaTeX with Uni-MuMER's vanilla prompt. It is the
 CPU stand-in for Qwen2.5-VL-3B-Instruct: the smoke and cpu profiles fine-tune from it, as the paper fine-tunes
 from a model that already reads. It is not a model for real handwriting: it has seen only synthetic writers.
@@ -60,7 +65,7 @@ def _segments_line(record: dict) -> str:
     """The model card's note that its data/recipe lines describe the last of several segments ("" for one)."""
     n = len(record["segments"])
     return (f"The data, tasks and recipe below are those of the last segment ({n}); the table after them lists every "
-            f"segment, each continuing the one before (`pretrain.GLYPH_SEGMENTS` holds the recipes).\n\n"
+            f"segment, each continuing the one before (`training.pretrain.GLYPH_SEGMENTS` holds the recipes).\n\n"
             if n > 1 else "")
 
 
@@ -77,16 +82,7 @@ def glyph_model_card(record: dict) -> str:
                          f"{(g['train_wall_s'] or 0) / 60:.0f} |" for i, g in enumerate(record["segments"]))
     g, s, r = record["glyphs"], record["stream"], record["recipe"]
     shares = ", ".join(f"{t} {x:.0%}" for t, x in zip(r["tasks"], r["task_shares"] or [1] * len(r["tasks"])))
-    return f"""---
-license: cc-by-nc-sa-3.0
-library_name: transformers
-pipeline_tag: image-text-to-text
-tags: [handwritten-mathematical-expression-recognition, qwen2_5_vl, unimumer, crohme]
----
-# unimumer {record['name']}
-
-A {record['parameters'] / 1e6:.2f} M-parameter Qwen2.5-VL (the `{record['size']}` shape of
-`unimumer_lib.models.tiny.SIZES`)
+    return f"""{_head(record, "cc-by-nc-sa-3.0", "crohme", record['name'])}
 pretrained on CPU to read handwritten expressions composed from **real handwritten glyphs**, with a share of every
 Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-following VLM).
 
@@ -108,7 +104,7 @@ Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-f
   CROHME 2014 is measured on a fixed sample for the curve only; it never chose a checkpoint.
   The curve below is the last segment's (step 0 is where the segment started).
 
-| segment | commit | started from | shape (a deeper one: grown, `model.grow`) | steps | minutes |
+| segment | commit | started from | shape (a deeper one: grown, `models.tiny.grow`) | steps | minutes |
 | --- | --- | --- | --- | --- | --- |
 {segments}
 
