@@ -61,3 +61,45 @@ def test_a_task_is_registered_once():
         taskspec.register(taskspec.get("vanilla"))
     with pytest.raises(ValueError, match="needs a target"):
         taskspec.register(taskspec.TaskSpec("x", "p", "caption", 8))
+
+
+TOY_EDL = taskspec.TaskSpec(
+    "error_count", taskspec.PROMPT_PREFIX + " and its OCR recognition result. Please count the wrong symbols in the "
+    "recognition result, and then provide the corrected LaTeX format.", "edl", 96, "last-line", arm="count",
+    edl_row=lambda r: (r["pred"], f"{len(r['log'].splitlines())} errors" + taskspec.ANSWER_SEPARATOR + r["gt"]))
+
+
+def test_a_registered_edl_kind_task_builds_its_rows_and_trains(crohme_root, tmp_path):
+    """An EDL task added in one place: its rows come from the EDL records of wrong predictions through its spec,
+    beside error_find's, the mixture counts it and the tiny model trains on it; its prompt carries the formula."""
+    import random
+
+    from unimumer_lib.formats.predictions import Prediction, write_predictions
+    from unimumer_lib.tasks import edl
+    from unimumer_lib.tasks.spec import FORMULA_SEPARATOR
+
+    records = sample_caption_set(crohme_root / "train", tmp_path / "set", 8, min_tokens=3, max_tokens=8, height=48)
+    rng = random.Random(0)
+    wrong = [(r, edl.inject_errors(r.caption, edl.LOOKALIKES, rng, max_edits=1)) for r in records]
+    preds = [Prediction(r.id, r.caption, p, r.image_path) for r, p in wrong if p]
+    write_predictions(tmp_path / "pred.json", preds)
+    with pytest.raises(ValueError, match="needs an edl_row"):
+        taskspec.register(taskspec.TaskSpec("no_row", "x", "edl", 8))
+    taskspec.register(TOY_EDL)
+    try:
+        summary = build_task_files(tmp_path / "tasks", ["error_find", "error_count"],
+                                   predictions=tmp_path / "pred.json", test_roots=[], root=tmp_path / "set")
+        assert summary["error_count"]["written"] == summary["error_find"]["written"] == len(preds) > 0
+        rows = read_sharegpt(tmp_path / "tasks" / "error_count.json")
+        user, answer = (m["value"] for m in rows[0]["messages"])
+        given = next(p for p in preds if p.image_path and p.gt == answer.splitlines()[-1])
+        assert user.endswith(TOY_EDL.prompt + FORMULA_SEPARATOR + given.pred)
+        assert answer.splitlines()[0] == "1 errors"
+        files = task_files(tmp_path / "tasks")
+        assert mixture_counts(load_sharegpt_dataset(files, test_roots=[])) == {"error_find": len(preds),
+                                                                               "error_count": len(preds)}
+        result = train(files, model_path="tiny", out_dir=tmp_path / "run", max_steps=2, disable_tqdm=True,
+                       save_steps=10**6, test_roots=[])
+        assert result.global_step == 2 and taskspec.extract_answer("1 errors\nx", "error_count") == "x"
+    finally:
+        taskspec.unregister(TOY_EDL.name)

@@ -72,16 +72,12 @@ def caption_row(task: str, caption: str, image: str) -> dict:
     return sharegpt_row(PROMPTS[task], caption_target(task, caption), [image])
 
 
-def error_find_row(record: dict) -> dict:
-    """EDL detection row from an ``edl.edl_records`` record: prompt + prediction -> marked prediction."""
-    return sharegpt_row(PROMPTS["error_find"] + FORMULA_SEPARATOR + record["pred"], record["marked"],
-                        [record["image"]])
-
-
-def error_fix_row(record: dict) -> dict:
-    """EDL correction row: prompt + marked prediction -> correction log, then the corrected caption."""
-    return sharegpt_row(PROMPTS["error_fix"] + FORMULA_SEPARATOR + record["marked"],
-                        record["log"] + ANSWER_SEPARATOR + record["gt"], [record["image"]])
+def edl_row(task: str, record: dict) -> dict:
+    """An EDL task's row from an ``edl.edl_records`` record, as its spec builds it (``TaskSpec.edl_row``): the
+    prompt, then the formula it carries (error_find: the prediction; error_fix: the marked prediction) -> the
+    answer (the marked prediction; the correction log, then the corrected caption)."""
+    formula, answer = task_spec(task).edl_row(record)
+    return sharegpt_row(PROMPTS[task] + FORMULA_SEPARATOR + formula, answer, [record["image"]])
 
 
 def split_answer(target: str) -> tuple[str, str]:
@@ -114,11 +110,10 @@ def caption_rows(items: Iterable[tuple[str, str, str]], tasks: Iterable[str] | N
 
 
 def edl_task_rows(records: Iterable[dict], tasks: Iterable[str] | None = None) -> dict[str, list[dict]]:
-    """EDL records -> {error_find: rows, error_fix: rows} (only the tasks asked for)."""
-    build = {"error_find": error_find_row, "error_fix": error_fix_row}
+    """EDL records -> {task: rows} for each EDL-kind task asked for (every registered one by default)."""
     records = list(records)
     asked = _check_tasks(task_names("edl") if tasks is None else tasks)
-    return {t: [build[t](r) for r in records] for t in asked if t in build}
+    return {t: [edl_row(t, r) for r in records] for t in asked if task_spec(t).kind == "edl"}
 
 
 def mixture(rows: dict[str, list[dict]], ratios: dict[str, float] | None = None, seed: int = 0) -> list[dict]:

@@ -42,6 +42,9 @@ class TaskSpec:
     max_new_tokens: int  # generation budget in Qwen tokens, about 2x or more the longest target
     answer: str = "whole"  # one of ANSWERS
     target: Callable[[str], str] | None = None  # caption -> assistant answer (caption tasks)
+    # EDL tasks: an ``edl.edl_records`` record (gt, pred, marked, log, image) -> (the formula the prompt carries
+    # after FORMULA_SEPARATOR, the assistant answer)
+    edl_row: Callable[[dict], tuple[str, str]] | None = None
     arm: str | None = None  # the ablation arm that adds this task to vanilla (None: vanilla itself)
     vocabulary: tuple[str, ...] = ()  # answer words the tiny model's tokenizer learns as whole tokens
 
@@ -89,6 +92,8 @@ def register(spec: TaskSpec) -> TaskSpec:
         raise ValueError(f"task {spec.name!r}: kind must be one of {TASK_KINDS}, answer one of {ANSWERS}")
     if spec.kind == "caption" and spec.target is None:
         raise ValueError(f"caption task {spec.name!r} needs a target (caption -> answer)")
+    if spec.kind == "edl" and spec.edl_row is None:
+        raise ValueError(f"EDL task {spec.name!r} needs an edl_row (EDL record -> (given formula, answer))")
     TASKS[spec.name] = spec
     return spec
 
@@ -142,12 +147,13 @@ register(TaskSpec("can", PROMPT_PREFIX + ". Please identify and count each disti
 register(TaskSpec("error_find", PROMPT_PREFIX + " and its OCR recognition result. Please help me to detect possible "
                   "errors in the recognition result and mark the places where errors occur with <error_start> "
                   "<error_end> and <deleted>.", "edl", 768, "whole", arm="edl",
-                  vocabulary=(edl.ERROR_START, edl.ERROR_END, edl.DELETED)))
+                  edl_row=lambda r: (r["pred"], r["marked"]), vocabulary=(edl.ERROR_START, edl.ERROR_END, edl.DELETED)))
 register(TaskSpec("error_fix", PROMPT_PREFIX + " and a predicted formula with error tags, correct the formula by "
                   "modifying the parts marked with <error_start> and <error_end> and inserting content where "
                   "<deleted> are present. Output the modifications in a single string with the following format: "
                   "REPLACE:old -> new for errors to be replaced. INSERT:content after position for missing content. "
                   "DELETE:to_delete for parts to be removed.", "edl", 1024, "whole", arm="edl",
+                  edl_row=lambda r: (r["marked"], r["log"] + ANSWER_SEPARATOR + r["gt"]),
                   vocabulary=(edl.REPLACE, edl.INSERT, edl.DELETE, edl.ARROW, edl.AFTER)))
 
 
