@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from unimumer_lib.core import paths
+from unimumer_lib.core.files import save_figure
 from unimumer_lib.evaluation import figures
 from unimumer_lib.data.explore import stats_frame, token_frequencies
 from unimumer_lib.formats.records import Record
@@ -52,7 +53,7 @@ def test_exploration_charts_carry_their_own_labels(records):
 def test_save_figure_writes_and_closes(tmp_path):
     fig, ax = figures.new_axes()
     ax.plot([0, 1], [1, 0])
-    path = figures.save_figure(fig, tmp_path / "sub" / "line.png")
+    path = save_figure(fig, tmp_path / "sub" / "line.png")
     assert fig.number not in plt.get_fignums()
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width > 100

@@ -287,8 +287,8 @@ def plot_error_classes(samples: pd.DataFrame, ax=None):
 def save_figures(samples: pd.DataFrame, figures_dir: Path | str, prefix: str = "",
                  show: bool | None = None) -> dict[str, Path]:
     """Write the standard figures (PNG) and return {name: path}; each is shown inline in a notebook (or as
-    ``show`` says) and closed (``figures.save_figure``)."""
-    from .figures import save_figure
+    ``show`` says) and closed (``files.save_figure``)."""
+    from ..core.files import save_figure
 
     out = Path(figures_dir)
     table = confusion_table(samples)

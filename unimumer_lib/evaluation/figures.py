@@ -11,7 +11,6 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..core.files import save_figure  # noqa: F401  (charts save through it; its home is files)
 from ..formats.records import Record
 
 

@@ -120,10 +120,10 @@ def grow(model, size: str):
         if m is None:
             renamed[key] = state[key]
             continue
-        src = (t_src if ".layers." in key else v_src)[int(m.group(2))]
-        renamed[key] = state[f"{m.group(1)}{src}{m.group(3)}"].clone()
-        first = (t_src if ".layers." in key else v_src).index(src) == int(m.group(2))
-        if not first and re.search(r"\.(o_proj|attn\.proj|down_proj)\.(weight|bias)$", key):
+        sources, index = (t_src if ".layers." in key else v_src), int(m.group(2))
+        renamed[key] = state[f"{m.group(1)}{sources[index]}{m.group(3)}"].clone()
+        copy_of_earlier = sources.index(sources[index]) != index
+        if copy_of_earlier and re.search(r"\.(o_proj|attn\.proj|down_proj)\.(weight|bias)$", key):
             renamed[key].zero_()
     grown.load_state_dict(renamed, strict=True)
     grown.generation_config = copy.deepcopy(model.generation_config)

@@ -352,7 +352,8 @@ def plot_loss(history: list[dict], path: str | Path, title: str = "SFT training 
               per_task: dict[str, list[tuple[int, float]]] | None = None):
     """Save the loss curve (training loss vs step, and each task's probe loss of ``per_task``: ``task_losses``)
     to ``path``; returns the path."""
-    from ..evaluation.figures import new_axes, save_figure
+    from ..core.files import save_figure
+    from ..evaluation.figures import new_axes
 
     if not history:
         raise ValueError("no logged loss points to plot (train longer than logging_steps)")
