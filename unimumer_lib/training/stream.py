@@ -151,6 +151,77 @@ def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = fro
     return summary
 
 
+def _crohme_job(job: tuple) -> tuple[str, str, str | None]:
+    """(InkML path, split folder, image folder, height, writer group) -> (id, caption, None) with the PNG written,
+    or (id, "", reason): a defective file, or a writer outside the group."""
+    from ..data.glyphs import writer_group, writer_key
+    from ..data.inkml import InkmlError, caption_of, read_inkml
+    from ..data.prepare import PNG_OPTIONS
+    from ..data.render import render_ink
+
+    path, src, folder, height, group = job
+    key = f"crohme-{Path(path).stem}"
+    try:
+        ink = read_inkml(Path(path))
+        if writer_group(writer_key(ink, Path(path), Path(src))) != group:
+            return key, "", f"writer not in the {group!r} group"
+        caption = caption_of(ink)
+        buf = io.BytesIO()
+        render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
+    except (InkmlError, ValueError, RecursionError) as err:
+        return key, "", f"{Path(path).name}: {err}"
+    (Path(folder) / f"{key}.png").write_bytes(buf.getvalue())
+    return key, caption, None
+
+
+def crohme_train_stream(out: Path, src: Path, height: int = HEIGHT, writer_group: str = "pretrain",
+                        exclude: set[str] = frozenset(), workers: int | None = None, progress: bool = True) -> dict:
+    """Render the expressions of a CROHME train split ``src`` written by ``writer_group``'s writers (the hands the
+    glyph compositions of the stream use; the fine-tuning and test writers' files are left out) into
+    ``out/images`` and write ``out/caption.txt``; captions in ``exclude`` are left out and counted. A test split
+    is refused (leak guard). Counts reconcile: read = written + excluded + other writers + rejected."""
+    from contextlib import closing
+
+    from tqdm.auto import tqdm
+
+    from ..core.workers import imap_ordered
+    from ..data.inkml import find_inkml
+    from ..data.render import default_workers
+    from ..data.splits import TEST_SPLIT_NAME, check_no_test_images, held_out_index
+
+    src, out = Path(src), Path(out)
+    if TEST_SPLIT_NAME.fullmatch(src.name):
+        raise ValueError(f"{src}: a test split; the pretraining stream is drawn from a train split only")
+    files = find_inkml(src)
+    check_no_test_images([(p.stem, str(p)) for p in files], src, held_out_index([src.parent]))
+    marker = out / "stream.json"
+    settings = {"src": src.name, "files": len(files), "height": height, "writer_group": writer_group}
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8"))["settings"] == settings:
+        return json.loads(marker.read_text(encoding="utf-8"))
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(p), str(src), str(images), height, writer_group) for p in files]
+    kept, excluded, others, rejects = [], 0, 0, []
+    with closing(imap_ordered(_crohme_job, jobs, workers or default_workers(), chunksize=32)) as results:
+        for key, caption, reason in tqdm(results, total=len(jobs), desc="CROHME train stream", unit="file",
+                                         mininterval=2.0, disable=not progress):
+            if reason is not None and reason.startswith("writer not in"):
+                others += 1
+            elif reason is not None:
+                rejects.append((key, reason))
+            elif caption in exclude:
+                excluded += 1
+                (images / f"{key}.png").unlink()
+            else:
+                kept.append((key, caption))
+    atomic_write_text(out / "caption.txt", "".join(f"{k}\t{c}\n" for k, c in kept))
+    summary = {"settings": settings, "read": len(jobs), "written": len(kept), "excluded_held_out": excluded,
+               "other_writers": others, "rejected": len(rejects), "rejects": rejects}
+    assert summary["read"] == summary["written"] + excluded + others + len(rejects)
+    atomic_write_text(marker, json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0, glyphs: str | None = None) -> list:
     """``n`` records of the held-out pool (samples ``offset``.. of ``HELD_OUT_SEED``), rendered into ``work``;
     ``glyphs``: written with real glyphs of that writer group of the shipped bank (e.g. ``"test"``)."""
