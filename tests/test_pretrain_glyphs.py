@@ -14,6 +14,21 @@ from unimumer_lib.training import pretrain
 from unimumer_lib.training import stream
 from unimumer_lib.models.model import load_model
 from unimumer_lib.formats.records import read_captions
+from unimumer_lib.data.splits import HeldOutImageLeak
+
+
+def mini_crohme(root, crohme_root, per_source=8):
+    """A CROHME root of the real test splits and ``per_source`` real train files of each source, plus one
+    defective train file."""
+    (root / "train").mkdir(parents=True)
+    for split in ("test2014", "test2016"):
+        (root / split).symlink_to(crohme_root / split)
+    for source in sorted(p for p in (crohme_root / "train").iterdir() if p.is_dir()):
+        (root / "train" / source.name).mkdir()
+        for path in sorted(source.glob("*.inkml"))[:per_source]:
+            (root / "train" / source.name / path.name).symlink_to(path)
+    (root / "train" / "HAMEX" / "broken.inkml").write_text("<ink xmlns='http://www.w3.org/2003/InkML'><trace>")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +36,47 @@ def run(tmp_path_factory, crohme_root):
     root = tmp_path_factory.mktemp("glyph_pretrain")
     recipe = replace(pretrain.GLYPH_RECIPE, n=160, steps=4, size="tiny", save_steps=2, curve_every=2, curve_n=6,
                      init=None)  # (the shipped recipe continues tiny-base: test_glyph_base.py)
-    record = pretrain.pretrain(root / "base", root / "work", recipe, workers=1)
+    assert recipe.crohme_train  # the last segment mixes in real CROHME-train expressions: here, of a small root
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNIMUMER_CROHME", str(mini_crohme(root / "crohme", crohme_root)))
+        record = pretrain.pretrain(root / "base", root / "work", recipe, workers=1)
     return root, recipe, record
+
+
+def test_real_crohme_train_expressions_join_the_stream_and_their_counts_reconcile(run):
+    root, recipe, record = run
+    real = record["crohme_train"]
+    files = len(list((root / "crohme" / "train").rglob("*.inkml")))
+    assert real["read"] == files == real["written"] + real["excluded_held_out"] + real["other_writers"] + \
+        real["rejected"]
+    assert real["written"] > 0 and real["other_writers"] > 0 and real["repeats"] == recipe.crohme_train
+    assert any("broken.inkml" in why for _, why in real["rejects"])  # named, with its reason
+    assert sum(record["rows"].values()) == record["stream"]["written"] + recipe.crohme_train * real["written"]
+    captions = set(read_captions(root / "work" / pretrain.CROHME_STREAM / "caption.txt").values())
+    assert captions <= pretrain.read_caption_list(root / "base")  # the disjointness tests see them
+    assert not captions & stream.crohme_test_captions(root / "crohme")
+    assert "Real handwriting" in (root / "base" / "README.md").read_text()
+
+
+def test_the_crohme_train_part_refuses_test_images(tmp_path, crohme_root):
+    with pytest.raises(ValueError, match="a test split"):
+        stream.crohme_train_stream(tmp_path / "out", crohme_root / "test2014")
+    root = mini_crohme(tmp_path / "crohme", crohme_root, per_source=1)
+    leaked = next((crohme_root / "test2014").rglob("*.inkml"))
+    (root / "train" / "HAMEX" / leaked.name).symlink_to(leaked)  # a test image slipped into train
+    with pytest.raises(HeldOutImageLeak, match="test2014"):
+        stream.crohme_train_stream(tmp_path / "out", root / "train", workers=1, progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNIMUMER_CROHME", str(tmp_path / "nowhere"))
+        with pytest.raises(FileNotFoundError, match="UNIMUMER_CROHME"):
+            pretrain.check_recipe(pretrain.GLYPH_RECIPE)  # refused before any work
 
 
 def test_the_stream_trains_every_task_with_its_share(run):
     root, recipe, record = run
     rows = record["rows"]
-    assert set(rows) == set(recipe.tasks) and sum(rows.values()) == record["stream"]["written"]
+    real = recipe.crohme_train * record["crohme_train"]["written"]  # (the CROHME-train part: the test above)
+    assert set(rows) == set(recipe.tasks) and sum(rows.values()) == record["stream"]["written"] + real
     assert rows["vanilla"] > max(rows[t] for t in recipe.tasks if t != "vanilla")
     assert record["stream"]["settings"]["glyph_share"] == 0.8 and record["glyphs"]["writer_group"] == "pretrain"
     assert record["stream"]["read"] == record["stream"]["written"] + record["stream"]["excluded_held_out"] + \
@@ -54,7 +102,8 @@ def test_a_checkpoint_is_published_and_a_second_segment_continues_from_it(run):
     started = json.loads((root / "work" / pretrain.RUN_START).read_text())["commit"]
     assert step2["segments"][0]["commit"] == started == record["commit"]  # the commit the run started from
     assert len(step2["learning_curve"]) == 1
-    again = pretrain.pretrain(root / "base2", root / "work2", replace(recipe, init=str(root / "base"), size="tiny4"),
+    again = pretrain.pretrain(root / "base2", root / "work2", replace(recipe, init=str(root / "base"), size="tiny4",
+                                                                         crohme_train=0),
                               workers=1)  # a segment may grow the base it continues (model.grow)
     assert [s["steps"] for s in again["segments"]] == [4, 4] and again["segments"][1]["init"] == str(root / "base")
     grown = load_model(root / "base2")[0].config

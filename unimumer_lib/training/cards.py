@@ -74,8 +74,8 @@ def _crohme_line(record: dict) -> str:
     c = record.get("crohme_train")
     if not c:
         return ""
-    return (f"- **Real handwriting** (last segment): {c['written']:,} CROHME `{c['settings']['src']}` expressions of the "
-            f"`{c['settings']['writer_group']}` writers, each {c['repeats']} times ({c['read']:,} files read; "
+    return (f"- **Real handwriting** (last segment): {c['written']:,} CROHME `{c['settings']['src']}` expressions "
+            f"of the `{c['settings']['writer_group']}` writers, each {c['repeats']} times ({c['read']:,} files read; "
             f"{c['other_writers']:,} of other writers and {c['excluded_held_out']:,} with a held-out caption left "
             f"out, {c['rejected']} rejected).\n")
 
@@ -105,8 +105,8 @@ Uni-MuMER task's prompt and answer format (the CPU stand-in for an instruction-f
   expression where that writer wrote the symbol, the rest Hershey glyphs; rendered {record['height']} px high.
   Left out: samples whose caption is in the held-out pool ({record['excluded_captions']['held_out_pool']:,}
   captions) or in the CROHME test splits ({record['excluded_captions']['crohme_test']:,} captions).
-{_crohme_line(record)}- **Tasks** (each sample trains one, drawn with these shares): {shares}; rows {record['rows']}. EDL rows carry
-  1-2 look-alike errors (`edl.LOOKALIKES`).
+{_crohme_line(record)}- **Tasks** (each sample trains one, drawn with these shares): {shares}; rows
+  {record['rows']}. EDL rows carry 1-2 look-alike errors (`edl.LOOKALIKES`).
 - **Recipe**: TRL `SFTTrainer` through `unimumer_lib.training.train`, preset `{record['preset']}`,
   {record['steps']:,} steps of
   {record['batch_size']}, assistant-only loss (plain token mean); published from `{record['published_from']}`.
