@@ -37,24 +37,29 @@ OFFICIAL_SAMPLING = dict(temperature=0.2, top_p=0.8, top_k=50)
 OFFICIAL_MAX_TOKENS = 2048
 
 
-def _open_image(image, sizing: str = "paper", spec: dict | None = None):
+def _open_image(image, sizing: str = "paper", spec: dict | None = None, family=None):
     """RGB on white, brought to the input the checkpoint records (``spec``: ``model.to_model_input``), resized into
-    the training pixel range (``model.sized``: ``fit_pixels`` so the model sees what it trained on, or the official
-    script's sizing)."""
+    the training pixel range on the model family's grid (``ModelFamily.sized``: ``fit_pixels`` so the model sees
+    what it trained on, or the official script's sizing)."""
     from PIL import Image
 
-    from ..models.images import sized, to_model_input
+    from ..models.family import DEFAULT_FAMILY, get_family
+    from ..models.images import to_model_input
 
+    family = family or get_family(DEFAULT_FAMILY)
     if isinstance(image, (str, Path)):
         with Image.open(image) as im:
             im.load()  # (an RGB image within the size range comes back as itself: read it before the file closes)
-            return sized(to_model_input(im, spec), sizing)
-    return sized(to_model_input(image, spec), sizing)
+            return family.sized(to_model_input(im, spec), sizing)
+    return family.sized(to_model_input(image, spec), sizing)
 
 
-def chat(image, prompt: str) -> list[dict]:
-    """The single-turn user message the model was trained on (image first, then the prompt)."""
-    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}]
+def chat(image, prompt: str, family=None) -> list[dict]:
+    """The single-turn user message the model was trained on, in its family's shape (``ModelFamily.chat``;
+    Qwen: image first, then the prompt)."""
+    from ..models.family import DEFAULT_FAMILY, get_family
+
+    return (family or get_family(DEFAULT_FAMILY)).chat(image, prompt)
 
 
 def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = None, task: str = BASE_TASK,
@@ -64,11 +69,12 @@ def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = N
 
     ``greedy`` (default; beam search when ``num_beams`` > 1), ``official`` (the Uni-MuMER vLLM script:
     temperature 0.2, top_p 0.8, top_k 50, 2048 tokens) or ``sample`` (``temperature``/``top_p``, no top-k;
-    k-fold mining). No repetition penalty; stops on ``<|im_end|>``/``<|endoftext|>``.
+    k-fold mining). No repetition penalty; stops on the model family's stop tokens
+    (Qwen: ``<|im_end|>``/``<|endoftext|>``).
     """
     from transformers import GenerationConfig
 
-    from ..models.processor import stop_token_ids
+    from ..models.family import model_family
 
     if sampling not in SAMPLING:
         raise ValueError(f"unknown sampling {sampling!r}; choose from {', '.join(SAMPLING)}")
@@ -79,7 +85,8 @@ def decoding(tokenizer, sampling: str = "greedy", max_new_tokens: int | None = N
         max_new_tokens = OFFICIAL_MAX_TOKENS if sampling == "official" else task_spec(task).max_new_tokens
     return GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams,
                             num_return_sequences=num_return_sequences, repetition_penalty=1.0,
-                            eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id, **knobs)
+                            eos_token_id=model_family(tokenizer).stop_token_ids(tokenizer),
+                            pad_token_id=tokenizer.pad_token_id, **knobs)
 
 
 def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS[BASE_TASK],
@@ -91,12 +98,15 @@ def generate(model, processor, images: list, prompt: str | list[str] = PROMPTS[B
     """
     import torch
 
+    from ..models.family import model_family
+
     settings = settings or decoding(processor.tokenizer, **knobs)
     prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
     if len(prompts) != len(images):
         raise ValueError(f"{len(prompts)} prompts for {len(images)} images")
     spec = getattr(processor, "input_spec", None)  # the input the checkpoint was trained on
-    convs = [chat(_open_image(im, sizing, spec), p) for im, p in zip(images, prompts)]
+    family = model_family(model)
+    convs = [family.chat(_open_image(im, sizing, spec, family), p) for im, p in zip(images, prompts)]
     inputs = processor.apply_chat_template(convs, tokenize=True, return_dict=True, return_tensors="pt",
                                            add_generation_prompt=True,
                                            processor_kwargs={"padding": True, "padding_side": "left"})
@@ -114,17 +124,17 @@ def extract(text: str, task: str) -> str:
     return extract_answer(text, task_spec(task).name)
 
 
-def open_checked(record: Record, sizing: str = "paper"):
-    """(the record's image ready for the model, "") or (None, the reason it cannot be read, naming the file)."""
-    from ..models.images import sized
+def open_checked(record: Record, sizing: str = "paper", family=None):
+    """(the record's image ready for a model of ``family`` (default Qwen2.5-VL), "") or (None, the reason it cannot
+    be read, naming the file)."""
     from ..formats.records import open_image_checked
 
     if record.image is not None:
-        return _open_image(record.image, sizing), ""
+        return _open_image(record.image, sizing, family=family), ""
     if not record.image_path:
         return None, record.error or "no image"
     image, why = open_image_checked(record.image_path)
-    return (sized(image, sizing), "") if image is not None else (None, why)
+    return (_open_image(image, sizing, family=family), "") if image is not None else (None, why)
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     """
     from ..core.files import atomic_write_text
     from ..core.outdir import OutputLock
+    from ..models.family import model_family
 
     records = load_records(records) if isinstance(records, (str, Path)) else list(records)
     sizing = knobs.pop("sizing", "paper")
@@ -174,7 +185,8 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
         run = _vllm_runner(model.path, processor, settings, prompt, **sized_as) if on_vllm else (
             lambda images: generate(model, processor, images, prompt, settings, sizing))
         step = max(batch_size, VLLM_CHUNK) if on_vllm else batch_size  # vLLM batches internally
-        done.update(_predict_batches(todo, run, step, partial, task, sizing, progress))
+        family = model_family(processor if on_vllm else model)
+        done.update(_predict_batches(todo, run, step, partial, task, (sizing, family), progress))
         order = [r.id for r in records]
         rows = [done[i] for i in order if i in done]
         _write_final(out, rows)
@@ -184,10 +196,11 @@ def predict(model, processor, records: Iterable[Record] | str | Path, out: str |
     return rows
 
 
-def _predict_batches(todo: list[Record], run, step: int, partial: Path, task: str, sizing: str,
+def _predict_batches(todo: list[Record], run, step: int, partial: Path, task: str, sizing: tuple,
                      progress: bool) -> dict[str, Prediction]:
     """Recognise ``todo`` ``step`` records at a time with ``run`` (images -> texts), appending each batch's rows to
-    ``partial`` as soon as it is done (what a rerun resumes from); an unreadable image is a rejected row."""
+    ``partial`` as soon as it is done (what a rerun resumes from); an unreadable image is a rejected row.
+    ``sizing``: (sizing, model family) the images are opened with."""
     from tqdm.auto import tqdm
 
     from ..core.files import naming
@@ -197,7 +210,7 @@ def _predict_batches(todo: list[Record], run, step: int, partial: Path, task: st
                                                           desc="predict") as bar:
         for i in range(0, len(todo), step):
             batch = todo[i:i + step]
-            opened = [(r, *open_checked(r, sizing)) for r in batch]
+            opened = [(r, *open_checked(r, *sizing)) for r in batch]
             rows = [_rejected(r, why) for r, _, why in opened if why]
             ok = [(r, image) for r, image, why in opened if not why]
             if ok:
@@ -330,7 +343,10 @@ def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str 
         options.update(enable_lora=True, max_lora_rank=adapter["r"])
     llm = LLM(model=str(base), **options)
     params = vllm_sampling(settings)
-    text = processor.apply_chat_template(chat(None, prompt), add_generation_prompt=True, tokenize=False)
+    from ..models.family import model_family
+
+    family = model_family(processor)
+    text = processor.apply_chat_template(family.chat(None, prompt), add_generation_prompt=True, tokenize=False)
     extra = {}
     if adapter is not None:
         from vllm.lora.request import LoRARequest
@@ -338,7 +354,8 @@ def _vllm_runner(model_path, processor, settings: GenerationConfig, prompt: str 
         extra["lora_request"] = LoRARequest("unimumer-adapter", 1, str(model_path))
 
     def run(images):
-        reqs = [{"prompt": text, "multi_modal_data": {"image": _open_image(im, sizing)}} for im in images]
+        reqs = [{"prompt": text, "multi_modal_data": {"image": _open_image(im, sizing, family=family)}}
+                for im in images]
         return [[o.outputs[0].text.strip()] for o in llm.generate(reqs, params, **extra)]
 
     return run

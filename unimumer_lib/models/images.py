@@ -14,13 +14,14 @@ SIZINGS = ("paper", "official")  # paper: fit_pixels (LLaMA-Factory, the 262,144
 OFFICIAL_FACTOR, OFFICIAL_MIN_PIXELS, OFFICIAL_MAX_PIXELS = 28, 4 * 28 * 28, 16384 * 28 * 28  # qwen_vl_utils'
 
 
-def official_size(image):
+def official_size(image, factor: int = OFFICIAL_FACTOR):
     """The official inference script's sizing (``qwen_vl_utils``' ``smart_resize``): sides rounded to multiples
-    of 28, the area brought into 3,136..12,845,056 pixels (no 262,144 cap), on white paper."""
+    of ``factor`` (Qwen2.5-VL: 28), the area brought into 3,136..12,845,056 pixels (no 262,144 cap), on white
+    paper."""
     import math
 
     image = on_white(image)
-    f, h, w = OFFICIAL_FACTOR, image.height, image.width
+    f, h, w = factor, image.height, image.width
     hb, wb = max(f, round(h / f) * f), max(f, round(w / f) * f)
     if hb * wb > OFFICIAL_MAX_PIXELS:
         beta = math.sqrt(h * w / OFFICIAL_MAX_PIXELS)
@@ -29,13 +30,6 @@ def official_size(image):
         beta = math.sqrt(OFFICIAL_MIN_PIXELS / (h * w))
         hb, wb = math.ceil(h * beta / f) * f, math.ceil(w * beta / f) * f
     return image if (wb, hb) == image.size else image.resize((wb, hb), resample=3)  # bicubic, as PIL's default
-
-
-def sized(image, sizing: str = "paper"):
-    """An image brought to what the model sees: ``fit_pixels`` (paper) or ``official_size`` (official)."""
-    if sizing not in SIZINGS:
-        raise ValueError(f"sizing {sizing!r}: choose one of {', '.join(SIZINGS)}")
-    return official_size(image) if sizing == "official" else fit_pixels(image)
 
 
 def on_white(image):
@@ -116,18 +110,19 @@ def to_model_input(image, spec: dict | None):
     return image.resize((max(1, round(image.width * height / image.height)), height), Image.BOX)
 
 
-def fit_pixels(image, max_pixels: int = PAPER_MAX_PIXELS, min_pixels: int = MIN_PIXELS):
+def fit_pixels(image, max_pixels: int = PAPER_MAX_PIXELS, min_pixels: int = MIN_PIXELS, factor: int = 28):
     """Resize a PIL image the way LLaMA-Factory's Qwen2-VL plugin does before the image processor sees it
     (Uni-MuMER's training path): scale into [min_pixels, max_pixels] (int-truncated sides), each side at least
-    28, aspect ratio at most 200; RGB. The processor then only rounds the sides to its patch grid."""
+    ``factor`` (the family's patch x merge: Qwen2.5-VL 28), aspect ratio at most 200; RGB. The processor then
+    only rounds the sides to its patch grid."""
     import math
 
     for bound, outside in ((max_pixels, lambda a: a > max_pixels), (min_pixels, lambda a: a < min_pixels)):
         if outside(image.width * image.height):
             scale = math.sqrt(bound / (image.width * image.height))
             image = image.resize((int(image.width * scale), int(image.height * scale)))
-    if min(image.width, image.height) < 28:
-        image = image.resize((max(image.width, 28), max(image.height, 28)))
+    if min(image.width, image.height) < factor:
+        image = image.resize((max(image.width, factor), max(image.height, factor)))
     if image.width / image.height > 200:
         image = image.resize((image.height * 180, image.height))
     if image.height / image.width > 200:

@@ -1,8 +1,9 @@
-"""Vision-language models: load any Qwen-VL checkpoint + processor by shipped name, folder or hub id, and save one.
+"""Vision-language models: load a checkpoint + processor by shipped name, folder or hub id, and save one.
 
-``load_model`` goes through the transformers Auto classes (image-text-to-text), so Qwen2-VL, Qwen2.5-VL and
-Qwen3-VL checkpoints all work; ``check_model`` decides what a name means before anything is loaded. The tiny
-offline models are ``tiny``, their tokenizer and processor ``processor``, image sizing ``images``.
+``load_model`` goes through the transformers Auto classes (image-text-to-text) and the checkpoint's model family
+(``family``: Qwen2.5-VL and Qwen2-VL registered; ``register_family`` adds one); ``check_model`` decides what a
+name means before anything is loaded. The tiny offline models are ``tiny``, their tokenizer and processor
+``processor``, image sizing ``images``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from ..core.files import atomic_write_text
 from ..core.paths import RESOURCES
 from .images import INPUT_SPEC_FILE, set_pixel_bounds
-from .processor import image_only_processor, neutral_generation_config, save_processor
+from .family import DEFAULT_FAMILY, checkpoint_family, model_family, get_family
+from .processor import save_processor
 from .tiny import SIZES, tiny_model
 
 
@@ -136,20 +138,28 @@ def load_model(path_or_id: str | Path, dtype: str | torch.dtype = "auto", attn_i
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     model = AutoModelForImageTextToText.from_pretrained(str(path_or_id), **kwargs)
-    model.generation_config = neutral_generation_config(processor.tokenizer)
+    model.generation_config = model_family(model).generation_config(processor.tokenizer)
     return model, processor
 
 
 def load_processor(path_or_id: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
-    """The checkpoint's processor; the image-only one when the stock processor cannot be built (its video half
-    needs torchvision) or the folder only yields a bare tokenizer."""
+    """The checkpoint's processor, marked with its model family; the family's own (Qwen: the image-only one) when
+    the stock processor cannot be built (its video half needs torchvision) or the folder only yields a bare
+    tokenizer."""
     path_or_id = resolve_model_path(path_or_id)
+    try:
+        family = checkpoint_family(path_or_id)
+    except OSError:  # no config.json (a LoRA adapter folder): its base is not read here
+        family = get_family(DEFAULT_FAMILY)
     try:
         processor = AutoProcessor.from_pretrained(str(path_or_id))
     except ImportError:
         processor = None
+    if (processor is None or not hasattr(processor, "image_processor")) and family.processor is not None:
+        processor = family.processor(path_or_id)
     if processor is None or not hasattr(processor, "image_processor"):
-        processor = image_only_processor(path_or_id)
+        raise ValueError(f"{path_or_id}: no image processor could be built for model family {family.name!r}")
+    family.mark(processor, processor.tokenizer)
     set_pixel_bounds(processor, min_pixels, max_pixels)
     processor.input_spec = read_input_spec(path_or_id)
     return processor

@@ -18,7 +18,7 @@ from ..latex.tokens import ACCENTS, BIG_OPERATORS, ENV_TOKENS, FRAC_LIKE, RADICA
 from .images import INPUT_SPEC_FILE, PAPER_MAX_PIXELS
 
 
-STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+QWEN_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")  # the Qwen families' (``family.ModelFamily.stop_tokens``)
 QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
                        "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
                        "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -45,14 +45,22 @@ class _ImageOnlyProcessorKey(PretrainedConfig):
 AutoProcessor.register(_ImageOnlyProcessorKey, ImageOnlyQwen2_5_VLProcessor, exist_ok=True)
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    """Generation stops on ``<|im_end|>`` (end of the assistant turn) or ``<|endoftext|>``."""
-    return [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+def stop_token_ids(tokenizer, tokens: tuple[str, ...] = QWEN_STOP_TOKENS) -> list[int]:
+    """The ids of the stop ``tokens`` (Qwen: ``<|im_end|>``, the end of the assistant turn, or ``<|endoftext|>``);
+    a token the tokenizer lacks is an error naming it."""
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in tokens]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    missing = [t for t, i in zip(tokens, ids) if i is None or (unk is not None and i == unk)]
+    if missing:
+        raise ValueError(f"the tokenizer has no stop token {missing[0]!r}")
+    return ids
 
 
-def neutral_generation_config(tokenizer) -> GenerationConfig:
-    """Greedy, no repetition penalty, Qwen stop tokens: what a saved checkpoint carries and generate falls back on."""
-    return GenerationConfig(do_sample=False, repetition_penalty=1.0, eos_token_id=stop_token_ids(tokenizer),
+def neutral_generation_config(tokenizer, stop_tokens: tuple[str, ...] = QWEN_STOP_TOKENS) -> GenerationConfig:
+    """Greedy, no repetition penalty, the family's stop tokens: what a saved checkpoint carries and generate falls
+    back on."""
+    return GenerationConfig(do_sample=False, repetition_penalty=1.0,
+                            eos_token_id=stop_token_ids(tokenizer, stop_tokens),
                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.pad_token_id)
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from ..core.files import atomic_write_text
 from ..tasks.spec import BASE_TASK
 from .cards import glyph_model_card, model_card
-from .stream import (HEIGHT, HELD_OUT_POOL, HELD_OUT_SEED, crohme_records, crohme_test_captions, crohme_train_stream,
-                     held_out_captions, held_out_records, make_stream, shard_seeds)
+from .stream import (CROHME_STREAM, HEIGHT, HELD_OUT_POOL, HELD_OUT_SEED, crohme_records, crohme_test_captions,
+                     crohme_train_root, held_out_captions, held_out_records, make_stream, shard_seeds, stream_items)
 
 
 BASE_NAME = "tiny-base"  # its folder: model.SHIPPED[BASE_NAME]
@@ -103,7 +103,6 @@ GLYPH_SEGMENTS = (
 )
 GLYPH_RECIPE = GLYPH_SEGMENTS[-1]  # what `unimumer pretrain --recipe glyph-base` runs: the next segment
 RECIPES = {RECIPE.name: RECIPE, GLYPH_RECIPE.name: GLYPH_RECIPE}
-CROHME_STREAM = "crohme_train"  # in --work: the CROHME-train part of the stream (``Pretraining.crohme_train``)
 CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every caption trained on, one per line
 
 
@@ -228,32 +227,6 @@ def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool =
              "excluded_captions": {"held_out_pool": len(exclude_pool), "crohme_test": len(exclude_crohme)},
              "data_wall_s": round(data_wall, 1), "train_wall_s": round(result.wall_s, 1), "crohme_train": real}
     return publish(Path(result.final_dir), out, work, recipe, facts)
-
-
-def crohme_train_root() -> Path:
-    """The CROHME train split a recipe with ``crohme_train`` reads (``paths.crohme_root()/train``)."""
-    from ..core.paths import crohme_root
-
-    return crohme_root() / "train"
-
-
-def stream_items(work: Path, recipe: Pretraining, exclude: set[str], workers: int | None) -> tuple[list, dict | None]:
-    """(the stream's (id, caption, image) items, the CROHME-train part's summary or None): the synthetic samples,
-    then each CROHME-train expression of the recipe's writers ``recipe.crohme_train`` times (ids ``<id>-r<k>``, so
-    that each repeat draws its own task)."""
-    from ..tasks.build import caption_items
-
-    items, missing = caption_items(work / "stream" / "caption.txt")
-    real = None
-    if recipe.crohme_train:
-        real = crohme_train_stream(work / CROHME_STREAM, crohme_train_root(), recipe.height, recipe.writer_group,
-                                   exclude, workers)
-        extra, gone = caption_items(work / CROHME_STREAM / "caption.txt")
-        missing += gone
-        items += [(f"{key}-r{k}", caption, image) for k in range(recipe.crohme_train) for key, caption, image in extra]
-    if missing:
-        raise FileNotFoundError(f"{work}: {len(missing)} stream image(s) missing, e.g. {missing[0][1]}")
-    return items, real
 
 
 def start_model(recipe: Pretraining):

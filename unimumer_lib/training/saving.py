@@ -14,11 +14,12 @@ def save_final(trainer, processor, final: Path) -> None:
     """Weights through the Trainer (every rank takes part: ZeRO gathers shards); processor, legacy files and a
     neutral generation config from rank 0 only."""
     from ..models.model import add_legacy_config
-    from ..models.processor import neutral_generation_config, save_processor
+    from ..models.family import model_family
+    from ..models.processor import save_processor
 
     model = trainer.model
     if hasattr(model, "generation_config"):
-        model.generation_config = neutral_generation_config(processor.tokenizer)
+        model.generation_config = model_family(model).generation_config(processor.tokenizer)
     trainer.save_model(str(final))
     if trainer.is_world_process_zero():
         drop_tied_duplicate(final)

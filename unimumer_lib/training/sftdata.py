@@ -86,7 +86,7 @@ def load_sharegpt_dataset(paths, ratios: dict | None = None, seed: int = 0, limi
     if limit is not None:
         rows = rows[:limit]
     ds = Dataset.from_list(rows)
-    return ds.cast_column("images", List(Image())).with_transform(_fit_images)
+    return ds.cast_column("images", List(Image())).with_transform(fit_images)
 
 
 def _report_repeats(rows: list[dict]) -> None:
@@ -108,13 +108,24 @@ def _check_held_out(rows: list[dict], paths: list[Path], test_roots, allow: bool
     check_no_test_images(items, ", ".join(map(str, paths)), index, allow)
 
 
-def _fit_images(batch: dict) -> dict:
-    """Dataset transform: every image resized into the paper's pixel range as LLaMA-Factory does it."""
-    from ..models.images import fit_pixels
+def fit_images(batch: dict, family=None) -> dict:
+    """Dataset transform: every image resized into the paper's pixel range as LLaMA-Factory does it, on the grid
+    of the model ``family`` (default Qwen2.5-VL's)."""
+    from ..models.family import DEFAULT_FAMILY, get_family
 
+    family = family or get_family(DEFAULT_FAMILY)
     if "images" in batch:
-        batch["images"] = [[fit_pixels(im) for im in images] for images in batch["images"]]
+        batch["images"] = [[family.fit(im) for im in images] for images in batch["images"]]
     return batch
+
+
+def fit_images_for(model):
+    """The ``fit_images`` transform for ``model``'s family."""
+    from functools import partial
+
+    from ..models.family import model_family
+
+    return partial(fit_images, family=model_family(model))
 
 
 def example_task(example: dict) -> str:

@@ -1,6 +1,7 @@
 """The pretraining sample stream: unique synthetic expressions drawn from seeded shards (``PRETRAIN_SEED`` + i), in
-Hershey or real glyphs, leaving out every caption of the held-out pool (the synthetic test sets) and of the CROHME
-test splits; and the record sets a pretraining curve reads (held-out compositions, Hershey, CROHME 2014).
+Hershey or real glyphs, plus (where a recipe asks) the CROHME-train expressions of the pretraining writers, leaving
+out every caption of the held-out pool (the synthetic test sets) and of the CROHME test splits; and the record sets
+a pretraining curve reads (held-out compositions, Hershey, CROHME 2014).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SHARD_SIZE = 10_000
 HELD_OUT_SEED = 1  # the synthetic test seed of every profile (train uses seed 0)
 HELD_OUT_POOL = 3_000  # samples 0..HELD_OUT_POOL-1 of HELD_OUT_SEED: the held-out pool
 HEIGHT = 64  # what the smoke/cpu profiles prepare their images at (``prepare --height 64``)
+CROHME_STREAM = "crohme_train"  # in a pretraining --work: the CROHME-train part of the stream
 
 
 def check_seed(seed: int, what: str = "a synthetic split") -> int:
@@ -220,6 +222,32 @@ def crohme_train_stream(out: Path, src: Path, height: int = HEIGHT, writer_group
     assert summary["read"] == summary["written"] + excluded + others + len(rejects)
     atomic_write_text(marker, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def crohme_train_root() -> Path:
+    """The CROHME train split a recipe with ``crohme_train`` reads (``paths.crohme_root()/train``)."""
+    from ..core.paths import crohme_root
+
+    return crohme_root() / "train"
+
+
+def stream_items(work: Path, recipe, exclude: set[str], workers: int | None) -> tuple[list, dict | None]:
+    """(the stream's (id, caption, image) items, the CROHME-train part's summary or None): the synthetic samples,
+    then each CROHME-train expression of the recipe's writers ``recipe.crohme_train`` times (ids ``<id>-r<k>``, so
+    that each repeat draws its own task)."""
+    from ..tasks.build import caption_items
+
+    items, missing = caption_items(work / "stream" / "caption.txt")
+    real = None
+    if recipe.crohme_train:
+        real = crohme_train_stream(work / CROHME_STREAM, crohme_train_root(), recipe.height, recipe.writer_group,
+                                   exclude, workers)
+        extra, gone = caption_items(work / CROHME_STREAM / "caption.txt")
+        missing += gone
+        items += [(f"{key}-r{k}", caption, image) for k in range(recipe.crohme_train) for key, caption, image in extra]
+    if missing:
+        raise FileNotFoundError(f"{work}: {len(missing)} stream image(s) missing, e.g. {missing[0][1]}")
+    return items, real
 
 
 def held_out_records(work: Path, n: int, height: int = HEIGHT, offset: int = 0, glyphs: str | None = None) -> list:

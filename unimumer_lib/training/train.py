@@ -21,7 +21,7 @@ from ..core.tally import Tally
 from . import runfolder
 from .runfolder import FINAL_DIR, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
 from .sftconfig import (Recipe, lora_config, make_config, resolve_settings, world_size)
-from .sftdata import load_sharegpt_dataset, mixture_counts
+from .sftdata import fit_images_for, load_sharegpt_dataset, mixture_counts
 from .callbacks import quiet_notebook_log, task_loss_callback, task_losses, umask_callback
 from .saving import save_final
 
@@ -123,7 +123,7 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
             if rejects:
                 write_rejects(out_dir / TRAIN_REJECTS_FILE, rejects)
         model, processor, own_weights = _starting_model(model, processor, recipe, {**settings, **overrides},
-                                                        checkpoint, dataset)
+                                                        checkpoint, dataset, ours=dataset is not train_json)
         max_steps = recipe.max_steps
         if max_steps and max_steps > 0 and "logging_steps" not in overrides:  # enough points for a loss curve
             overrides["logging_steps"] = max(1, min(settings["logging_steps"], max_steps // 10))
@@ -150,10 +150,13 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
                        * world_size(), trainer=trainer, model=trainer.model, processor=processor)
 
 
-def _starting_model(model, processor, recipe: Recipe, settings: dict, checkpoint: Path | None, dataset):
+def _starting_model(model, processor, recipe: Recipe, settings: dict, checkpoint: Path | None, dataset,
+                    ours: bool = False):
     """(model, processor, own_weights): what a run trains: ``model`` as given or loaded from ``recipe.model_path``,
     a checkpoint's own weights when resuming a full fine-tune (``own_weights``), the vision tower frozen when the
-    recipe says so, and the processor's input spec recorded from the training images."""
+    recipe says so, and the processor's input spec recorded from the training images. ``ours``: the dataset came
+    from ``load_sharegpt_dataset``, and its images are fitted to the model family's grid."""
+    from ..models.family import model_family
     from ..models.images import input_spec_of_images
 
     if model is None:
@@ -165,8 +168,10 @@ def _starting_model(model, processor, recipe: Recipe, settings: dict, checkpoint
         # (checkpoints use the original names), silently keeping the fresh weights; load them ourselves.
         model = type(model).from_pretrained(str(checkpoint), dtype=model.dtype)
     if freezes_vision(recipe, settings):
-        for p in model.model.visual.parameters():
+        for p in model_family(model).vision(model).parameters():
             p.requires_grad = False
+    if ours:
+        dataset.set_transform(fit_images_for(model))
     if not getattr(processor, "input_spec", None):  # record what it trains on: inference brings images to it
         processor.input_spec = input_spec_of_images([r[0] for r in dataset[:64]["images"] if r])
     return model, processor, own_weights
