@@ -460,7 +460,7 @@ def test_train_out_with_user_files_is_refused_and_force_writes_beside_them(crohm
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     assert cli.main(train_args(tasks, out)) == 2
-    assert "not a run folder of this tool" in capsys.readouterr().err
+    assert "not made by unimumer train" in capsys.readouterr().err
     assert cli.main(train_args(tasks, out, "--force")) == 0
     assert (out / "notes.txt").read_text() == "mine" and (out / "final" / "model.safetensors").is_file()
     clash = tmp_path / "clash"
@@ -647,7 +647,7 @@ def test_stale_predictions_are_never_reused(bad_images, tmp_path, capsys):
     made = out.read_bytes()
     assert cli.main([*base, "--image", str(bad_images / "a.png"), "--task", "tree"]) == 2
     err = capsys.readouterr().err
-    assert "other settings" in err and "task there 'vanilla', now 'tree'" in err and out.read_bytes() == made
+    assert "other settings" in err and "task: there 'vanilla', now 'tree'" in err and out.read_bytes() == made
     assert cli.main([*base, "--image", str(bad_images / "a.png"), str(bad_images / "b.png")]) == 2
     assert "differs in data" in capsys.readouterr().err
     assert cli.main([*base, "--image", str(bad_images / "a.png"), "--task", "tree", "--force"]) == 0
@@ -655,7 +655,7 @@ def test_stale_predictions_are_never_reused(bad_images, tmp_path, capsys):
     foreign.write_text(json.dumps(RECORDS))
     for extra in ([], ["--force"]):
         assert cli.main([*base[:-3], str(foreign), "--image", str(bad_images / "a.png"), *extra]) == 2
-        assert "not written by unimumer infer" in capsys.readouterr().err
+        assert "not made by unimumer infer" in capsys.readouterr().err
     assert json.loads(foreign.read_text()) == RECORDS
 
 
@@ -972,7 +972,7 @@ def test_pretrain_refuses_a_bad_shape_or_a_reused_work_folder_before_any_work(tm
     (work / pretrain.RUN_START).write_text(json.dumps({"commit": None, "recipe": other}))
     assert cli.main([*args, "--work", str(work)]) == 2
     err = capsys.readouterr().err
-    assert "another recipe (differs in n, steps)" in err and "--force" not in err
+    assert "a pretraining run made with other settings (differs in n: there" in err and "--force" not in err
     assert sorted(p.name for p in work.iterdir()) == [pretrain.RUN_START]
     assert cli.main([*args, "--init", "glyphbase", "--work", str(tmp_path / "w2")]) == 2
     assert "did you mean 'glyph-base'" in capsys.readouterr().err and not (tmp_path / "w2").exists()

@@ -154,7 +154,7 @@ def test_a_users_files_named_like_the_side_files_are_never_replaced(tmp_path, ca
         theirs.write_text("my notes")
         assert cli.main(["infer", "--model", "tiny-base", "--image", str(tmp_path / "a.png"), "--max-new-tokens",
                          "4", "--out", str(side / "p.json")]) == 2
-        assert "was not written by" in capsys.readouterr().err
+        assert "not made by unimumer infer" in capsys.readouterr().err
         assert theirs.read_text() == "my notes" and not (side / "p.json").exists()
         theirs.unlink()
 
@@ -166,7 +166,7 @@ def test_a_rerun_over_replaced_image_bytes_does_not_reuse_the_old_predictions(tm
 
     from PIL import Image
 
-    from unimumer_lib.inference.resume import StaleOutput
+    from unimumer_lib.core.provenance import ProvenanceMismatch as StaleOutput
     from unimumer_lib.models.model import load_model
     from unimumer_lib.formats.records import Record
 

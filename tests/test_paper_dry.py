@@ -188,14 +188,14 @@ def test_another_profile_into_the_same_folder_is_refused(run_dir, crohme_root, h
     assert "paper profile" in log  # --data-hme100k needs the paper pipeline
     code, log = run(run_dir, crohme_root, capsys, profile="ci")
     assert code == 2
-    assert f"{run_dir} holds a run of profile 'paper-dry'" in log and "profile 'ci'" in log
+    assert f"{run_dir}: holds a run of profile 'paper-dry'" in log and "now 'ci'" in log
 
 
 def test_another_hme100k_root_into_the_same_folder_is_refused(run_dir, crohme_root, hme100k_root, tmp_path,
                                                              capsys):
     shutil.copytree(hme100k_root, tmp_path / "other")  # the same files elsewhere: another run's data
     code, log = run(run_dir, crohme_root, capsys, hme100k=tmp_path / "other")
-    assert code == 2 and "differs in: data_hme100k" in log and str(tmp_path / "other") in log
+    assert code == 2 and "differs in data_hme100k: there" in log and str(tmp_path / "other") in log
     assert json.loads((run_dir / reproduce.RUN_FILE).read_text())["profile"] == PROFILE
 
 

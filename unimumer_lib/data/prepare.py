@@ -138,9 +138,10 @@ def _check_out_dir(split_dir: Path, out_dir: Path, manifest: dict, force: bool) 
             raise ValueError(f"{folder}: a symlink (to {folder.resolve()}); prepare only writes into real folders "
                              f"of --out, never through a link. Choose another --out")
     if not force and not _is_ours(manifest) and not (out_dir / JOURNAL_FILE).exists() and not is_empty_dir(out_dir):
-        raise ValueError(f"{out_dir}: not empty and not made by unimumer prepare (no {MANIFEST_FILE}); refusing "
-                         f"to write there. Choose an empty --out, or --force to add our files beside the others "
-                         f"(nothing of theirs is deleted)")
+        from ..core.provenance import not_ours
+
+        raise not_ours(out_dir, "unimumer prepare", MANIFEST_FILE, "choose an empty --out, or --force to add our "
+                       "files beside the others (nothing of theirs is deleted)")
 
 
 def _refuse_clashes(out_dir: Path, targets) -> None:
@@ -217,7 +218,8 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
     owned = set(items) | set(previous.get("source_of") or {})  # ids whose image an earlier run wrote
     remove_temp_files(out_dir, image_dir)
     (out_dir / CAPTION_FILE).unlink(missing_ok=True)  # no caption.txt until this run has finished
-    settings = {"version": PREPARE_VERSION, "split": split_dir.name, "src": os.path.abspath(split_dir),
+    settings = {"made_by": "unimumer prepare", "version": PREPARE_VERSION, "split": split_dir.name,
+                "src": os.path.abspath(split_dir),
                 "height": height, "images": images, **({"stroke": stroke} if stroke != 1.0 else {})}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps({**settings, "complete": False, "items": items},
                                                           indent=1, ensure_ascii=False) + "\n")

@@ -109,17 +109,22 @@ def _check_out(out: Path, settings: dict, force: bool) -> None:
     """Refuse a non-empty ``out`` unless it holds a run of the same settings (a rerun resumes) or ``force``."""
     from ..core.outdir import is_empty_dir
 
+    from ..core.provenance import not_ours, other_settings
+
     if is_empty_dir(out):
         return
     try:
-        same = json.loads((out / SYNTH_MARKER).read_text(encoding="utf-8")) == settings
-    except (OSError, ValueError):
-        same = False
-    if same:
+        held = json.loads((out / SYNTH_MARKER).read_text(encoding="utf-8"))
+        held = {k: v for k, v in held.items() if k != "made_by"}  # (the stamp of an older version has none)
+    except (OSError, ValueError, AttributeError):
+        held = None
+    if held == settings:
         return
     if not force:
-        raise ValueError(f"{out}: not empty and not a synth run with n={settings['n']} seed={settings['seed']}; "
-                         f"choose an empty --out, or --force to clear what synth made there (other files are kept)")
+        remedy = "choose an empty --out, or --force to clear what synth made there (other files are kept)"
+        if isinstance(held, dict):
+            raise other_settings(out, "a synth run", held, settings, remedy)
+        raise not_ours(out, "unimumer synth", SYNTH_MARKER, remedy)
     ours = set(_synth_files(out))
     clash = [p for p in _targets(out, settings["n"], settings["seed"]) if p.exists() and p not in ours]
     if clash:
@@ -165,7 +170,7 @@ def synthesize_dataset(n: int, seed: int = 0, out=".", workers: int | None = Non
     with OutputLock(out, "unimumer synth"):
         _check_out(out, settings, force)
         remove_temp_files(out, folder)
-        atomic_write_text(out / SYNTH_MARKER, json.dumps(settings) + "\n")
+        atomic_write_text(out / SYNTH_MARKER, json.dumps({"made_by": "unimumer synth", **settings}) + "\n")
         folder.mkdir(parents=True, exist_ok=True)
         jobs = [(i, seed, str(folder), settings.get("glyphs"), writers) for i in range(n)]
         workers = default_workers() if workers is None else workers

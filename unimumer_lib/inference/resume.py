@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.provenance import not_ours, other_settings, read_stamp
 from ..formats.predictions import RUN_SUFFIX, Prediction
 from ..formats.records import Record
 
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
 PARTIAL_SUFFIX = ".partial.jsonl"
 REJECTS_SUFFIX = ".rejects.tsv"
 MADE_BY = "unimumer infer"
-
-
-class StaleOutput(ValueError):
-    """``out`` holds predictions of other settings, or a file this tool did not write."""
 
 
 def side_file(out: Path, suffix: str) -> Path:
@@ -65,18 +62,14 @@ def _file_stamp(path: str | None) -> list[int] | None:
 
 def held_settings(out: Path) -> dict | None:
     """The settings ``out`` (or its partial file) was written with; None when neither exists. A file this tool
-    did not write raises StaleOutput: it is never replaced."""
+    did not write raises ``ProvenanceMismatch``: it is never replaced."""
     partial, run_file = side_file(out, PARTIAL_SUFFIX), side_file(out, RUN_SUFFIX)
     if not (out.exists() or partial.exists()):
         return None
-    try:
-        held = json.loads(run_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        held = None
-    if not isinstance(held, dict) or held.get("made_by") != MADE_BY:
-        found = out if out.exists() else partial
-        raise StaleOutput(f"{found}: exists and was not written by {MADE_BY} (no {run_file.name}); it is never "
-                          f"replaced: choose another --out, or move it away")
+    held = read_stamp(run_file, MADE_BY)
+    if held is None:
+        raise not_ours(out if out.exists() else partial, MADE_BY, run_file.name,
+                       "choose another --out, or move it away")
     return {k: v for k, v in held.items() if k != "complete"}
 
 
@@ -84,14 +77,10 @@ def _check_side_files(out: Path) -> None:
     """Refuse when ``<out>.run.json`` or ``<out>.rejects.tsv`` exists but this tool did not write it (a user's
     file of that name is never replaced, even before ``out`` itself exists)."""
     run_file = side_file(out, RUN_SUFFIX)
-    try:
-        ours = json.loads(run_file.read_text(encoding="utf-8")).get("made_by") == MADE_BY
-    except (OSError, ValueError, AttributeError):
-        ours = False
+    ours = read_stamp(run_file, MADE_BY) is not None
     for path in (run_file, side_file(out, REJECTS_SUFFIX)):
         if path.exists() and not ours:
-            raise StaleOutput(f"{path}: exists and was not written by {MADE_BY} (it is no run record of {out.name}); "
-                              f"it is never replaced: choose another --out, or move it away")
+            raise not_ours(path, MADE_BY, f"run record of {out.name}", "choose another --out, or move it away")
 
 
 def claim_output(out: Path, wanted: dict, force: bool) -> None:
@@ -103,10 +92,8 @@ def claim_output(out: Path, wanted: dict, force: bool) -> None:
     if held is None or all(held.get(k) == wanted[k] for k in keys):
         return
     if not force:
-        diff = [k for k in keys if held.get(k) != wanted[k]]
-        raise StaleOutput(f"{out}: holds predictions made with other settings (differs in {', '.join(diff)}: "
-                          + "; ".join(f"{k} there {held.get(k)!r}, now {wanted[k]!r}" for k in diff[:2])
-                          + "); --force recomputes them, or choose another --out")
+        raise other_settings(out, "predictions", held, wanted, "--force recomputes them, or choose another --out",
+                             keys)
     for path in (out, side_file(out, PARTIAL_SUFFIX), side_file(out, REJECTS_SUFFIX)):
         path.unlink(missing_ok=True)
 

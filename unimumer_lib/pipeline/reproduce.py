@@ -27,6 +27,7 @@ from .. import TEXT_PROGRESS
 from ..core import paths
 from ..core.files import atomic_write_text
 from ..core.outdir import OutputLock
+from ..core.provenance import ProvenanceMismatch, not_ours, other_settings
 from ..formats.records import read_captions
 from .profiles import HME100K_SPLITS, MAIN_ARM, PROFILES, TEST_SPLIT_CROHME, parse_arms
 from .runplan import Step, basic_steps, paper_steps
@@ -97,10 +98,6 @@ def run_notebook(name: str, run_dir: Path, parameters: dict, timeout: int | None
 
 RUN_FILE = "run.json"
 REPRODUCE_LOCK = ".unimumer-reproduce.lock"  # the run's own lock; its notebooks lock the folders they write
-
-
-class RunFolderMismatch(ValueError):
-    """The run folder holds another profile, other parameters, or files that are not a run's."""
 
 
 def synthetic_root(run_dir: Path, n_train: int, n_test: int, seed: int = 0,
@@ -202,21 +199,17 @@ def open_run(run_dir: Path, record: dict) -> dict:
         state = json.loads(state_path.read_text(encoding="utf-8"))
         held = {k: state.get(k) for k in record}
         if held != json.loads(json.dumps(record)):
-            diff = sorted(k for k in record["parameters"] if held["parameters"].get(k) != record["parameters"][k]) \
-                if held["profile"] == record["profile"] else ["profile"]
-            diff += [k for k in ("data", "data_hme100k") if held[k] != record[k]]
-            hme = {k: f" + HME100K {r['data_hme100k']!r}" if r["data_hme100k"] else "" for k, r in
-                   (("held", held), ("asked", record))}
-            raise RunFolderMismatch(
-                f"{run_dir} holds a run of profile {held['profile']!r} on data {held['data']!r}{hme['held']}; this "
-                f"run asks for profile {record['profile']!r} on data {record['data']!r}{hme['asked']} (differs in: "
-                f"{', '.join(diff)}). Use another --out, or delete {run_dir} to start over.")
+            flat = [{"profile": r["profile"], "data": r["data"], "data_hme100k": r["data_hme100k"],
+                     **({} if held["profile"] != record["profile"] else
+                        {f"parameters.{k}": v for k, v in (r["parameters"] or {}).items()})}
+                    for r in (held, json.loads(json.dumps(record)))]
+            raise other_settings(run_dir, f"a run of profile {held['profile']!r} on data {held['data']!r}", *flat,
+                                 f"use another --out, or delete {run_dir} to start over")
         return state
     if run_dir.exists() and any(p.name != REPRODUCE_LOCK for p in run_dir.iterdir()):
-        raise RunFolderMismatch(f"{run_dir} is not empty and holds no {RUN_FILE}: not a run folder of this tool; "
-                                f"use an empty or new --out")
+        raise not_ours(run_dir, "unimumer reproduce", RUN_FILE, "use an empty or new --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = {**record, "done": {}}
+    state = {"made_by": "unimumer reproduce", **record, "done": {}}
     save_state(run_dir, state)
     return state
 
@@ -297,7 +290,7 @@ def reproduce(profile: str = "smoke", out: Path | None = None, data: str | None 
     if data_root is not None:
         tests = check_inputs(data_root, paper, only)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderMismatch(f"{run_dir}: --out is a file, not a folder")
+        raise ProvenanceMismatch(f"{run_dir}: --out is a file, not a folder")
     with OutputLock(run_dir, "unimumer reproduce", name=REPRODUCE_LOCK):
         state = open_run(run_dir, run_record(profile, "synthetic" if synthetic else str(data_root),
                                              str(hme100k) if hme100k else None))

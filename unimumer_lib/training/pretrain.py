@@ -208,7 +208,8 @@ def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool =
     check_work(work, recipe, resume)
     commit, t0 = git_commit(), time.perf_counter()  # the code this run starts from
     work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(work / RUN_START, json.dumps({"commit": commit, "recipe": asdict(recipe)}, indent=1) + "\n")
+    atomic_write_text(work / RUN_START, json.dumps({"made_by": "unimumer pretrain", "commit": commit,
+                                                   "recipe": asdict(recipe)}, indent=1) + "\n")
     exclude_pool, exclude_crohme = held_out_captions(workers=workers), crohme_test_captions()
     stream = make_stream(work / "stream", recipe.n, recipe.height, exclude_pool | exclude_crohme, workers,
                          glyph_share=recipe.glyph_share, writer_group=recipe.writer_group,
@@ -277,11 +278,12 @@ def check_work(work: Path, recipe: Pretraining, resume: bool) -> None:
     recipe's run without ``resume`` (its checkpoints would be trained over)."""
     if not (work / RUN_START).exists():
         return
+    from ..core.provenance import other_settings
+
     held = _run_recipe(work)
     if held is not None and held != recipe:
-        diff = [k for k, v in asdict(recipe).items() if asdict(held).get(k) != v]
-        raise ValueError(f"{work}: holds a pretraining run of another recipe (differs in {', '.join(diff)}); "
-                         f"choose a new --work")
+        raise other_settings(work, "a pretraining run", asdict(held), asdict(recipe), "choose a new --work",
+                             keys=list(asdict(recipe)))
     if not resume and any((work / "sft").glob("checkpoint-*")):
         raise ValueError(f"{work}: holds this recipe's run already; --resume continues it, or choose a new --work")
 

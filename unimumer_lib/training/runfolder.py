@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..core.files import is_temp_name
 from ..core.outdir import LOCK_FILE
+from ..core.provenance import ProvenanceMismatch, not_ours, other_settings, read_stamp
 
 RUN_CONFIG_FILE = "run_config.json"
 LOSS_HISTORY_FILE = "loss_history.json"
@@ -31,10 +32,6 @@ CHECKPOINT_PREFIX = "checkpoint-"
 MADE_BY = "unimumer train"
 # What a run writes at the top of its folder (TRL writes README.md, the model card; tensorboard writes runs/).
 OUTPUTS = (RUN_CONFIG_FILE, LOSS_HISTORY_FILE, LOSS_CURVE_FILE, TRAIN_REJECTS_FILE, FINAL_DIR, "README.md", "runs")
-
-
-class RunFolderError(ValueError):
-    """The folder holds files or a run this run may not touch."""
 
 
 def is_output_name(name: str) -> bool:
@@ -61,12 +58,13 @@ def data_digest(data) -> str:
 
 def read_marker(folder: Path) -> dict | None:
     """The run marker of ``folder`` (None when there is none, or the file is not ours)."""
-    try:
-        marker = json.loads((folder / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or not (marker.get("made_by") == MADE_BY or "sft_config" in marker):
-        return None  # an older run of ours has sft_config but no made_by
+    marker = read_stamp(folder / RUN_CONFIG_FILE, MADE_BY)
+    if marker is None:  # an older run of ours has sft_config but no made_by
+        try:
+            older = json.loads((folder / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return older if isinstance(older, dict) and "sft_config" in older else None
     return marker
 
 
@@ -83,27 +81,23 @@ def claim(folder: Path, fingerprint: dict, resume: bool, force: bool) -> dict:
     marker = read_marker(folder) if folder.is_dir() else None
     if marker is None:
         if resume:
-            raise RunFolderError(f"{folder}: no {RUN_CONFIG_FILE} of {MADE_BY}: nothing to resume")
+            raise ProvenanceMismatch(f"{folder}: no {RUN_CONFIG_FILE} of {MADE_BY}: nothing to resume")
         if present and not force:
-            raise RunFolderError(f"{folder}: not empty and not a run folder of this tool ({_listing(present)}); "
-                                 f"choose an empty --out, or --force to write beside those files (none of them is "
-                                 f"overwritten)")
+            raise not_ours(folder, MADE_BY, RUN_CONFIG_FILE, "choose an empty --out, or --force to write beside "
+                           "those files (none of them is overwritten)", found=_listing(present))
         clash = {n for n in present if is_output_name(n)}
         if clash:
-            raise RunFolderError(f"{folder}: holds {_listing(clash)}, which a training run writes, but no "
-                                 f"{RUN_CONFIG_FILE} of {MADE_BY}: those files would be overwritten. Choose "
-                                 f"another --out")
+            raise not_ours(folder, MADE_BY, RUN_CONFIG_FILE, "those files would be overwritten by the names a "
+                           "training run writes; choose another --out", found=_listing(clash))
         return {"made_by": MADE_BY, "fingerprint": fingerprint, "complete": False, "foreign": sorted(present)}
     foreign = set(marker.get("foreign") or []) | {n for n in present if not is_output_name(n)}
     if resume:
         held = marker.get("fingerprint") or {}
-        diff = sorted(k for k in {*held, *fingerprint} if held.get(k) != fingerprint.get(k))
-        if diff:
-            raise RunFolderError(f"{folder}: --resume continues only the same run; the run there differs in "
-                                 + "; ".join(f"{k} (there {held.get(k)!r}, now {fingerprint.get(k)!r})"
-                                             for k in diff) + ". Use another --out, or --force to replace it")
+        if held != fingerprint:
+            raise other_settings(folder, "a training run", held, fingerprint, "--resume continues only the same "
+                                 "run: use another --out, or --force to replace it")
     elif not force:
-        raise RunFolderError(f"{folder}: holds an earlier training run ({RUN_CONFIG_FILE}); --resume continues it "
+        raise ProvenanceMismatch(f"{folder}: holds an earlier training run ({RUN_CONFIG_FILE}); --resume continues it "
                              f"(same settings), --force replaces it (files it did not make are kept), or choose "
                              f"another --out")
     else:
