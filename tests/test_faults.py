@@ -480,7 +480,7 @@ def test_resume_refuses_another_run_and_a_new_run_needs_force(crohme4, tmp_path,
     assert "earlier training run" in capsys.readouterr().err
     assert cli.main(train_args(tasks, out, "--seed", "1", "--resume")) == 2
     err = capsys.readouterr().err
-    assert "seed (there 0, now 1)" in err
+    assert "seed: there 0, now 1" in err
     assert (out / "final" / "model.safetensors").read_bytes() == first  # untouched by the refused runs
     (out / "mine.txt").write_text("kept")
     assert cli.main(train_args(tasks, out, "--seed", "1", "--force")) == 0

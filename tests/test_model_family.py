@@ -103,3 +103,28 @@ def test_the_qwen_families_are_registered_and_an_unknown_one_is_an_error():
         fam.register_family(fam.ModelFamily("other", ("qwen2_vl",)))
     with pytest.raises(ValueError, match="no stop token '<end>'"):
         fam.ModelFamily("x", stop_tokens=("<end>",)).stop_token_ids(processor.tokenizer)
+
+
+def test_the_readme_registers_qwen3_vl_in_one_call():
+    """The README's example: Qwen3-VL (patch 16) as one ``register_family`` call; a tiny random Qwen3-VL then has
+    that family, its 32-px grid and a vision tower where the family says."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from unimumer_lib.core.paths import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    code = readme[readme.index("## Another model family"):].split("```python\n", 1)[1].split("```", 1)[0]
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+        text = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                    rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True})
+        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=16,
+                      spatial_merge_size=2, deepstack_visual_indexes=[0])
+        model = Qwen3VLForConditionalGeneration(Qwen3VLConfig(text_config=text, vision_config=vision))
+        family = fam.model_family(model)
+        cfg = model.config.vision_config
+        assert family.name == "qwen3_vl" and family.factor == cfg.patch_size * cfg.spatial_merge_size
+        assert family.vision(model) is model.model.visual
+    finally:
+        fam.MODEL_FAMILIES.pop("qwen3_vl", None)
