@@ -17,6 +17,7 @@ from PIL import Image
 
 from unimumer_lib.pipeline import cli
 from unimumer_lib.core.files import TEMP_PREFIX
+from unimumer_lib.formats.rejects import REJECTS_HEADER
 from unimumer_lib.data.inkml import MAX_COORD, MAX_SPREAD, Ink, InkmlError, read_inkml, write_inkml
 from unimumer_lib.core.outdir import LOCK_FILE, OutputLock
 from unimumer_lib.formats.predictions import PRED_SUFFIX, read_predictions
@@ -842,7 +843,7 @@ def test_tasks_from_predictions_rejects_rows_without_an_image_or_outside_the_roo
     assert "read 5 = written 1 + rejected 4" in capsys.readouterr().out
     written = json.loads((out / "error_find.json").read_text())
     assert [Path(r["images"][0]).name for r in written] == ["inside.png"]
-    reasons = {line.split("\t")[0]: line.split("\t")[2] for line in (out / "rejects.tsv").read_text().splitlines()[1:]}
+    reasons = {line.split("\t")[1]: line.split("\t")[2] for line in (out / "rejects.tsv").read_text().splitlines()[1:]}
     assert reasons["e0"] == "the prediction names no image_path"
     assert "outside the prediction file's folder" in reasons["e2"] and "give the folder" in reasons["e3"]
     # with the images' folder as --root, that image is inside it
@@ -993,5 +994,5 @@ def test_export_parquet_leaves_out_unreadable_images_and_lists_them(tmp_path):
     path = R.export_parquet(recs, tmp_path / "out.parquet")
     assert Dataset.from_parquet(str(path))["id"] == ["good"]
     rows = (tmp_path / "out.rejects.tsv").read_text().splitlines()
-    assert rows[0] == "id\treason" and [r.split("\t")[0] for r in rows[1:]] == ["empty", "text", "bomb"]
-    assert all(r.split("\t")[1] for r in rows[1:])  # each with its reason
+    assert rows[0] == "\t".join(REJECTS_HEADER) and [r.split("\t")[1] for r in rows[1:]] == ["empty", "text", "bomb"]
+    assert all(r.split("\t")[2] for r in rows[1:])  # each with its reason

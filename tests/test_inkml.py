@@ -106,7 +106,7 @@ def test_folder_reader_keeps_going(tmp_path):
     (tmp_path / "notes.txt").write_text("not inkml")
     inks, rejects = read_inkml_folder(tmp_path)
     assert sorted(i.id for i in inks) == ["a", "b"]
-    assert {r.path.rsplit("/", 1)[-1]: r.reason.split(":")[0] for r in rejects} == {
+    assert {r.source.rsplit("/", 1)[-1]: r.reason.split(":")[0] for r in rejects} == {
         "cut.inkml": "malformed or truncated XML", "empty.inkml": "empty file"}
 
 
@@ -147,7 +147,7 @@ def test_caption_of_passes_mathml_and_latex(monkeypatch):
 def test_crohme_train_counts(crohme_root):
     inks, rejects = read_inkml_folder(crohme_root / "train")
     assert len(inks) == 8835
-    assert [(r.path.rsplit("/", 1)[-1], r.reason) for r in rejects] == [("MfrDB3088.inkml", "empty file")]
+    assert [(r.source.rsplit("/", 1)[-1], r.reason) for r in rejects] == [("MfrDB3088.inkml", "empty file")]
     assert len(inks) + len(rejects) == len(inkml.find_inkml(crohme_root / "train")) == 8836
     by_id = {i.id: i for i in inks}
     latin1 = by_id["MfrDB0104"]

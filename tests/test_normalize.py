@@ -70,7 +70,7 @@ def test_normalize_cli_and_eval(tmp_path, capsys):
     assert "read 3 = kept 1 + removed 2" in printed and f"{OOV}: 1" in printed and f"{DELIMITER}: 1" in printed
     assert read_predictions(out) == [Prediction("a", r"x \leq 1", r"x \leq 1")]
     rows = removed_path(out).read_text(encoding="utf-8").splitlines()
-    assert [r.split("\t")[0] for r in rows] == ["img_id", "b", "c"]
+    assert [r.split("\t")[1] for r in rows] == ["item", "b", "c"] and rows[1].split("\t")[0] == str(src)
     row = report.evaluate_files([src], normalize="unimumer")[0]
     assert (row["n"], row["exprate"], row["removed"]) == (1, 100.0, 2)
     assert cli.main(["eval", str(src), "--normalize", "unimumer", "--format", "json"]) == 0

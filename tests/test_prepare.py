@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from unimumer_lib.formats.rejects import REJECTS_HEADER
 from unimumer_lib.pipeline import cli
 from unimumer_lib.data.inkml import Ink, write_inkml
 from unimumer_lib.data.explore import brace_depth, caption_stats, token_frequencies
 from unimumer_lib.data.prepare import find_splits, load_rejects, load_split, prepare_crohme
 from unimumer_lib.formats.records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE,
-                                  REJECTS_HEADER, read_captions)
+                                  read_captions)
 
 
 def ink(id: str, latex: str) -> Ink:
@@ -55,7 +56,7 @@ def test_prepare_writes_captions_images_manifest_and_rejects(src, tmp_path):
 
     rejects = (out / "train" / REJECTS_FILE).read_text().splitlines()
     assert rejects[0].split("\t") == list(REJECTS_HEADER)
-    reasons = dict(line.split("\t") for line in rejects[1:])
+    reasons = {file: why for file, _, why in (line.split("\t") for line in rejects[1:])}
     assert reasons["train/B/empty.inkml"] == "empty file"
     assert reasons["train/B/cut.inkml"].startswith("malformed or truncated XML")
     assert reasons["train/B/a1.inkml"] == "duplicate id 'a1' (also train/A/a1.inkml)"
@@ -162,7 +163,7 @@ def test_frames_for_the_notebook(src, tmp_path):
     rec = reconcile_frame(out)
     assert (rec["read"] == rec["written"] + rec["rejected"]).all() and rec["read"].sum() == 8
     rejects = rejects_frame(out)
-    assert list(rejects.columns) == ["split", *REJECTS_HEADER] and len(rejects) == 3
+    assert list(rejects.columns) == ["split", "file", "reason"] and len(rejects) == 3
     sentence = describe_rejects(rejects)  # notebook 01 says what the table holds (issue 32 item 3)
     assert sentence.startswith("3 files rejected (") and sentence.count(" ") > 6
     assert describe_rejects(rejects.iloc[:0]) == "No file was rejected: every file read was written."

@@ -7,7 +7,7 @@ from collections import Counter
 
 from .inkml import find_inkml
 from .prepare import find_splits, prepared_splits, source_of
-from ..formats.records import REJECTS_HEADER, Record
+from ..formats.records import Record
 from ..latex.tree import depth as tree_depth, symbol_counts as caption_symbol_counts
 
 STRUCTURE_COUNTS = {"frac": ("\\frac",), "sqrt": ("\\sqrt",), "sup": ("^",), "sub": ("_",),
@@ -70,7 +70,7 @@ def rejects_frame(out):
     import pandas as pd
 
     rows = [{"split": d.name, **r} for d, manifest in prepared_splits(out) for r in manifest["rejects"]]
-    return pd.DataFrame(rows, columns=["split", *REJECTS_HEADER])
+    return pd.DataFrame(rows, columns=["split", "file", "reason"])  # (the manifest's reject entries)
 
 
 def stats_frame(records: list[Record]):

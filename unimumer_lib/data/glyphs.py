@@ -252,7 +252,7 @@ def build_bank(src: str | Path, out: str | Path, roots=None, progress: bool = Tr
     from tqdm.auto import tqdm
 
     from ..core import paths
-    from ..core.files import atomic_write_text, tsv_line
+    from ..formats.rejects import Reject, write_rejects
     from .inkml import InkmlError, find_inkml, read_inkml
 
     src, out = Path(src), Path(out)
@@ -289,7 +289,7 @@ def build_bank(src: str | Path, out: str | Path, roots=None, progress: bool = Tr
                      np.concatenate(points) if points else np.zeros((0, 2), np.uint8), source=src.name)
     out.mkdir(parents=True, exist_ok=True)
     bank.save(out / BANK_FILE)
-    atomic_write_text(out / BANK_REJECTS_FILE, "file\treason\n" + "".join(tsv_line(p, r) for p, r in rejects))
+    write_rejects(out / BANK_REJECTS_FILE, [Reject(str(p), "", r) for p, r in rejects])
     tally = Tally(len(files), used, len(rejects))
     return {**tally.as_dict(), "glyphs": len(bank), "labels": len(bank.labels), "writers": len(bank.writers),
             "groups_left_out": skipped, "points": len(bank.points), "bank": str(out / BANK_FILE)}

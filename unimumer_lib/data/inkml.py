@@ -19,10 +19,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from lxml import etree
+
+from ..formats.rejects import Reject
 
 INKML_NS = "http://www.w3.org/2003/InkML"
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
@@ -48,11 +49,6 @@ class InkmlError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
-
-
-class Reject(NamedTuple):
-    path: str
-    reason: str
 
 
 @dataclass
@@ -301,13 +297,14 @@ def listing_path(folder, entry) -> Path:
 
 
 def read_inkml_folder(folder) -> tuple[list[Ink], list[Reject]]:
-    """Read every .inkml under ``folder``; a bad file becomes a Reject(path, reason), never an exception."""
+    """Read every .inkml under ``folder``; a bad file becomes a ``formats.rejects.Reject`` (source = its path,
+    reason), never an exception."""
     inks, rejects = [], []
     for path in find_inkml(folder):
         try:
             inks.append(read_inkml(path))
         except InkmlError as err:
-            rejects.append(Reject(str(path), err.reason))
+            rejects.append(Reject(str(path), "", err.reason))
     return inks, rejects
 
 

@@ -27,10 +27,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .inkml import InkmlError, caption_of, holds_inkml, ink_from_xml, inkml_listing, listing_path
-from ..core.files import atomic_write_bytes, atomic_write_text, atomic_write_with, remove_temp_files, tsv_line
+from ..core.files import atomic_write_bytes, atomic_write_text, atomic_write_with, remove_temp_files
 from ..core.outdir import OutputLock, is_empty_dir
-from ..formats.records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE, REJECTS_HEADER,
-                      Record, read_comer, unsafe_id, write_captions)
+from ..formats.records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE,
+                               Record, read_comer, unsafe_id, write_captions)
+from ..formats.rejects import Reject, write_rejects
 from .render import check_height, default_workers, render_ink
 from ..core.tally import Tally
 from ..core.workers import imap_ordered
@@ -256,8 +257,7 @@ def _prepare_locked(split_dir, out_dir, images, height, workers, limit, root, pr
         summary = {**settings, "complete": True, **Tally(len(listing), counts["written"], len(rejects)).as_dict(),
                    "sources": dict(sorted(counts["sources"].items())),
                    "rejects": [{"file": str(p.relative_to(root)), "reason": why} for p, why in rejects]}
-        atomic_write_text(out_dir / REJECTS_FILE, tsv_line(*REJECTS_HEADER) + "".join(
-            tsv_line(r["file"], r["reason"]) for r in summary["rejects"]))
+        write_rejects(out_dir / REJECTS_FILE, [Reject(r["file"], "", r["reason"]) for r in summary["rejects"]])
         sources.seek(0)
         _write_manifest(out_dir, summary, sources, kept)
     (out_dir / JOURNAL_FILE).unlink(missing_ok=True)
@@ -446,6 +446,5 @@ def copy_caption_split(src, out_dir, limit: int | None = None) -> dict:
         shutil.copyfile(image, out_dir / IMAGES_DIR / f"{r.id}{image.suffix.lower()}")
         kept.append(r)
     write_captions(out_dir / CAPTION_FILE, kept)
-    atomic_write_text(out_dir / REJECTS_FILE, tsv_line(*REJECTS_HEADER) + "".join(
-        tsv_line(r["file"], r["reason"]) for r in rejects))
+    write_rejects(out_dir / REJECTS_FILE, [Reject(r["file"], "", r["reason"]) for r in rejects])
     return {"split": src.name, **Tally(len(records), len(kept), len(rejects)).as_dict()}

@@ -1,7 +1,8 @@
 """The one record type and the dataset file formats it is read from and written to.
 
 Formats (CoMER/TAMER conventions): ``<split>/caption.txt`` with one ``<id>\\t<caption>`` line,
-``<split>/images/<id>.png``, ``<split>/manifest.json``, ``<split>/rejects.tsv`` (file, reason);
+``<split>/images/<id>.png``, ``<split>/manifest.json``, ``<split>/rejects.tsv`` (``formats.rejects``: source = the
+file, reason);
 the LLaMA-Factory "sharegpt" JSON; Hugging Face ``datasets.Dataset`` with an ``Image`` feature.
 All writers are atomic: they write a temporary file beside the target and rename it into place.
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.files import atomic_save_image, atomic_write_text
+from .rejects import Reject, rejects_text
 from .sharegpt import (ASSISTANT_ROLES, CONTENT_KEYS, ROLE_KEYS, SHAREGPT_IMAGES, SHAREGPT_MESSAGES, message_field,
                        read_json_list)
 
@@ -30,7 +32,6 @@ CAPTION_FILE = "caption.txt"
 IMAGES_DIR = "images"
 MANIFEST_FILE = "manifest.json"
 REJECTS_FILE = "rejects.tsv"
-REJECTS_HEADER = ("file", "reason")
 IMAGE_SUFFIX = ".png"
 # Readers also accept the layouts of CoMER/TAMER/PosFormer (img/*.bmp) and HME100K (images/*.jpg).
 IMAGE_DIRS = (IMAGES_DIR, "img")
@@ -354,7 +355,7 @@ def export_parquet(records_or_dataset, path) -> Path:
 
     from datasets.table import embed_table_storage
 
-    from ..core.files import atomic_write_group, tsv_line
+    from ..core.files import atomic_write_group
 
     path, ds, rejects = Path(path), records_or_dataset, []
     if isinstance(ds, list):
@@ -362,7 +363,7 @@ def export_parquet(records_or_dataset, path) -> Path:
         for r in ds:
             why = "" if r.image is not None else (open_image_checked(r.image_path)[1] if r.image_path
                                                   else "no image or image_path")
-            (rejects.append((r.id, why)) if why else kept.append(r))
+            (rejects.append((r.id, why, r.image_path or "")) if why else kept.append(r))
         ds = to_hf_dataset(kept) if kept else None
         if ds is None:
             raise ValueError(f"{path}: no record with a readable image ({len(rejects)} rejected, e.g. "
@@ -371,7 +372,7 @@ def export_parquet(records_or_dataset, path) -> Path:
     buf = io.BytesIO()
     ds.to_parquet(buf)
     atomic_write_group({path: buf.getvalue(), path.with_suffix(PARQUET_REJECTS):
-                        tsv_line("id", "reason") + "".join(tsv_line(k, why) for k, why in rejects)})
+                        rejects_text(Reject(source, key, why) for key, why, source in rejects)})
     return path
 
 

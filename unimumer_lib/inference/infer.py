@@ -228,12 +228,12 @@ def _predict_batches(todo: list[Record], run, step: int, partial: Path, task: st
 
 
 def _write_rejects(out: Path, rows: list[Prediction]) -> None:
-    from ..core.files import atomic_write_text, tsv_line
+    from ..formats.rejects import Reject, write_rejects
 
     path = side_file(out, REJECTS_SUFFIX)
     bad = [r for r in rows if r.error]
     if bad:
-        atomic_write_text(path, "img_id\treason\n" + "".join(tsv_line(r.img_id, r.error) for r in bad))
+        write_rejects(path, [Reject(r.image_path, r.img_id, r.error) for r in bad])
     else:
         path.unlink(missing_ok=True)  # ours: claim_output checked the run file beside it
 

@@ -44,7 +44,8 @@ from pathlib import Path
 from .tokens import (ACCENTS, BIG_OPERATORS, DELIMITER_SIZES, ENV_TOKENS, FRAC_LIKE, RADICALS, ROW_BREAK,
                     braces_balanced, normalize as latex_normalize, tokenize)
 from ..formats.predictions import Prediction, predictions_text, read_predictions
-from ..core.files import atomic_write_group, remove_temp_files_of, tsv_line
+from ..core.files import atomic_write_group, remove_temp_files_of
+from ..formats.rejects import Reject, rejects_text
 
 STYLES = ("crohme", "unimumer")  # the --normalize choices: latex.normalize and this module
 PUBLISHED_SYNONYMS = {"\\dots": "\\ldots", "\\le": "\\leq", "\\ge": "\\geq"}
@@ -328,8 +329,8 @@ def normalize_file(path: Path, out: Path, style: str = "unimumer") -> dict:
     kept, removed = normalize_predictions(preds, style)
     remove_temp_files_of(out, removed_path(out))  # what a killed earlier run left half-written
     atomic_write_group({out: predictions_text(out, kept),  # one unit: never a new file beside an old list
-                        removed_path(out): "img_id\treason\n" + "".join(tsv_line(p.img_id, err.reason)
-                                                                       for p, err in removed)})
+                        removed_path(out): rejects_text(Reject(str(path), p.img_id, err.reason)
+                                                        for p, err in removed)})
     return {"read": len(preds), "kept": len(kept), "removed": len(removed), "rules": removal_counts(removed),
             "removed_file": str(removed_path(out))}
 

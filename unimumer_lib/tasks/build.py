@@ -3,13 +3,12 @@
 Every record is one LLaMA-Factory sharegpt row made by ``records.sharegpt_row``: the user turn is ``<image>``
 followed by the published prompt (for the EDL tasks: prompt, a newline, the formula), the assistant turn is
 the target (tree/can/error_fix: reasoning, a newline, the caption).  Files: ``<task>.json`` per task,
-``rejects.tsv`` (id, task, reason) and ``dataset_info.json`` entries named like the released ones.
+``rejects.tsv`` (``formats.rejects``: source = the task, item = the id, reason) and ``dataset_info.json`` entries
+named like the released ones.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 from pathlib import Path
@@ -19,6 +18,7 @@ from . import edl
 from ..core.files import atomic_write_text
 from ..formats.records import (IMAGE_SUFFIX, IMAGES_DIR, TASKS_MARKER, inside_root, load_records, open_image_checked,
                                read_any)
+from ..formats.rejects import Reject, read_rejects, write_rejects
 from ..formats.sharegpt import IMAGE_TOKEN, read_sharegpt, sharegpt_row, write_sharegpt
 from ..data.splits import check_no_test_images, held_out_index
 from ..core.tally import Tally
@@ -28,7 +28,6 @@ from ..latex.tree import TreeError
 DATASET_INFO = "dataset_info.json"
 TASK_REJECTS = "rejects.tsv"
 MIXTURE_FILE = "mixture.json"  # the ratios notebook 02 chose for notebook 03 (write_mixture)
-TASK_REJECTS_HEADER = ("id", "task", "reason")
 # LLaMA-Factory dataset_info columns/tags for the rows made by records.sharegpt_row
 SHAREGPT_INFO = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
                  "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
@@ -220,11 +219,7 @@ def _write_task_files(out: Path, rows, rejects, prefix) -> dict[str, Path]:
             isinstance(e, dict) and e.get("file_name") in rebuilt)}, indent=2) + "\n")
     info.update(dataset_info(rows, prefix))
     paths = {task: write_sharegpt(out / f"{task}.json", task_rows) for task, task_rows in rows.items()}
-    buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    writer.writerow(TASK_REJECTS_HEADER)
-    writer.writerows(kept + list(rejects))
-    atomic_write_text(rejects_path, buf.getvalue())
+    write_rejects(rejects_path, [Reject(task, key, why) for key, task, why in kept + list(rejects)])
     atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
     _complete_task_files(out, marker)
     return paths
@@ -258,13 +253,12 @@ def _read_dataset_info(path: Path) -> dict:
 
 
 def read_task_rejects(path) -> list[tuple[str, str, str]]:
-    with Path(path).open(newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        header = next(reader, None)
-        if tuple(header or ()) != TASK_REJECTS_HEADER:
-            raise ValueError(f"{path}: not a task rejects file (header {header}, expected {TASK_REJECTS_HEADER}); "
-                             f"is --out a prepared split? Choose a folder of its own for the task files")
-        return [tuple(r) for r in reader]
+    """(id, task, reason) of a task folder's rejects file (rows of the ``formats.rejects`` layout: source = the
+    task, item = the id)."""
+    try:
+        return [(r.item, r.source, r.reason) for r in read_rejects(path)]
+    except ValueError as err:
+        raise ValueError(f"{err}; is --out a prepared split? Choose a folder of its own for the task files") from None
 
 
 def caption_items(captions, require_images: bool = True, root=None) -> tuple[list[tuple[str, str, str]], list]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..core.paths import REPO_ROOT
-from ..core.files import atomic_write_text, tsv_line
+from ..core.files import atomic_write_text
 from ..core.tally import Tally
 from . import runfolder
 from .runfolder import FINAL_DIR, LOSS_HISTORY_FILE, RUN_CONFIG_FILE, TRAIN_REJECTS_FILE
@@ -121,7 +121,7 @@ def train(train_json, out_dir: str | Path = "runs/sft", model=None, processor=No
         if marker is not None:
             runfolder.write_marker(out_dir, marker)
             if rejects:
-                write_rejects(out_dir / TRAIN_REJECTS_FILE, rejects)
+                write_run_rejects(out_dir / TRAIN_REJECTS_FILE, rejects)
         model, processor, own_weights = _starting_model(model, processor, recipe, {**settings, **overrides},
                                                         checkpoint, dataset, ours=dataset is not train_json)
         max_steps = recipe.max_steps
@@ -219,9 +219,11 @@ def freezes_vision(recipe: Recipe, settings: dict) -> bool:
     return bool(recipe.freeze_vision or settings.get("freeze_vision"))
 
 
-def write_rejects(path: Path, rejects: list[tuple]) -> None:
-    """``rejects.tsv`` of a run folder: file, row, reason."""
-    atomic_write_text(path, "file\trow\treason\n" + "".join(tsv_line(f, i, why) for f, i, why in rejects))
+def write_run_rejects(path: Path, rejects: list[tuple]) -> None:
+    """``rejects.tsv`` of a run folder: the rows left out, (file, row, reason) as ``formats.rejects`` writes them."""
+    from ..formats.rejects import Reject, write_rejects
+
+    write_rejects(path, [Reject(str(f), str(i), why) for f, i, why in rejects])
 
 
 def is_rank_zero() -> bool:
