@@ -131,7 +131,7 @@ def split_report(split: str, folder: Path, show: int):
     read = len(inks) + len(rejects)
     print(f"\n{split}: read {read} = {len(inks)} records + {len(rejects)} rejects; caption failures "
           f"{len(failures)}; captions differing from the plain MathML conversion {fallback}; {seconds:.1f} s")
-    for path, reason in rejects:
+    for path, _, reason in rejects:
         print(f"    reject {path}: {reason}")
     for key, reason in failures:
         print(f"    FAILED {key}: {reason}")
