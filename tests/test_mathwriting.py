@@ -113,3 +113,19 @@ def test_prepare_mathwriting(corpus, tmp_path, capsys):
     assert set(reasons) == {"train/cut.inkml", "train/nolabel.inkml"}
     assert reasons["train/cut.inkml"].startswith("malformed or truncated XML")
     assert reasons["train/nolabel.inkml"] == "no caption: no truth annotation, MathML, normalizedLabel or label"
+
+
+def test_prepare_kind_names_the_layout_and_the_other_one_is_refused(corpus, crohme_root, tmp_path, capsys):
+    """``unimumer prepare <kind>``: the kind is checked against the files (it was once read nowhere)."""
+    root, _ = corpus
+    assert cli.main(["prepare", "crohme", "--src", str(root), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "mathwriting InkML, but `prepare crohme` was asked for" in err and ".inkml:" in err
+    assert not (tmp_path / "a").exists()
+    small = tmp_path / "crohme"
+    (small / "test2014").mkdir(parents=True)
+    for path in sorted((crohme_root / "test2014").glob("*.inkml"))[:2]:
+        (small / "test2014" / path.name).symlink_to(path)
+    assert cli.main(["prepare", "mathwriting", "--src", str(small), "--out", str(tmp_path / "b")]) == 2
+    assert "crohme InkML, but `prepare mathwriting` was asked for" in capsys.readouterr().err
+    assert cli.main(["prepare", "crohme", "--src", str(small), "--out", str(tmp_path / "b"), "--no-images"]) == 0

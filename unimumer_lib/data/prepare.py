@@ -370,10 +370,35 @@ def _journal_rows(journal: Path):
                 continue
 
 
+def layout_kind(src) -> tuple[str, Path] | None:
+    """(the ``INKML_FAMILIES`` kind, the file it was read from) of the first readable InkML file under ``src``:
+    ``mathwriting`` when it carries a MathWriting label, else ``crohme``; None when no file reads."""
+    from .inkml import MATHWRITING_LABELS, InkmlError, find_inkml, read_inkml
+
+    for folder in find_splits(src).values():
+        for path in find_inkml(folder):
+            try:
+                ink = read_inkml(path)
+            except (InkmlError, ValueError):
+                continue
+            return ("mathwriting" if any(ink.annotations.get(k) for k in MATHWRITING_LABELS) else "crohme"), path
+    return None
+
+
+def check_kind(src, kind: str) -> None:
+    """Refuse a ``kind`` (``unimumer prepare <kind>``) that names the other InkML layout than ``src`` holds."""
+    found = layout_kind(src)
+    if found is not None and found[0] != kind:
+        raise ValueError(f"{found[1]}: {found[0]} InkML, but `prepare {kind}` was asked for; run `unimumer prepare "
+                         f"{found[0]} --src {src} ...`")
+
+
 def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128, workers: int | None = None,
-                   limit: int | None = None, force: bool = False, stroke: float = 1.0) -> dict[str, dict]:
+                   limit: int | None = None, force: bool = False, stroke: float = 1.0,
+                   kind: str | None = None) -> dict[str, dict]:
     """Materialise every split under ``src`` (or only ``splits``) into ``out``; ``stroke``: the pen width as a
-    multiple of the renderer's default.
+    multiple of the renderer's default; ``kind`` (``crohme``/``mathwriting``, as ``unimumer prepare`` names it):
+    refused when ``src`` holds the other layout (``check_kind``).
 
     Returns ``{split: {"read": n, "written": n, "rejected": n}}``; details are in each split's manifest.
     """
@@ -387,6 +412,8 @@ def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128
         found = {s: found[s] for s in splits}
     if not found:
         raise FileNotFoundError(f"{src}: no subfolder holds .inkml files")
+    if kind is not None:
+        check_kind(src, kind)
     summary = {}
     with OutputLock(out):
         for name, folder in found.items():

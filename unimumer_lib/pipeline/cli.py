@@ -15,7 +15,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from ..core.tally import Tally
 
     summaries = prepare_crohme(Path(args.src), Path(args.out), splits=args.splits, images=not args.no_images,
-                               height=args.height, workers=args.workers, limit=args.limit, force=args.force)
+                               height=args.height, workers=args.workers, limit=args.limit, force=args.force,
+                               kind=args.kind)
     for split, s in summaries.items():
         print(Tally.of(s).line(split))
     return 0
