@@ -108,18 +108,51 @@ def _sample_job(job: tuple) -> tuple[str, str, str | None]:
     return key, caption_of(ink), None
 
 
+OTHER_WRITER = "a writer of another group"  # (the reason ``_crohme_job`` leaves a file out: not a reject)
+
+
+def _render_stream(out: Path, job, jobs: list, exclude: set[str], label: tuple[str, str], workers: int | None,
+                   progress: bool, settings: dict, others: bool = False) -> dict:
+    """Run ``job`` over ``jobs`` (each -> (id, caption, None) with ``out/images/<id>.png`` written, or (id, "",
+    reason)), leave out captions in ``exclude`` (their images deleted), and write ``out/caption.txt`` and the
+    marker ``out/stream.json``; ``others``: count files of ``OTHER_WRITER`` apart. Returns the summary, whose
+    counts reconcile: read = written + excluded (+ other writers) + rejected."""
+    from contextlib import closing
+
+    from tqdm.auto import tqdm
+
+    from ..core.workers import imap_ordered
+    from ..data.render import default_workers
+
+    kept, excluded, other, rejects = [], 0, 0, []
+    with closing(imap_ordered(job, jobs, workers or default_workers(), chunksize=32)) as results:
+        for key, caption, reason in tqdm(results, total=len(jobs), desc=label[0], unit=label[1], mininterval=2.0,
+                                         disable=not progress):
+            if reason == OTHER_WRITER:
+                other += 1
+            elif reason is not None:
+                rejects.append((key, reason))
+            elif caption in exclude:
+                excluded += 1
+                (out / "images" / f"{key}.png").unlink()
+            else:
+                kept.append((key, caption))
+    atomic_write_text(out / "caption.txt", "".join(f"{k}\t{c}\n" for k, c in kept))
+    summary = {"settings": settings, "read": len(jobs), "written": len(kept), "excluded_held_out": excluded,
+               **({"other_writers": other} if others else {}), "rejected": len(rejects), "rejects": rejects}
+    assert summary["read"] == summary["written"] + excluded + other + len(rejects)
+    atomic_write_text(out / "stream.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = frozenset(),
                 workers: int | None = None, progress: bool = True, glyph_share: float = 0.0,
                 writer_group: str = "pretrain", first_shard: int = 0) -> dict:
     """Render ``n`` pretraining samples into ``out/images`` and write ``out/caption.txt`` (samples whose caption
     is in ``exclude`` are left out and counted); ``glyph_share`` of them in real glyphs of the shipped bank's
     ``writer_group``; shards from ``first_shard`` on. A finished stream (its ``stream.json``) is reused."""
-    from contextlib import closing
 
-    from tqdm.auto import tqdm
 
-    from ..data.render import default_workers
-    from ..core.workers import imap_ordered
 
     out = Path(out)
     marker = out / "stream.json"
@@ -134,23 +167,8 @@ def make_stream(out: Path, n: int, height: int = HEIGHT, exclude: set[str] = fro
     images.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, i, str(images), height, glyph_share, writer_group) for k, seed in enumerate(settings["seeds"])
             for i in range(min(SHARD_SIZE, n - k * SHARD_SIZE))]
-    kept, excluded, rejects = [], 0, []
-    with closing(imap_ordered(_sample_job, jobs, workers or default_workers(), chunksize=32)) as results:
-        for key, caption, reason in tqdm(results, total=len(jobs), desc="pretraining stream", unit="sample",
-                                         mininterval=2.0, disable=not progress):
-            if reason is not None:
-                rejects.append((key, reason))
-            elif caption in exclude:
-                excluded += 1
-                (images / f"{key}.png").unlink()
-            else:
-                kept.append((key, caption))
-    atomic_write_text(out / "caption.txt", "".join(f"{k}\t{c}\n" for k, c in kept))
-    summary = {"settings": settings, "read": len(jobs), "written": len(kept), "excluded_held_out": excluded,
-               "rejected": len(rejects), "rejects": rejects[:50]}
-    assert summary["read"] == summary["written"] + excluded + len(rejects)
-    atomic_write_text(marker, json.dumps(summary, indent=1) + "\n")
-    return summary
+    return _render_stream(out, _sample_job, jobs, exclude, ("pretraining stream", "sample"), workers, progress,
+                          settings)
 
 
 def _crohme_job(job: tuple) -> tuple[str, str, str | None]:
@@ -166,7 +184,7 @@ def _crohme_job(job: tuple) -> tuple[str, str, str | None]:
     try:
         ink = read_inkml(Path(path))
         if writer_group(writer_key(ink, Path(path), Path(src))) != group:
-            return key, "", f"writer not in the {group!r} group"
+            return key, "", OTHER_WRITER
         caption = caption_of(ink)
         buf = io.BytesIO()
         render_ink(ink, height=height).save(buf, format="PNG", **PNG_OPTIONS)
@@ -182,13 +200,9 @@ def crohme_train_stream(out: Path, src: Path, height: int = HEIGHT, writer_group
     glyph compositions of the stream use; the fine-tuning and test writers' files are left out) into
     ``out/images`` and write ``out/caption.txt``; captions in ``exclude`` are left out and counted. A test split
     is refused (leak guard). Counts reconcile: read = written + excluded + other writers + rejected."""
-    from contextlib import closing
 
-    from tqdm.auto import tqdm
 
-    from ..core.workers import imap_ordered
     from ..data.inkml import find_inkml
-    from ..data.render import default_workers
     from ..data.splits import TEST_SPLIT_NAME, check_no_test_images, held_out_index
 
     src, out = Path(src), Path(out)
@@ -203,25 +217,8 @@ def crohme_train_stream(out: Path, src: Path, height: int = HEIGHT, writer_group
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     jobs = [(str(p), str(src), str(images), height, writer_group) for p in files]
-    kept, excluded, others, rejects = [], 0, 0, []
-    with closing(imap_ordered(_crohme_job, jobs, workers or default_workers(), chunksize=32)) as results:
-        for key, caption, reason in tqdm(results, total=len(jobs), desc="CROHME train stream", unit="file",
-                                         mininterval=2.0, disable=not progress):
-            if reason is not None and reason.startswith("writer not in"):
-                others += 1
-            elif reason is not None:
-                rejects.append((key, reason))
-            elif caption in exclude:
-                excluded += 1
-                (images / f"{key}.png").unlink()
-            else:
-                kept.append((key, caption))
-    atomic_write_text(out / "caption.txt", "".join(f"{k}\t{c}\n" for k, c in kept))
-    summary = {"settings": settings, "read": len(jobs), "written": len(kept), "excluded_held_out": excluded,
-               "other_writers": others, "rejected": len(rejects), "rejects": rejects}
-    assert summary["read"] == summary["written"] + excluded + others + len(rejects)
-    atomic_write_text(marker, json.dumps(summary, indent=1) + "\n")
-    return summary
+    return _render_stream(out, _crohme_job, jobs, exclude, ("CROHME train stream", "file"), workers, progress,
+                          settings, others=True)
 
 
 def crohme_train_root() -> Path:
