@@ -418,3 +418,19 @@ def ink_to_mathwriting_xml(ink: Ink) -> str:
         el.tail = "\n"
     root.text = "\n"
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="unicode") + "\n"
+
+
+def check_kind(folders, kind: str) -> None:
+    """Refuse a ``kind`` (``unimumer prepare <kind>``: ``crohme`` or ``mathwriting``) that names the other InkML
+    layout than the first readable file in ``folders`` has (a MathWriting label, or not)."""
+    for folder in folders:
+        for path in find_inkml(folder):
+            try:
+                ink = read_inkml(path)
+            except (InkmlError, ValueError):
+                continue
+            found = "mathwriting" if mathwriting_label(ink) is not None else "crohme"
+            if found != kind:
+                raise ValueError(f"{path}: {found} InkML, but `prepare {kind}` was asked for; run `unimumer "
+                                 f"prepare {found}` on it")
+            return

@@ -18,21 +18,20 @@ import hashlib
 import io
 import json
 import os
-from collections import Counter
-from collections import deque
-from contextlib import closing
 import tempfile
+from collections import Counter, deque
+from contextlib import closing
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .inkml import InkmlError, caption_of, holds_inkml, ink_from_xml, inkml_listing, listing_path
+from .inkml import InkmlError, caption_of, check_kind, holds_inkml, ink_from_xml, inkml_listing, listing_path
 from ..core.files import atomic_write_bytes, atomic_write_text, atomic_write_with, remove_temp_files
 from ..core.outdir import OutputLock, is_empty_dir
 from ..formats.records import (CAPTION_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST_FILE, REJECTS_FILE,
                                Record, read_comer, unsafe_id, write_captions)
 from ..formats.rejects import Reject, write_rejects
-from .render import check_height, default_workers, render_ink
+from .render import check_height, check_stroke, default_workers, render_ink, stroke_width
 from ..core.tally import Tally
 from ..core.workers import imap_ordered
 
@@ -155,17 +154,6 @@ def _refuse_clashes(out_dir: Path, targets) -> None:
                               f"beside yours but never replaces one: move it away, or choose another --out")
 
 
-def stroke_width(height: int, stroke: float = 1.0) -> float | None:
-    """The pen width in pixels for ``stroke`` times the renderer's default at ``height`` (None: the default)."""
-    return None if stroke == 1.0 else stroke * max(1.0, height / 50)
-
-
-def check_stroke(stroke) -> float:
-    if isinstance(stroke, bool) or not isinstance(stroke, (int, float)) or not 0.25 <= stroke <= 8:
-        raise ValueError(f"stroke (the pen width as a multiple of the default) must be within 0.25-8, got {stroke!r}")
-    return float(stroke)
-
-
 def _check_limit(limit) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a whole number >= 1 (or none for all files), got {limit!r}")
@@ -174,7 +162,7 @@ def _check_limit(limit) -> None:
 def prepare_split(split_dir, out_dir, images: bool = True, height: int = 128, workers: int | None = None,
                   limit: int | None = None, root=None, force: bool = False, stroke: float = 1.0) -> dict:
     """Materialise one split folder; returns its manifest (counts, sources, rejects). ``stroke``: the pen width as
-    a multiple of the renderer's default (``stroke_width``)."""
+    a multiple of the renderer's default (``render.stroke_width``)."""
     height, stroke = check_height(height), check_stroke(stroke)
     _check_limit(limit)
     split_dir, out_dir = Path(split_dir), Path(out_dir)
@@ -370,35 +358,11 @@ def _journal_rows(journal: Path):
                 continue
 
 
-def layout_kind(src) -> tuple[str, Path] | None:
-    """(the ``INKML_FAMILIES`` kind, the file it was read from) of the first readable InkML file under ``src``:
-    ``mathwriting`` when it carries a MathWriting label, else ``crohme``; None when no file reads."""
-    from .inkml import MATHWRITING_LABELS, InkmlError, find_inkml, read_inkml
-
-    for folder in find_splits(src).values():
-        for path in find_inkml(folder):
-            try:
-                ink = read_inkml(path)
-            except (InkmlError, ValueError):
-                continue
-            return ("mathwriting" if any(ink.annotations.get(k) for k in MATHWRITING_LABELS) else "crohme"), path
-    return None
-
-
-def check_kind(src, kind: str) -> None:
-    """Refuse a ``kind`` (``unimumer prepare <kind>``) that names the other InkML layout than ``src`` holds."""
-    found = layout_kind(src)
-    if found is not None and found[0] != kind:
-        raise ValueError(f"{found[1]}: {found[0]} InkML, but `prepare {kind}` was asked for; run `unimumer prepare "
-                         f"{found[0]} --src {src} ...`")
-
-
 def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128, workers: int | None = None,
                    limit: int | None = None, force: bool = False, stroke: float = 1.0,
                    kind: str | None = None) -> dict[str, dict]:
     """Materialise every split under ``src`` (or only ``splits``) into ``out``; ``stroke``: the pen width as a
-    multiple of the renderer's default; ``kind`` (``crohme``/``mathwriting``, as ``unimumer prepare`` names it):
-    refused when ``src`` holds the other layout (``check_kind``).
+    multiple of the renderer's default; ``kind`` (``unimumer prepare <kind>``): ``inkml.check_kind``.
 
     Returns ``{split: {"read": n, "written": n, "rejected": n}}``; details are in each split's manifest.
     """
@@ -413,7 +377,7 @@ def prepare_crohme(src, out, splits=None, images: bool = True, height: int = 128
     if not found:
         raise FileNotFoundError(f"{src}: no subfolder holds .inkml files")
     if kind is not None:
-        check_kind(src, kind)
+        check_kind(found.values(), kind)
     summary = {}
     with OutputLock(out):
         for name, folder in found.items():
@@ -446,8 +410,7 @@ def load_split(folder) -> list[Record]:
     return records
 
 
-def load_rejects(folder) -> list[dict]:
-    """The rejects of a prepared split as [{"file": ..., "reason": ...}]."""
+def load_rejects(folder) -> list[dict]:  # a prepared split's rejects: [{"file": ..., "reason": ...}]
     return _finished_manifest(Path(folder)).get("rejects", [])
 
 

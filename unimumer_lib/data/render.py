@@ -138,3 +138,14 @@ def render_many(items: Iterable, height: int = 128, workers: int | None = None, 
     workers = default_workers() if workers is None else workers
     jobs = [(i.traces if isinstance(i, Ink) else i, height, options) for i in items]
     yield from imap_ordered(_render_job, jobs, workers, chunksize)
+
+
+def stroke_width(height: int, stroke: float = 1.0) -> float | None:
+    """The pen width in pixels for ``stroke`` times the renderer's default at ``height`` (None: the default)."""
+    return None if stroke == 1.0 else stroke * max(1.0, height / 50)
+
+
+def check_stroke(stroke) -> float:
+    if isinstance(stroke, bool) or not isinstance(stroke, (int, float)) or not 0.25 <= stroke <= 8:
+        raise ValueError(f"stroke (the pen width as a multiple of the default) must be within 0.25-8, got {stroke!r}")
+    return float(stroke)

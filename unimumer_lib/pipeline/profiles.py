@@ -59,7 +59,7 @@ class Profile:
     label: str = "ours ({name}, {train})"
     paper: Paper | None = None
     writers: tuple[str, str] | None = None  # synthetic data in real glyphs: the bank's writer groups of (train, test)
-    stroke: float = 1.0  # pen width of the prepared images, a multiple of the renderer's default (prepare.stroke_width)
+    stroke: float = 1.0  # pen width of the prepared images, a multiple of the renderer's default (render.stroke_width)
     task_loss_every: int = 0  # notebook 03 logs each task's probe loss every N steps (callbacks.task_loss_callback)
 
 

@@ -25,8 +25,10 @@ from pathlib import Path
 from ..core.files import atomic_write_text
 from ..tasks.spec import BASE_TASK
 from .cards import glyph_model_card, model_card
-from .stream import (CROHME_STREAM, HEIGHT, HELD_OUT_POOL, HELD_OUT_SEED, crohme_records, crohme_test_captions,
-                     crohme_train_root, held_out_captions, held_out_records, make_stream, shard_seeds, stream_items)
+from .stream import (CAPTION_HASHES, CAPTION_LIST, CROHME_STREAM, HEIGHT, HELD_OUT_POOL, HELD_OUT_SEED,  # noqa: F401
+                     crohme_records, crohme_test_captions, crohme_train_root, held_out_captions, held_out_records,
+                     make_stream, read_caption_hashes, read_caption_list, shard_seeds, stream_items, trained_on,
+                     write_caption_list)
 
 
 BASE_NAME = "tiny-base"  # its folder: model.SHIPPED[BASE_NAME]
@@ -103,7 +105,6 @@ GLYPH_SEGMENTS = (
 )
 GLYPH_RECIPE = GLYPH_SEGMENTS[-1]  # what `unimumer pretrain --recipe glyph-base` runs: the next segment
 RECIPES = {RECIPE.name: RECIPE, GLYPH_RECIPE.name: GLYPH_RECIPE}
-CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every caption trained on, one per line
 
 
 def assign_tasks(items: list, recipe: Pretraining) -> dict[str, list]:
@@ -160,33 +161,6 @@ def previous_segments(init: str | Path | None) -> list[dict]:
     record = json.loads((Path(resolve_model_path(init)) / "run_config.json").read_text(encoding="utf-8"))
     return record.get("segments") or [{"init": None, **{k: record.get(k) for k in ("commit", "steps", "train_wall_s",
                                                                                      "final_loss")}}]
-
-
-def write_caption_list(stream: Path, out: Path, init: str | Path | None = None) -> Path:
-    """``out/pretraining_captions.txt.gz``: the distinct captions of the stream and of every earlier segment (the
-    list of the base ``init`` continues), sorted (the disjointness tests read it)."""
-    import gzip
-
-    from ..core.files import atomic_write_bytes
-    from ..formats.records import read_captions
-
-    captions = set(read_captions(Path(stream) / "caption.txt").values())
-    real = Path(stream).parent / CROHME_STREAM / "caption.txt"
-    captions |= set(read_captions(real).values()) if real.exists() else set()
-    if init:
-        from ..models.model import resolve_model_path
-
-        earlier = Path(resolve_model_path(init))
-        captions |= read_caption_list(earlier) if (earlier / CAPTION_LIST).exists() else set()
-    captions = sorted(captions)
-    return atomic_write_bytes(Path(out) / CAPTION_LIST, gzip.compress(("\n".join(captions) + "\n").encode(), mtime=0))
-
-
-def read_caption_list(folder: Path) -> set[str]:
-    """The captions a pretrained base was trained on (its ``pretraining_captions.txt.gz``)."""
-    import gzip
-
-    return set(gzip.decompress((Path(folder) / CAPTION_LIST).read_bytes()).decode().splitlines())
 
 
 def pretrain(out: Path, work: Path, recipe: Pretraining = RECIPE, resume: bool = False,

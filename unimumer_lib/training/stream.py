@@ -1,7 +1,8 @@
 """The pretraining sample stream: unique synthetic expressions drawn from seeded shards (``PRETRAIN_SEED`` + i), in
 Hershey or real glyphs, plus (where a recipe asks) the CROHME-train expressions of the pretraining writers, leaving
 out every caption of the held-out pool (the synthetic test sets) and of the CROHME test splits; and the record sets
-a pretraining curve reads (held-out compositions, Hershey, CROHME 2014).
+a pretraining curve reads (held-out compositions, Hershey, CROHME 2014); and the lists of captions a base was
+trained on (synthetic ones as text, CROHME-train ones as hashes), which the disjointness tests read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ HELD_OUT_SEED = 1  # the synthetic test seed of every profile (train uses seed 0
 HELD_OUT_POOL = 3_000  # samples 0..HELD_OUT_POOL-1 of HELD_OUT_SEED: the held-out pool
 HEIGHT = 64  # what the smoke/cpu profiles prepare their images at (``prepare --height 64``)
 CROHME_STREAM = "crohme_train"  # in a pretraining --work: the CROHME-train part of the stream
+CAPTION_LIST = "pretraining_captions.txt.gz"  # beside the weights: every synthetic caption trained on, one per line
+CAPTION_HASHES = "pretraining_captions_crohme.sha256.gz"  # and the CROHME-train ones, as caption_hash values
 
 
 def check_seed(seed: int, what: str = "a synthetic split") -> int:
@@ -286,3 +289,57 @@ def crohme_records(work: Path, split: str, n: int, height: int = HEIGHT, seed: i
         except (InkmlError, ValueError):
             continue
     return out
+
+
+def write_caption_list(stream: Path, out: Path, init: str | Path | None = None) -> Path:
+    """``out/pretraining_captions.txt.gz``: the distinct synthetic captions of the stream and of every earlier
+    segment (the list of the base ``init`` continues), sorted; the CROHME-train captions trained on go to
+    ``CAPTION_HASHES`` as hashes (the text is CROHME's: not shipped). The disjointness tests read both
+    (``trained_on``)."""
+    import gzip
+
+    from ..core.files import atomic_write_bytes
+    from ..formats.records import read_captions
+
+    captions = set(read_captions(Path(stream) / "caption.txt").values())
+    real = Path(stream).parent / CROHME_STREAM / "caption.txt"
+    hashes = {caption_hash(c) for c in read_captions(real).values()} if real.exists() else set()
+    if init:
+        from ..models.model import resolve_model_path
+
+        earlier = Path(resolve_model_path(init))
+        captions |= read_caption_list(earlier) if (earlier / CAPTION_LIST).exists() else set()
+        hashes |= read_caption_hashes(earlier)
+    if hashes:
+        atomic_write_bytes(Path(out) / CAPTION_HASHES, gzip.compress(("\n".join(sorted(hashes)) + "\n").encode(),
+                                                                     mtime=0))
+    text = "\n".join(sorted(captions)) + "\n"
+    return atomic_write_bytes(Path(out) / CAPTION_LIST, gzip.compress(text.encode(), mtime=0))
+
+
+def caption_hash(caption: str) -> str:
+    """The hash a caption is listed by in ``CAPTION_HASHES`` (SHA-256, 16 hex digits)."""
+    import hashlib
+
+    return hashlib.sha256(caption.encode()).hexdigest()[:16]
+
+
+def read_caption_list(folder: Path) -> set[str]:
+    """The synthetic captions a pretrained base was trained on (its ``pretraining_captions.txt.gz``)."""
+    import gzip
+
+    return set(gzip.decompress((Path(folder) / CAPTION_LIST).read_bytes()).decode().splitlines())
+
+
+def read_caption_hashes(folder: Path) -> set[str]:
+    """The hashes of the CROHME-train captions a base was trained on (empty when it trained on none)."""
+    import gzip
+
+    path = Path(folder) / CAPTION_HASHES
+    return set(gzip.decompress(path.read_bytes()).decode().splitlines()) if path.exists() else set()
+
+
+def trained_on(folder: Path, captions) -> set[str]:
+    """Those of ``captions`` the base in ``folder`` was trained on (in its list, or by hash)."""
+    listed, hashes = read_caption_list(folder), read_caption_hashes(folder)
+    return {c for c in captions if c in listed or caption_hash(c) in hashes}
